@@ -1,0 +1,54 @@
+// Package awsx builds the AWS SDK clients every Clickstream component uses.
+// Configuration comes only from aws-sdk-go-v2's default chain, so setting
+// AWS_ENDPOINT_URL_KINESIS / _DYNAMODB / _S3 (what `source .local/env` does)
+// points everything at the local stack and nothing else changes.
+package awsx
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Clients holds one client per service. They are safe for concurrent use.
+type Clients struct {
+	Config   aws.Config
+	Kinesis  *kinesis.Client
+	DynamoDB *dynamodb.Client
+	S3       *s3.Client
+}
+
+// Load reads the default config chain and builds the clients.
+func Load(ctx context.Context, optFns ...func(*config.LoadOptions) error) (*Clients, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, optFns...)
+	if err != nil {
+		return nil, fmt.Errorf("load AWS config: %w", err)
+	}
+	return FromConfig(cfg), nil
+}
+
+// FromConfig builds the clients from an already loaded config.
+func FromConfig(cfg aws.Config) *Clients {
+	return &Clients{
+		Config:   cfg,
+		Kinesis:  kinesis.NewFromConfig(cfg),
+		DynamoDB: dynamodb.NewFromConfig(cfg),
+		S3:       NewS3(cfg),
+	}
+}
+
+// NewS3 returns an S3 client that uses path-style addressing whenever a
+// custom endpoint is configured: S3-compatible servers (MinIO, LocalStack)
+// on 127.0.0.1 have no per-bucket DNS names. Against AWS nothing changes.
+func NewS3(cfg aws.Config) *s3.Client {
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if o.BaseEndpoint != nil {
+			o.UsePathStyle = true
+		}
+	})
+}

