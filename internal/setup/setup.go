@@ -227,7 +227,10 @@ func EnsureTable(ctx context.Context, dc DynamoDBAPI, spec TableSpec) (Status, e
 	case err != nil:
 		return st, fmt.Errorf("describe table %s: %w", spec.Name, err)
 	}
-	w := dynamodb.NewTableExistsWaiter(dc, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond; o.MaxDelay = time.Second })
+	w := dynamodb.NewTableExistsWaiter(dc, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = time.Second
+	})
 	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(spec.Name)}, 2*time.Minute); err != nil {
 		return st, fmt.Errorf("wait for table %s: %w", spec.Name, err)
 	}
