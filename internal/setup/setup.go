@@ -116,7 +116,7 @@ func Ensure(ctx context.Context, c *awsx.Clients, r Resources, report func(Statu
 		}
 		report(st)
 	}
-	st, err = EnsureBucket(ctx, c.S3, r.Bucket)
+	st, err = EnsureBucket(ctx, c.S3, r.Bucket, c.Config.Region)
 	if err != nil {
 		return err
 	}
@@ -265,8 +265,8 @@ type S3API interface {
 	CreateBucket(context.Context, *s3.CreateBucketInput, ...func(*s3.Options)) (*s3.CreateBucketOutput, error)
 }
 
-// EnsureBucket creates the bucket if missing.
-func EnsureBucket(ctx context.Context, sc S3API, name string) (Status, error) {
+// EnsureBucket creates the bucket in region if missing.
+func EnsureBucket(ctx context.Context, sc S3API, name, region string) (Status, error) {
 	st := Status{Kind: "bucket", Name: name}
 	_, err := sc.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(name)})
 	if err == nil {
@@ -276,7 +276,11 @@ func EnsureBucket(ctx context.Context, sc S3API, name string) (Status, error) {
 	if !errors.As(err, &nf) {
 		return st, fmt.Errorf("head bucket %s: %w", name, err)
 	}
-	_, err = sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+	in := &s3.CreateBucketInput{Bucket: aws.String(name)}
+	if region != "" && region != "us-east-1" { // us-east-1 rejects an explicit location constraint
+		in.CreateBucketConfiguration = &s3types.CreateBucketConfiguration{LocationConstraint: s3types.BucketLocationConstraint(region)}
+	}
+	_, err = sc.CreateBucket(ctx, in)
 	var owned *s3types.BucketAlreadyOwnedByYou
 	if err != nil && !errors.As(err, &owned) {
 		return st, fmt.Errorf("create bucket %s: %w", name, err)

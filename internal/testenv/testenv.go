@@ -110,7 +110,7 @@ func Bucket(t testing.TB, c *awsx.Clients) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := setup.EnsureBucket(ctx, c.S3, name); err != nil {
+	if _, err := setup.EnsureBucket(ctx, c.S3, name, c.Config.Region); err != nil {
 		t.Fatalf("create bucket: %v", err)
 	}
 	t.Cleanup(func() {
