@@ -1,0 +1,620 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// Decoding reads the record token by token with jsontext (the tokenizer behind
+// encoding/json/v2) instead of unmarshalling into a struct: unknown fields must
+// be kept verbatim, "ts" takes two JSON types, null must mean absent and every
+// type error must name its field. BENCHMARKS.md has the measurements that chose
+// this over encoding/json, goccy/go-json, sonic, jsoniter, segmentio, fastjson
+// and jsonparser.
+
+// decOpts: duplicate names are allowed (the last one wins, as in encoding/json);
+// invalid UTF-8 stays a syntax error.
+var decOpts = jsontext.AllowDuplicateNames(true)
+
+// Range of epoch milliseconds that RFC 3339 can write (years 0000-9999).
+var (
+	minTime = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
+// maxExactFloat bounds integers written as floats (1.7e12): beyond 2^53 a
+// float64 no longer holds every integer, so the value would be silently changed.
+const maxExactFloat = 1 << 53
+
+// decodeState is the reusable part of a decode, pooled so a decode allocates
+// only what the Event keeps.
+type decodeState struct {
+	dec     jsontext.Decoder
+	buf     bytes.Buffer
+	scratch []byte // unquoted escaped strings
+
+	data []byte
+	rec  string  // string(data), made on first use; unescaped strings are substrings of it
+	nums *numBox // storage behind the optional numeric pointers
+}
+
+// numBox lets Position, Bytes and RequestTimeMS share one allocation.
+type numBox struct {
+	position int
+	bytes    int64
+	rtMS     float64
+}
+
+var statePool = sync.Pool{New: func() any { return new(decodeState) }}
+
+// Unmarshal decodes one JSON object into e, checking syntax and field types
+// only (Validate checks the contract rules). It resets e first; on error e
+// holds the fields decoded before the error.
+//
+// The error is always an *Error: Field "" and Reason "invalid JSON: … at
+// offset N" for syntax errors, or the offending field and "must be …, got …".
+// Strings must be valid UTF-8 without escaped lone surrogates: such records
+// are rejected as invalid JSON rather than silently altered (encoding/json
+// would replace the bytes with U+FFFD). A record that is both mistyped and
+// broken is reported as invalid JSON.
+//
+// Null means absent; for duplicate names the last one wins; unknown fields go
+// to Extra with their raw bytes copied; an empty features or attrs object
+// decodes as nil. Integer fields accept integral numbers written as 2e2 or
+// 200.0 up to 2^53. Unmarshal never panics, and neither keeps nor modifies
+// data: the caller may reuse it at once. Safe for concurrent use.
+func Unmarshal(data []byte, e *Event) error {
+	*e = Event{}
+	s := statePool.Get().(*decodeState)
+	err := s.decode(data, e)
+	s.release()
+	statePool.Put(s)
+	return err
+}
+
+// Decode is Unmarshal followed by Validate: the one call consumers make per
+// record. On error the event holds what was decoded (an id, say, for the
+// dead-letter entry).
+func Decode(data []byte) (Event, error) {
+	var e Event
+	if err := Unmarshal(data, &e); err != nil {
+		return e, err
+	}
+	if err := e.validate(true); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler with Unmarshal's rules (no
+// validation), so encoding/json users decode events the same way. A JSON null
+// leaves e unchanged, as encoding/json expects.
+func (e *Event) UnmarshalJSON(data []byte) error {
+	if string(bytes.TrimSpace(data)) == "null" {
+		return nil
+	}
+	return Unmarshal(data, e)
+}
+
+// release prepares s for the pool. The jsontext decoder still points at the
+// last record until its next Reset (it is never read again, but a pooled state
+// keeps that one record alive); resetting it here as well cost ~7% more CPU
+// per decode.
+func (s *decodeState) release() {
+	s.data, s.rec, s.nums = nil, "", nil
+	if cap(s.scratch) > 4<<10 {
+		s.scratch = nil
+	}
+}
+
+func (s *decodeState) decode(data []byte, e *Event) error {
+	s.data = data
+	s.buf = *bytes.NewBuffer(data) // jsontext reads a bytes.Buffer in place, without copying
+	d := &s.dec
+	d.Reset(&s.buf, decOpts)
+
+	switch k := d.PeekKind(); k {
+	case '{':
+	case 0:
+		_, err := d.ReadValue()
+		return s.syntaxError(err)
+	default:
+		if _, err := d.ReadValue(); err != nil {
+			return s.syntaxError(err)
+		}
+		return &Error{Reason: "event must be a JSON object, got " + kindName(k)}
+	}
+	if _, err := d.ReadToken(); err != nil {
+		return s.syntaxError(err)
+	}
+	for {
+		if d.PeekKind() == '}' {
+			break
+		}
+		name, err := d.ReadValue()
+		if err != nil {
+			return s.syntaxError(err)
+		}
+		key, err := s.stringAt(name)
+		if err != nil {
+			return err
+		}
+		if err := s.field(e, key); err != nil {
+			if ee, ok := err.(*Error); ok && ee.Field != "" {
+				return s.finish(err)
+			}
+			return err
+		}
+	}
+	if _, err := d.ReadToken(); err != nil {
+		return s.syntaxError(err)
+	}
+	return s.checkTrailing()
+}
+
+// finish reports a type error only once the rest of the record is known to be
+// valid JSON, so a record that is also broken is reported as invalid JSON.
+func (s *decodeState) finish(typeErr error) error {
+	d := &s.dec
+	for d.StackDepth() > 0 {
+		var err error
+		switch d.PeekKind() {
+		case '}', ']':
+			_, err = d.ReadToken()
+		default:
+			_, err = d.ReadValue()
+		}
+		if err != nil {
+			return s.syntaxError(err)
+		}
+	}
+	if err := s.checkTrailing(); err != nil {
+		return err
+	}
+	return typeErr
+}
+
+func (s *decodeState) checkTrailing() error {
+	off := int(s.dec.InputOffset())
+	for i := off; i < len(s.data); i++ {
+		switch s.data[i] {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return &Error{Reason: "invalid JSON: unexpected data after the object at offset " + strconv.Itoa(i)}
+	}
+	return nil
+}
+
+func (s *decodeState) syntaxError(err error) error {
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) {
+		reason := "syntax error"
+		if se.Err != nil {
+			reason = strings.TrimPrefix(se.Err.Error(), "jsontext: ")
+		}
+		if errors.Is(se.Err, io.ErrUnexpectedEOF) {
+			reason = "unexpected end of input"
+		}
+		return &Error{Reason: "invalid JSON: " + reason + " at offset " + strconv.FormatInt(se.ByteOffset, 10)}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return &Error{Reason: "invalid JSON: unexpected end of input at offset " + strconv.Itoa(len(s.data))}
+	}
+	return &Error{Reason: "invalid JSON: " + strings.TrimPrefix(err.Error(), "jsontext: ")}
+}
+
+// stringAt converts v, a JSON string just returned by the decoder, to a Go
+// string. Without escapes it is a substring of one copy of the record, so all
+// strings of a record cost a single allocation.
+func (s *decodeState) stringAt(v jsontext.Value) (string, error) {
+	if len(v) <= 2 {
+		return "", nil
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		off := int(s.dec.InputOffset()) - len(v)
+		if s.rec == "" {
+			s.rec = string(s.data)
+		}
+		return s.rec[off+1 : off+len(v)-1], nil
+	}
+	var err error
+	s.scratch, err = jsontext.AppendUnquote(s.scratch[:0], v)
+	if err != nil { // unreachable: the decoder has validated v
+		return "", &Error{Reason: "invalid JSON: " + err.Error()}
+	}
+	return string(s.scratch), nil
+}
+
+func (s *decodeState) box() *numBox {
+	if s.nums == nil {
+		s.nums = new(numBox)
+	}
+	return s.nums
+}
+
+// field decodes the value of the top-level field key.
+func (s *decodeState) field(e *Event, key string) error {
+	switch key {
+	case "id":
+		return s.str(key, &e.ID)
+	case "type":
+		return s.str(key, &e.Type)
+	case "user_id":
+		return s.str(key, &e.UserID)
+	case "session_id":
+		return s.str(key, &e.SessionID)
+	case "item_id":
+		return s.str(key, &e.ItemID)
+	case "app":
+		return s.str(key, &e.App)
+	case "placement":
+		return s.str(key, &e.Placement)
+	case "host":
+		return s.str(key, &e.Host)
+	case "method":
+		return s.str(key, &e.Method)
+	case "uri":
+		return s.str(key, &e.URI)
+	case "route":
+		return s.str(key, &e.Route)
+	case "cache":
+		return s.str(key, &e.Cache)
+	case "user_agent":
+		return s.str(key, &e.UserAgent)
+	case "ts":
+		return s.timeField(key, &e.TS)
+	case "received_at":
+		return s.timeField(key, &e.ReceivedAt)
+	case "features":
+		return s.features(e)
+	case "attrs":
+		return s.attrs(e)
+	}
+
+	v, err := s.dec.ReadValue()
+	if err != nil {
+		return s.syntaxError(err)
+	}
+	k := v.Kind()
+	switch key {
+	case "v":
+		n, err := intValue(key, v, k)
+		e.V = int(n)
+		return err
+	case "status":
+		n, err := intValue(key, v, k)
+		e.Status = int(n)
+		return err
+	case "position":
+		if k == 'n' {
+			e.Position = nil
+			return nil
+		}
+		n, err := intValue(key, v, k)
+		if err != nil {
+			return err
+		}
+		if int64(int(n)) != n { // only where int is 32 bits
+			return &Error{key, "integer out of range, got " + clip(string(v))}
+		}
+		b := s.box()
+		b.position = int(n)
+		e.Position = &b.position
+		return nil
+	case "bytes":
+		if k == 'n' {
+			e.Bytes = nil
+			return nil
+		}
+		n, err := intValue(key, v, k)
+		if err != nil {
+			return err
+		}
+		b := s.box()
+		b.bytes = n
+		e.Bytes = &b.bytes
+		return nil
+	case "request_time_ms":
+		if k == 'n' {
+			e.RequestTimeMS = nil
+			return nil
+		}
+		if k != '0' {
+			return typeError(key, "a number", k)
+		}
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
+			return &Error{key, "must be a finite number, got " + clip(string(v))}
+		}
+		b := s.box()
+		b.rtMS = f
+		e.RequestTimeMS = &b.rtMS
+		return nil
+	}
+	if e.Extra == nil {
+		e.Extra = make(map[string]json.RawMessage, 1)
+	}
+	e.Extra[key] = bytes.Clone(v)
+	return nil
+}
+
+// str decodes a string field; null leaves it empty.
+func (s *decodeState) str(key string, dst *string) error {
+	v, err := s.dec.ReadValue()
+	if err != nil {
+		return s.syntaxError(err)
+	}
+	switch k := v.Kind(); k {
+	case '"':
+		*dst, err = s.stringAt(v)
+		return err
+	case 'n':
+		*dst = ""
+		return nil
+	default:
+		return typeError(key, "a string", k)
+	}
+}
+
+// time decodes "ts" or "received_at": an RFC 3339 string (any offset,
+// converted to UTC) or integral epoch milliseconds, truncated to milliseconds.
+func (s *decodeState) timeField(key string, dst *time.Time) error {
+	v, err := s.dec.ReadValue()
+	if err != nil {
+		return s.syntaxError(err)
+	}
+	const want = "an RFC 3339 string or epoch milliseconds"
+	switch k := v.Kind(); k {
+	case 'n':
+		*dst = time.Time{}
+		return nil
+	case '"':
+		str, err := s.stringAt(v)
+		if err != nil {
+			return err
+		}
+		t, ok := parseRFC3339(str)
+		if !ok {
+			return &Error{key, "must be " + want + ", got " + strconv.Quote(clip(str))}
+		}
+		if t.Before(minTime) || t.After(maxTime) {
+			return &Error{key, "out of range (years 0000-9999), got " + strconv.Quote(clip(str))}
+		}
+		*dst = t.Truncate(time.Millisecond)
+		return nil
+	case '0':
+		ms, ok := parseInt(v)
+		if !ok && !isIntegral(v) {
+			return &Error{key, "must be " + want + ", got " + clip(string(v))}
+		}
+		if !ok || ms < minTime.UnixMilli() || ms > maxTime.UnixMilli() {
+			return &Error{key, "out of range (years 0000-9999), got " + clip(string(v))}
+		}
+		*dst = time.UnixMilli(ms).UTC()
+		return nil
+	default:
+		return typeError(key, want, k)
+	}
+}
+
+// parseRFC3339 parses s and returns it in UTC. RFC 3339 also allows a
+// lowercase "t"/"z" and a space between date and time; those are accepted.
+func parseRFC3339(s string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		if len(s) < 20 {
+			return time.Time{}, false
+		}
+		b := []byte(s)
+		if b[10] == 't' || b[10] == ' ' {
+			b[10] = 'T'
+		}
+		if b[len(b)-1] == 'z' {
+			b[len(b)-1] = 'Z'
+		}
+		if string(b) == s {
+			return time.Time{}, false
+		}
+		if t, err = time.Parse(time.RFC3339Nano, string(b)); err != nil {
+			return time.Time{}, false
+		}
+	}
+	return t.UTC(), true
+}
+
+// features decodes "features": an object of finite numbers.
+func (s *decodeState) features(e *Event) error {
+	const key = "features"
+	if ok, err := s.beginMap(key); !ok {
+		e.Features = nil
+		return err
+	}
+	e.Features = nil // a repeated "features" replaces the earlier one
+	d := &s.dec
+	for d.PeekKind() != '}' {
+		name, v, err := s.mapEntry()
+		if err != nil {
+			return err
+		}
+		if k := v.Kind(); k != '0' {
+			return &Error{key, "value of " + strconv.Quote(clip(name)) + " must be a number, got " + kindName(k)}
+		}
+		f, err := strconv.ParseFloat(string(v), 64)
+		if err != nil {
+			return &Error{key, "value of " + strconv.Quote(clip(name)) + " must be a finite number, got " + clip(string(v))}
+		}
+		if e.Features == nil {
+			e.Features = make(map[string]float64)
+		}
+		e.Features[name] = f
+	}
+	_, err := d.ReadToken()
+	return s.syntaxErrorOrNil(err)
+}
+
+// attrs decodes "attrs": an object of strings.
+func (s *decodeState) attrs(e *Event) error {
+	const key = "attrs"
+	if ok, err := s.beginMap(key); !ok {
+		e.Attrs = nil
+		return err
+	}
+	e.Attrs = nil
+	d := &s.dec
+	for d.PeekKind() != '}' {
+		name, v, err := s.mapEntry()
+		if err != nil {
+			return err
+		}
+		if k := v.Kind(); k != '"' {
+			return &Error{key, "value of " + strconv.Quote(clip(name)) + " must be a string, got " + kindName(k)}
+		}
+		str, err := s.stringAt(v)
+		if err != nil {
+			return err
+		}
+		if e.Attrs == nil {
+			e.Attrs = make(map[string]string)
+		}
+		e.Attrs[name] = str
+	}
+	_, err := d.ReadToken()
+	return s.syntaxErrorOrNil(err)
+}
+
+// beginMap consumes the start of an object-valued field. It reports false
+// (with a nil error for null) when there are no entries to read.
+func (s *decodeState) beginMap(key string) (bool, error) {
+	d := &s.dec
+	switch k := d.PeekKind(); k {
+	case '{':
+		if _, err := d.ReadToken(); err != nil {
+			return false, s.syntaxError(err)
+		}
+		return true, nil
+	case 'n':
+		_, err := d.ReadValue()
+		return false, s.syntaxErrorOrNil(err)
+	case 0:
+		_, err := d.ReadValue()
+		return false, s.syntaxError(err)
+	default:
+		return false, typeError(key, "an object", k)
+	}
+}
+
+// mapEntry reads one name and value of a features or attrs object. The name
+// must be converted before the value is read: stringAt uses the decoder offset.
+func (s *decodeState) mapEntry() (string, jsontext.Value, error) {
+	d := &s.dec
+	nv, err := d.ReadValue()
+	if err != nil {
+		return "", nil, s.syntaxError(err)
+	}
+	name, err := s.stringAt(nv)
+	if err != nil {
+		return "", nil, err
+	}
+	v, err := d.ReadValue()
+	if err != nil {
+		return "", nil, s.syntaxError(err)
+	}
+	return name, v, nil
+}
+
+func (s *decodeState) syntaxErrorOrNil(err error) error {
+	if err == nil {
+		return nil
+	}
+	return s.syntaxError(err)
+}
+
+// intValue decodes an integer field; null is 0. Integral numbers written with
+// a fraction or exponent (200.0, 2e2) are accepted up to 2^53.
+func intValue(key string, v jsontext.Value, k jsontext.Kind) (int64, error) {
+	switch k {
+	case 'n':
+		return 0, nil
+	case '0':
+		if n, ok := parseInt(v); ok {
+			return n, nil
+		}
+		if isIntegral(v) {
+			return 0, &Error{key, "integer out of range, got " + clip(string(v))}
+		}
+		return 0, &Error{key, "must be an integer, got " + clip(string(v))}
+	default:
+		return 0, typeError(key, "an integer", k)
+	}
+}
+
+// parseInt parses a JSON number that must be an integer.
+func parseInt(v []byte) (int64, bool) {
+	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+		return n, true
+	}
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) > maxExactFloat {
+		return 0, false
+	}
+	return int64(f), true
+}
+
+// isIntegral reports whether a JSON number has no fractional part, however
+// large (1e400 included).
+func isIntegral(v []byte) bool {
+	f, err := strconv.ParseFloat(string(v), 64)
+	return math.IsInf(f, 0) || (err == nil && f == math.Trunc(f))
+}
+
+func typeError(key, want string, k jsontext.Kind) error {
+	return &Error{key, "must be " + want + ", got " + kindName(k)}
+}
+
+// kindName names what a type error got: the JSON type, or the literal
+// itself for true, false and null ("got true" reads better than "got boolean").
+func kindName(k jsontext.Kind) string {
+	switch k {
+	case '"':
+		return "string"
+	case '0':
+		return "number"
+	case 't':
+		return "true"
+	case 'f':
+		return "false"
+	case 'n':
+		return "null"
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	}
+	return "nothing"
+}
+
+// clip shortens a value echoed in an error message.
+func clip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && s[i]&0xC0 == 0x80 { // do not split a UTF-8 sequence
+		i--
+	}
+	return s[:i] + "…"
+}
