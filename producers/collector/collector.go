@@ -1,0 +1,394 @@
+// Package collector is the HTTP front door of the pipeline for apps that
+// cannot hold AWS credentials: POST /v1/events takes batches of events
+// (JSON array, NDJSON or one object, optionally gzipped), validates each
+// event on its own, re-encodes the valid ones canonically and hands them to
+// the producer library, which puts them on the Kinesis stream.
+//
+// Responses: 202 {"accepted":N,"rejected":[{"index":i,"error":"…"}]} —
+// valid events are accepted even when others in the same request are not;
+// 400 (body not framable as events), 401, 405, 413 (body or event count
+// over the limit), 415, 429 and 503 with Retry-After. 202 means the events
+// are in the producer's buffer: the producer, not the collector, retries
+// them into Kinesis. A 429 or 503 accepted nothing of the request, so a
+// client may retry it without creating duplicates.
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/clickstream-go/clickstream/event"
+	"github.com/clickstream-go/clickstream/producers"
+)
+
+// Sink takes the records of one request, all or nothing, without blocking:
+// it returns producers.ErrBufferFull when it cannot take them all now.
+// *producers.Producer implements it.
+type Sink interface {
+	TryPutBatch(records []producers.Record) error
+}
+
+var _ Sink = (*producers.Producer)(nil)
+
+// Server is the HTTP collector. Build it with New; serve Handler yourself or
+// call Run.
+type Server struct {
+	cfg      Config
+	sink     Sink
+	log      *slog.Logger
+	keys     *keyring
+	m        *metrics
+	gatherer prometheus.Gatherer // nil: /metrics is not served
+	inFlight chan struct{}       // semaphore, capacity MaxInFlight
+	origins  map[string]bool
+	anyOrig  bool
+	handler  http.Handler
+	warnLog  rate.Sometimes // rate-limits warnings logged per request
+}
+
+// New builds a collector. sink receives the accepted events (normally a
+// *producers.Producer). logger may be nil (logs are discarded). reg
+// receives the collector's Prometheus metrics; when nil, a private registry
+// is used. /metrics serves reg when it is also a prometheus.Gatherer (as
+// *prometheus.Registry is) — pass the registry shared with the producer to
+// expose both — and is not served otherwise.
+func New(cfg Config, sink Sink, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if sink == nil {
+		return nil, errors.New("collector: nil sink")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("register collector metrics: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		sink:     sink,
+		log:      logger,
+		keys:     newKeyring(cfg),
+		m:        m,
+		inFlight: make(chan struct{}, cfg.MaxInFlight),
+		origins:  map[string]bool{},
+		warnLog:  rate.Sometimes{Interval: 5 * time.Second},
+	}
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		s.gatherer = g
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if o == "*" {
+			s.anyOrig = true
+		}
+		s.origins[strings.TrimRight(o, "/")] = true
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/events", s.handleEvents)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	if s.gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	}
+	s.handler = mux
+	return s, nil
+}
+
+// Handler returns the collector's routes: POST /v1/events (and its CORS
+// preflight), GET /healthz and GET /metrics.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run listens on Config.Addr and serves until ctx is done, then shuts down
+// gracefully (in-flight requests get Config.ShutdownTimeout). It does not
+// close the sink: close the producer after Run returns, so that every event
+// answered with 202 is flushed to Kinesis.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened; it closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if s.cfg.InsecureNoAuth {
+		s.log.Warn("collector accepts events without an API key (InsecureNoAuth): for local use only")
+	}
+	s.log.Info("collector listening", "addr", ln.Addr().String(), "api_keys", len(s.cfg.APIKeys), "allowed_origins", len(s.cfg.AllowedOrigins))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		_ = srv.Close()
+	}
+	<-errc // http.ErrServerClosed
+	if err != nil {
+		return fmt.Errorf("shut down http server: %w", err)
+	}
+	s.log.Info("collector stopped")
+	return nil
+}
+
+// Rejection reports one invalid event of a request.
+type Rejection struct {
+	Index int    `json:"index"` // position among the request's events (NDJSON: blank lines not counted)
+	Error string `json:"error"`
+}
+
+// Response is the body of a 202 answer.
+type Response struct {
+	Accepted int         `json:"accepted"`
+	Rejected []Rejection `json:"rejected"` // never null
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code := s.serveEvents(w, r)
+	s.m.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+	s.m.latency.Observe(time.Since(start).Seconds())
+}
+
+// serveEvents handles /v1/events and returns the status it wrote.
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) int {
+	receivedAt := s.cfg.Now()
+	if code, done := s.cors(w, r); done {
+		return code
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST, OPTIONS")
+		return s.fail(w, r, reqErr(http.StatusMethodNotAllowed, "method %s not allowed: POST events", r.Method))
+	}
+	lim := s.keys.authenticate(r.Header.Get("Authorization"))
+	if lim == nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="clickstream"`)
+		return s.fail(w, r, reqErr(http.StatusUnauthorized, "missing or invalid API key: send Authorization: Bearer KEY"))
+	}
+	format, err := parseContentType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return s.fail(w, r, err)
+	}
+	gzipped, err := parseContentEncoding(r.Header.Get("Content-Encoding"))
+	if err != nil {
+		return s.fail(w, r, err)
+	}
+	select {
+	case s.inFlight <- struct{}{}:
+		defer func() { <-s.inFlight }()
+	default:
+		return s.unavailable(w, r, "too many requests in flight")
+	}
+	s.m.inFlight.Inc()
+	defer s.m.inFlight.Dec()
+
+	buf := getBuf()
+	defer putBuf(buf)
+	if err := readBody(buf, http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), gzipped, s.cfg.MaxBodyBytes); err != nil {
+		return s.fail(w, r, err)
+	}
+	s.m.bodyBytes.Observe(float64(buf.Len()))
+	raws, err := splitEvents(buf.Bytes(), format, s.cfg.MaxEvents)
+	if err != nil {
+		return s.fail(w, r, err)
+	}
+	// The limit counts events, so it is checked once they are counted; the
+	// Retry-After then says when this request's events would pass.
+	wait, undo := reserve(lim, receivedAt, len(raws))
+	if wait > 0 {
+		return s.tooManyEvents(w, r, wait)
+	}
+
+	resp := Response{Rejected: []Rejection{}}
+	records := make([]producers.Record, 0, len(raws))
+	for i, raw := range raws {
+		rec, err := encodeEvent(raw, receivedAt)
+		if err != nil {
+			resp.Rejected = append(resp.Rejected, Rejection{Index: i, Error: err.Error()})
+			continue
+		}
+		records = append(records, rec)
+	}
+	if len(records) > 0 {
+		if err := s.sink.TryPutBatch(records); err != nil {
+			undo()
+			return s.sinkFailed(w, r, err, len(records))
+		}
+	}
+	resp.Accepted = len(records)
+	s.m.events.WithLabelValues("accepted").Add(float64(resp.Accepted))
+	s.m.events.WithLabelValues("rejected").Add(float64(len(resp.Rejected)))
+	if len(resp.Rejected) > 0 {
+		s.log.Debug("rejected events", "remote", r.RemoteAddr, "accepted", resp.Accepted, "rejected", len(resp.Rejected), "first_error", resp.Rejected[0].Error)
+	}
+	writeJSON(w, http.StatusAccepted, resp)
+	return http.StatusAccepted
+}
+
+// encodeEvent decodes and validates one event, assigns an id when absent,
+// stamps received_at and returns its canonical encoding as a record.
+func encodeEvent(raw []byte, receivedAt time.Time) (producers.Record, error) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return producers.Record{}, errors.New("event must be a JSON object")
+	}
+	var e event.Event
+	if err := event.Unmarshal(raw, &e); err != nil {
+		return producers.Record{}, err
+	}
+	if e.ID == "" {
+		e.ID = event.NewID()
+	}
+	e.ReceivedAt = receivedAt
+	if err := e.Validate(); err != nil {
+		return producers.Record{}, err
+	}
+	data := e.AppendJSON(make([]byte, 0, len(raw)+96))
+	if len(data) > MaxEventBytes {
+		return producers.Record{}, fmt.Errorf("event too large: %d bytes encoded, limit %d", len(data), MaxEventBytes)
+	}
+	pk := e.PartitionKey()
+	if pk == "" || len(pk) > event.MaxUserIDBytes {
+		// Validate bounds user_id and id; this keeps one odd event from
+		// failing the whole all-or-nothing batch in the producer.
+		return producers.Record{}, fmt.Errorf("partition key (user_id, else id) must be 1 to %d bytes", event.MaxUserIDBytes)
+	}
+	return producers.Record{PartitionKey: pk, Data: data}, nil
+}
+
+func (s *Server) sinkFailed(w http.ResponseWriter, r *http.Request, err error, n int) int {
+	switch {
+	case errors.Is(err, producers.ErrBufferFull):
+		return s.unavailable(w, r, "producer buffer full")
+	case errors.Is(err, producers.ErrClosed):
+		return s.unavailable(w, r, "collector is shutting down")
+	case errors.Is(err, producers.ErrRecordTooLarge), errors.Is(err, producers.ErrBatchTooLarge):
+		// Only reachable when the producer's limits are below the collector's
+		// (MaxEventBytes, MaxEvents): the request can never pass as sent.
+		return s.fail(w, r, reqErr(http.StatusRequestEntityTooLarge, "%v: send fewer or smaller events", err))
+	}
+	s.log.Error("put events", "remote", r.RemoteAddr, "events", n, "err", err)
+	return s.fail(w, r, reqErr(http.StatusInternalServerError, "internal error: events not accepted, retry later"))
+}
+
+// unavailable answers 503 with Retry-After: nothing of the request was
+// accepted, so the client can send it again unchanged.
+func (s *Server) unavailable(w http.ResponseWriter, r *http.Request, why string) int {
+	s.warnLog.Do(func() { s.log.Warn("refusing events (503)", "reason", why, "remote", r.RemoteAddr) })
+	setRetryAfter(w, s.cfg.RetryAfter)
+	return s.fail(w, r, reqErr(http.StatusServiceUnavailable, "%s: nothing accepted, retry later", why))
+}
+
+func (s *Server) tooManyEvents(w http.ResponseWriter, r *http.Request, wait time.Duration) int {
+	setRetryAfter(w, wait)
+	return s.fail(w, r, reqErr(http.StatusTooManyRequests, "rate limit of %g events/s for this key exceeded: nothing accepted, retry later", s.cfg.RatePerKey))
+}
+
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.Seconds())))))
+}
+
+// fail writes a whole-request error as {"error":"…"}.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) int {
+	code := http.StatusBadRequest
+	var re *requestError
+	if errors.As(err, &re) {
+		code = re.status
+	}
+	if code == http.StatusRequestEntityTooLarge {
+		// The rest of an oversized body is not worth reading.
+		w.Header().Set("Connection", "close")
+	}
+	s.log.Debug("request failed", "code", code, "remote", r.RemoteAddr, "err", err)
+	writeJSON(w, code, errorBody{Error: err.Error()})
+	return code
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // cannot happen for the types written here
+		b = []byte(`{"error":"internal error"}`)
+		code = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// cors adds CORS headers for allowed origins and answers preflight and
+// other OPTIONS requests itself (done = true).
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) (code int, done bool) {
+	origin := r.Header.Get("Origin")
+	preflight := r.Method == http.MethodOptions && origin != "" && r.Header.Get("Access-Control-Request-Method") != ""
+	if origin != "" {
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		if preflight {
+			h.Add("Vary", "Access-Control-Request-Method")
+			h.Add("Vary", "Access-Control-Request-Headers")
+		}
+		switch {
+		case s.anyOrig:
+			h.Set("Access-Control-Allow-Origin", "*")
+		case s.origins[origin]:
+			h.Set("Access-Control-Allow-Origin", origin)
+		case preflight:
+			writeJSON(w, http.StatusForbidden, errorBody{Error: fmt.Sprintf("origin %q is not allowed", origin)})
+			return http.StatusForbidden, true
+		}
+		if h.Get("Access-Control-Allow-Origin") != "" {
+			h.Set("Access-Control-Expose-Headers", "Retry-After")
+		}
+	}
+	if r.Method != http.MethodOptions {
+		return 0, false
+	}
+	h := w.Header()
+	h.Set("Allow", "POST, OPTIONS")
+	if preflight {
+		h.Set("Access-Control-Allow-Methods", "POST")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Content-Encoding")
+		h.Set("Access-Control-Max-Age", strconv.Itoa(int(s.cfg.CORSMaxAge.Seconds())))
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return http.StatusNoContent, true
+}
