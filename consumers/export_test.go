@@ -1,0 +1,12 @@
+package consumers
+
+// Abandon stops r like a crash: shard goroutines end without flushing,
+// checkpointing or releasing their leases, and Run returns.
+func Abandon(r *Runner) {
+	r.mu.Lock()
+	abandon := r.abandon
+	r.mu.Unlock()
+	if abandon != nil {
+		abandon()
+	}
+}

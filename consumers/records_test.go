@@ -1,0 +1,188 @@
+package consumers_test
+
+import (
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/event"
+	"github.com/clickstream-go/clickstream/kpl"
+)
+
+var arrival = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// click returns a valid v1 click event whose id is id.
+func click(id, user string) []byte {
+	return fmt.Appendf(nil, `{"v":1,"id":%q,"type":"click","ts":"2026-11-22T10:00:00.123Z","user_id":%q,"item_id":"a-1","placement":"home_feed"}`, id, user)
+}
+
+// hashKeyOf is the 128-bit hash key of a partition key, as Kinesis computes it.
+func hashKeyOf(pk string) *big.Int {
+	sum := md5.Sum([]byte(pk))
+	return new(big.Int).SetBytes(sum[:])
+}
+
+// halves: a two-shard stream's ranges.
+var (
+	maxKey    = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
+	mid       = new(big.Int).Rsh(maxKey, 1)
+	lowerHalf = consumers.HashKeyRange{Start: "0", End: mid.String()}
+	upperHalf = consumers.HashKeyRange{Start: new(big.Int).Add(mid, big.NewInt(1)).String(), End: maxKey.String()}
+)
+
+// keyIn returns a partition key whose hash falls in (or outside) lowerHalf.
+func keyIn(lower bool, n int) string {
+	for i := 0; ; i++ {
+		pk := fmt.Sprintf("user-%d-%d", n, i)
+		if (hashKeyOf(pk).Cmp(mid) <= 0) == lower {
+			return pk
+		}
+	}
+}
+
+func TestRecordDecoder_PlainRecordIsOneRecordAtSubSequenceZero(t *testing.T) {
+	d, err := consumers.NewRecordDecoder("shardId-0", lowerHalf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := click("e1", "u1")
+	got := d.Append(nil, consumers.KinesisRecord{SequenceNumber: "100", PartitionKey: "u1", ArrivalTime: arrival, Data: data})
+	if len(got) != 1 {
+		t.Fatalf("%d records, want 1", len(got))
+	}
+	r := got[0]
+	if r.Position != (consumers.Position{SequenceNumber: "100"}) || r.ShardID != "shardId-0" || r.PartitionKey != "u1" ||
+		!r.ArrivalTime.Equal(arrival) || string(r.Data) != string(data) || r.Aggregated || r.OutOfRange || r.Err != nil {
+		t.Fatalf("record = %+v", r)
+	}
+	if r.Event.ID != "e1" || r.Event.UserID != "u1" {
+		t.Fatalf("event = %+v", r.Event)
+	}
+}
+
+func TestRecordDecoder_AggregateBecomesSubRecordsInOrder(t *testing.T) {
+	var a kpl.Aggregator
+	for i := range 5 {
+		pk := keyIn(true, i)
+		a.Add(kpl.Record{PartitionKey: pk, Data: click(fmt.Sprint("e", i), pk)})
+	}
+	data, pk, _ := a.Build()
+	d, _ := consumers.NewRecordDecoder("s", lowerHalf)
+	got := d.Append(nil, consumers.KinesisRecord{SequenceNumber: "7", PartitionKey: pk, ArrivalTime: arrival, Data: data})
+	if len(got) != 5 {
+		t.Fatalf("%d records, want 5", len(got))
+	}
+	for i, r := range got {
+		if r.SequenceNumber != "7" || r.SubSequence != int64(i) || !r.Aggregated || r.Err != nil || r.OutOfRange {
+			t.Fatalf("record %d = %+v", i, r)
+		}
+		if r.Event.ID != fmt.Sprint("e", i) || r.PartitionKey != keyIn(true, i) {
+			t.Fatalf("record %d: id %q pk %q", i, r.Event.ID, r.PartitionKey)
+		}
+	}
+}
+
+func TestRecordDecoder_OutOfRangeSubRecordsAreKeptAndFlagged(t *testing.T) {
+	var a kpl.Aggregator
+	in, out := keyIn(true, 1), keyIn(false, 2)
+	a.Add(kpl.Record{PartitionKey: in, Data: click("in", in)})
+	a.Add(kpl.Record{PartitionKey: out, Data: click("out", out)})
+	a.Add(kpl.Record{PartitionKey: in, ExplicitHashKey: upperHalf.Start, Data: click("ehk-out", in)})
+	a.Add(kpl.Record{PartitionKey: out, ExplicitHashKey: lowerHalf.End, Data: click("ehk-in", out)})
+	data, pk, _ := a.Build()
+	d, _ := consumers.NewRecordDecoder("s", lowerHalf)
+	got := d.Append(nil, consumers.KinesisRecord{SequenceNumber: "1", PartitionKey: pk, Data: data})
+	want := map[string]bool{"in": false, "out": true, "ehk-out": true, "ehk-in": false}
+	if len(got) != len(want) {
+		t.Fatalf("%d records, want %d: out-of-range sub-records must not be dropped", len(got), len(want))
+	}
+	for _, r := range got {
+		if r.OutOfRange != want[r.Event.ID] {
+			t.Errorf("%s: OutOfRange = %v, want %v", r.Event.ID, r.OutOfRange, want[r.Event.ID])
+		}
+	}
+	// Without a known range nothing is judged.
+	d, _ = consumers.NewRecordDecoder("s", consumers.HashKeyRange{})
+	for _, r := range d.Append(nil, consumers.KinesisRecord{SequenceNumber: "1", PartitionKey: pk, Data: data}) {
+		if r.OutOfRange {
+			t.Errorf("%s flagged without a range", r.Event.ID)
+		}
+	}
+}
+
+func TestRecordDecoder_CorruptAggregateIsOneBadRecordWithTheRawBytes(t *testing.T) {
+	var a kpl.Aggregator
+	a.Add(kpl.Record{PartitionKey: "u", Data: click("e0", "u")})
+	a.Add(kpl.Record{PartitionKey: "u", Data: click("e1", "u")})
+	data, pk, _ := a.Build()
+	data[10] ^= 0xFF // breaks the MD5
+	d, _ := consumers.NewRecordDecoder("s", consumers.HashKeyRange{})
+	got := d.Append(nil, consumers.KinesisRecord{SequenceNumber: "9", PartitionKey: pk, Data: data})
+	if len(got) != 1 {
+		t.Fatalf("%d records, want 1 bad record", len(got))
+	}
+	r := got[0]
+	if !errors.Is(r.Err, kpl.ErrCorrupt) || r.Position != (consumers.Position{SequenceNumber: "9"}) || !r.Aggregated || string(r.Data) != string(data) {
+		t.Fatalf("bad record = %+v", r)
+	}
+}
+
+func TestRecordDecoder_InvalidEventCarriesTheDecodeError(t *testing.T) {
+	d, _ := consumers.NewRecordDecoder("s", consumers.HashKeyRange{})
+	for name, data := range map[string][]byte{
+		"not json":      []byte("hello"),
+		"missing type":  []byte(`{"v":1,"user_id":"u"}`),
+		"empty payload": {},
+	} {
+		got := d.Append(nil, consumers.KinesisRecord{SequenceNumber: "1", PartitionKey: "u", Data: data})
+		if len(got) != 1 || got[0].Err == nil {
+			t.Errorf("%s: %+v, want one bad record", name, got)
+			continue
+		}
+		var ee *event.Error
+		if !errors.As(got[0].Err, &ee) {
+			t.Errorf("%s: err %T %v, want *event.Error", name, got[0].Err, got[0].Err)
+		}
+	}
+}
+
+func TestRecordDecoder_RejectsMalformedRange(t *testing.T) {
+	for _, r := range []consumers.HashKeyRange{
+		{Start: "x", End: "1"},
+		{Start: "0", End: "340282366920938463463374607431768211456"}, // 2^128
+		{Start: "0", End: ""},
+	} {
+		if _, err := consumers.NewRecordDecoder("s", r); err == nil {
+			t.Errorf("range %+v accepted", r)
+		}
+	}
+	if _, err := consumers.NewRecordDecoder("s", consumers.HashKeyRange{Start: "0", End: maxKey.String()}); err != nil {
+		t.Errorf("full range rejected: %v", err)
+	}
+}
+
+func FuzzRecordDecoder(f *testing.F) {
+	var a kpl.Aggregator
+	a.Add(kpl.Record{PartitionKey: "u", Data: click("e0", "u")})
+	a.Add(kpl.Record{PartitionKey: "v", ExplicitHashKey: "12345", Data: []byte("x")})
+	agg, _, _ := a.Build()
+	f.Add(agg, "u")
+	f.Add(click("e", "u"), "u")
+	f.Add([]byte{0xF3, 0x89, 0x9A, 0xC2}, "")
+	f.Fuzz(func(t *testing.T, data []byte, pk string) {
+		d, _ := consumers.NewRecordDecoder("s", lowerHalf)
+		got := d.Append(nil, consumers.KinesisRecord{SequenceNumber: "5", PartitionKey: pk, Data: data})
+		if len(got) == 0 && !kpl.IsAggregated(data) {
+			t.Fatal("a plain record produced no user record")
+		}
+		for i, r := range got {
+			if r.SequenceNumber != "5" || r.SubSequence != int64(i) {
+				t.Fatalf("record %d at %v", i, r.Position)
+			}
+		}
+	})
+}

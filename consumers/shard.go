@@ -1,0 +1,591 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/clickstream-go/clickstream/consumers/leases"
+)
+
+// callTimeout bounds one AWS call, so a hung connection cannot stall a shard.
+const callTimeout = 30 * time.Second
+
+var (
+	errStopped   = errors.New("shard stopped")
+	errShardGone = errors.New("shard no longer exists (past retention)")
+)
+
+// shardWorker reads one leased shard and drives its ShardProcessor. It is
+// owned by the Runner: requestStop asks for a graceful stop (flush,
+// checkpoint, release), abort for an immediate one (lease lost).
+type shardWorker struct {
+	r     *Runner
+	info  shardInfo
+	lease leases.Lease // fencing copy: Owner and Epoch never change while held
+	log   *slog.Logger
+	met   shardMetrics
+
+	ctx      context.Context
+	abort    context.CancelFunc
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	released atomic.Bool
+	lost     atomic.Bool // set before abort when the lease was lost
+	// lastRenew is touched only by the coordinator's renewals.
+	lastRenew time.Time
+
+	// mu guards the checkpoint fields: the processor may call the
+	// StateStore from its own goroutines.
+	mu         sync.Mutex
+	checkpoint Position // last written
+	durable    Position // reported durable by the processor, ≥ checkpoint
+	handed     Position // last position handed to the processor this session
+	state      []byte
+	lastCommit time.Time
+}
+
+// newShardWorker makes a worker whose context is a child of work, the
+// runner's context that outlives graceful shutdown.
+func newShardWorker(work context.Context, r *Runner, l leases.Lease, info shardInfo) *shardWorker {
+	ctx, cancel := context.WithCancel(work)
+	return &shardWorker{
+		r: r, info: info, lease: l,
+		log:        r.log.With(slog.String("shard", l.ShardID)),
+		met:        r.m.shard(r.cfg.App, l.ShardID),
+		ctx:        ctx,
+		abort:      cancel,
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		lastRenew:  r.cfg.Now(),
+		checkpoint: l.Checkpoint,
+		durable:    l.Checkpoint,
+		state:      l.State,
+	}
+}
+
+func (w *shardWorker) requestStop() { w.stopOnce.Do(func() { close(w.stop) }) }
+
+// loseLease stops the worker at once, without checkpointing: someone else
+// holds (or may hold) the lease.
+func (w *shardWorker) loseLease() {
+	w.lost.Store(true)
+	w.abort()
+}
+
+func (w *shardWorker) exited() bool {
+	select {
+	case <-w.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *shardWorker) stopping() bool {
+	select {
+	case <-w.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// run owns the shard until it is finished, stopped or lost; processor and
+// read errors restart a session from the checkpoint after a back-off.
+func (w *shardWorker) run() {
+	defer w.r.wakeUp()
+	defer close(w.done)
+	defer w.abort()
+	defer w.r.m.dropShard(w.r.cfg.App, w.lease.ShardID)
+	w.log.Info("shard started", slog.String("checkpoint", w.checkpoint.String()))
+	bo := backoff{min: w.r.cfg.PollInterval, max: w.r.cfg.MaxBackoff}
+	var errs errLog
+	for {
+		began := time.Now()
+		err := w.session()
+		if time.Since(began) > 2*w.r.cfg.MaxBackoff {
+			bo.reset() // a long healthy session: start backing off afresh
+		}
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, leases.ErrLeaseLost), w.lost.Load():
+			w.log.Info("shard stopped: lease lost")
+			return
+		case w.ctx.Err() != nil:
+			w.log.Info("shard abandoned")
+			return
+		case errors.Is(err, errStopped):
+			return
+		}
+		w.r.m.procError(w.r.cfg.App)
+		errs.log(w.log, slog.LevelError, "shard session failed; replaying from checkpoint", err)
+		stopped, err := w.sleep(bo.next())
+		if err != nil {
+			w.log.Info("shard abandoned")
+			return
+		}
+		if stopped {
+			// Nothing is buffered (the processor was closed): release as is.
+			_ = w.commit(w.ctx, false, true, 3)
+			return
+		}
+	}
+}
+
+// session opens the processor at the checkpoint and reads until the shard
+// ends (nil), a stop was requested (nil), or an error.
+func (w *shardWorker) session() (err error) {
+	// A panicking processor fails its shard's session, not the process: the
+	// shard replays from its checkpoint after a back-off (like net/http
+	// recovering a handler).
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in processor: %v\n%s", p, debug.Stack())
+		}
+	}()
+	ctx := w.ctx
+	w.mu.Lock()
+	start := w.checkpoint
+	w.durable, w.handed = start, start
+	w.mu.Unlock()
+
+	sp, err := w.r.cfg.Processor.OpenShard(ctx, Shard{
+		ID: w.lease.ShardID, Parents: slices.Clone(w.info.Parents), HashKeyRange: w.info.Range,
+		Checkpoint: start, State: shardState{w},
+	})
+	if err != nil {
+		return fmt.Errorf("open shard: %w", err)
+	}
+	defer sp.Close()
+	dec, err := NewRecordDecoder(w.lease.ShardID, w.info.Range)
+	if err != nil {
+		w.log.Warn("bad shard hash key range; out-of-range check off", slog.Any("err", err))
+		dec, _ = NewRecordDecoder(w.lease.ShardID, HashKeyRange{})
+	}
+
+	iter, err := w.iterator(start, "")
+	if errors.Is(err, errShardGone) {
+		w.log.Error("shard vanished before it was read to the end: its remaining data expired", slog.String("checkpoint", start.String()))
+		return w.commit(ctx, true, true, -1)
+	}
+	if err != nil {
+		return w.finish(sp, err)
+	}
+
+	var (
+		bo       = backoff{min: w.r.cfg.PollInterval, max: w.r.cfg.MaxBackoff}
+		errs     errLog
+		lastRead string    // sequence number of the last Kinesis record read
+		nextCall time.Time // pacing: not before this
+		skip     = start   // drop user records at or before the checkpoint
+	)
+	for {
+		if d := time.Until(nextCall); d > 0 {
+			if stopped, err := w.sleep(d); stopped || err != nil {
+				return w.finish(sp, err)
+			}
+		} else if w.stopping() {
+			return w.finish(sp, nil)
+		}
+		called := time.Now()
+		nextCall = called.Add(w.r.cfg.PollInterval)
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		out, err := w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(w.r.cfg.MaxRecords)})
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			kind := errKind(err)
+			w.r.m.getError(w.r.cfg.App, kind)
+			if kind == "expired_iterator" {
+				w.log.Debug("shard iterator expired; getting a new one")
+				if iter, err = w.iterator(start, lastRead); err != nil {
+					return w.finish(sp, err)
+				}
+				continue
+			}
+			errs.log(w.log, slog.LevelWarn, "get records failed; backing off", err, slog.String("kind", kind))
+			nextCall = called.Add(bo.next())
+			continue
+		}
+		bo.reset()
+		records := make([]Record, 0, len(out.Records))
+		for i := range out.Records {
+			kr := &out.Records[i]
+			records = dec.Append(records, KinesisRecord{
+				SequenceNumber: aws.ToString(kr.SequenceNumber), PartitionKey: aws.ToString(kr.PartitionKey),
+				ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp), Data: kr.Data,
+			})
+		}
+		if n := len(out.Records); n > 0 {
+			lastRead = aws.ToString(out.Records[n-1].SequenceNumber)
+		}
+		if !skip.IsZero() {
+			// Resuming at the checkpoint: AT_SEQUENCE_NUMBER re-reads the
+			// checkpointed record; drop its sub-records up to the checkpointed
+			// sub-sequence (the mid-aggregate resume harlow/kinesis-consumer gets wrong).
+			i := 0
+			for i < len(records) && !records[i].Position.After(skip) {
+				i++
+			}
+			if i < len(records) || out.NextShardIterator == nil {
+				skip = Position{}
+			}
+			records = records[i:]
+		}
+		behind := aws.ToInt64(out.MillisBehindLatest)
+		shardEnd := out.NextShardIterator == nil
+		switch {
+		case len(out.ChildShards) > 0:
+			// Children are known at once, without waiting for a ListShards.
+			w.r.addChildren(out.ChildShards)
+		case shardEnd:
+			w.r.syncNow.Store(true) // emulators without ChildShards: list instead
+		}
+		if err := w.handle(ctx, sp, records, behind, shardEnd); err != nil {
+			return err
+		}
+		if shardEnd {
+			pos, err := sp.Flush(ctx)
+			if err != nil {
+				return fmt.Errorf("flush at shard end: %w", err)
+			}
+			w.noteDurable(pos)
+			if err := w.commit(ctx, true, true, -1); err != nil {
+				return err
+			}
+			w.log.Info("shard finished", slog.String("checkpoint", w.checkpointNow().String()))
+			return nil
+		}
+		if w.commitDue() {
+			if err := w.commit(ctx, false, false, 0); errors.Is(err, leases.ErrLeaseLost) {
+				return err
+			}
+		}
+		iter = out.NextShardIterator
+		if len(out.Records) == 0 && behind == 0 {
+			nextCall = called.Add(w.r.cfg.IdleInterval)
+		}
+	}
+}
+
+// handle dead-letters the bad records, hands the batch to the processor and
+// records what it reports durable.
+func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []Record, behind int64, shardEnd bool) error {
+	var bad []Record
+	oor := 0
+	for i := range records {
+		if records[i].Err != nil {
+			bad = append(bad, records[i])
+		}
+		if records[i].OutOfRange {
+			oor++
+		}
+	}
+	if len(bad) > 0 {
+		if err := w.deadLetter(ctx, bad); err != nil {
+			return err
+		}
+	}
+	if oor > 0 {
+		w.log.Debug("sub-records outside the shard's hash key range (processed)", slog.Int("count", oor))
+	}
+	w.met.observe(len(records), len(bad), oor, behind)
+	if len(records) > 0 {
+		w.mu.Lock()
+		w.handed = records[len(records)-1].Position
+		w.mu.Unlock()
+	}
+	b := Batch{ShardID: w.lease.ShardID, Records: records, MillisBehindLatest: behind, Now: w.r.cfg.Now(), ShardEnd: shardEnd}
+	pos, err := sp.Process(ctx, b)
+	w.noteDurable(pos)
+	if err != nil {
+		var be *BatchError
+		if errors.As(err, &be) && be.Index > 0 && be.Index <= len(records) {
+			w.noteDurable(records[be.Index-1].Position)
+		}
+		// Keep what is durable before replaying.
+		if cerr := w.commit(ctx, false, false, 1); errors.Is(cerr, leases.ErrLeaseLost) {
+			return cerr
+		}
+		return fmt.Errorf("process: %w", err)
+	}
+	return nil
+}
+
+// finish ends a session that was stopped (err nil or errStopped) by
+// flushing, checkpointing and releasing; other errors pass through.
+func (w *shardWorker) finish(sp ShardProcessor, err error) error {
+	if err != nil && !errors.Is(err, errStopped) {
+		return err
+	}
+	pos, ferr := sp.Flush(w.ctx)
+	if ferr != nil {
+		w.log.Error("flush at shutdown failed; releasing at the last checkpoint", slog.Any("err", ferr))
+	} else {
+		w.noteDurable(pos)
+	}
+	if err := w.commit(w.ctx, false, true, -1); err != nil && !errors.Is(err, leases.ErrLeaseLost) {
+		w.log.Error("final checkpoint failed; the lease will expire", slog.Any("err", err))
+	}
+	w.log.Info("shard stopped", slog.String("checkpoint", w.checkpointNow().String()))
+	return nil
+}
+
+// noteDurable records a position the processor reports durable. Positions
+// beyond the last record handed are clamped (a processor bug must never
+// skip records) and positions behind the current one are ignored.
+func (w *shardWorker) noteDurable(p Position) {
+	if p.IsZero() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p.After(w.handed) {
+		w.log.Error("processor reported a durable position beyond the last record handed; clamped",
+			slog.String("reported", p.String()), slog.String("handed", w.handed.String()))
+		p = w.handed
+	}
+	if p.After(w.durable) {
+		w.durable = p
+	}
+}
+
+func (w *shardWorker) checkpointNow() Position {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.checkpoint
+}
+
+func (w *shardWorker) commitDue() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.durable.After(w.checkpoint) && time.Since(w.lastCommit) >= w.r.cfg.CheckpointInterval
+}
+
+// commit writes the durable position (if it moved), optionally marking the
+// shard finished and releasing the lease, in one fenced write. retries < 0
+// retries until the shard's context ends.
+func (w *shardWorker) commit(ctx context.Context, finished, release bool, retries int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	u := leases.Update{Finished: finished, Release: release}
+	if w.durable.After(w.checkpoint) {
+		p := w.durable
+		u.Checkpoint = &p
+	}
+	if u.Checkpoint == nil && !finished && !release {
+		return nil
+	}
+	if release {
+		w.released.Store(true) // the coordinator stops renewing it
+	}
+	bo := backoff{min: 100 * time.Millisecond, max: w.r.cfg.MaxBackoff}
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		err := w.r.cfg.Leases.Update(cctx, w.lease, u)
+		cancel()
+		switch {
+		case err == nil:
+			w.r.m.checkpoint(w.r.cfg.App, "ok")
+			if u.Checkpoint != nil {
+				w.checkpoint = *u.Checkpoint
+			}
+			w.lastCommit = time.Now()
+			return nil
+		case errors.Is(err, leases.ErrLeaseLost):
+			w.r.m.checkpoint(w.r.cfg.App, "lease_lost")
+			return err
+		}
+		w.r.m.checkpoint(w.r.cfg.App, "error")
+		if ctx.Err() != nil || (retries >= 0 && attempt >= retries) {
+			if release {
+				w.released.Store(false)
+			}
+			return fmt.Errorf("checkpoint %s: %w", w.lease.ShardID, err)
+		}
+		w.log.Warn("checkpoint failed; retrying", slog.Any("err", err))
+		t := time.NewTimer(bo.next())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// deadLetter stores bad records, retrying until it succeeds or the shard is
+// abandoned: a checkpoint never passes a bad record that is not stored.
+func (w *shardWorker) deadLetter(ctx context.Context, bad []Record) error {
+	bo := backoff{min: 100 * time.Millisecond, max: w.r.cfg.MaxBackoff}
+	var errs errLog
+	for {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		err := w.r.cfg.DeadLetter.Put(cctx, bad)
+		cancel()
+		if err == nil {
+			w.r.m.deadLetter(w.r.cfg.App, "ok")
+			for _, r := range bad {
+				w.log.Debug("bad record dead-lettered", slog.String("position", r.Position.String()), slog.Any("reason", r.Err))
+			}
+			return nil
+		}
+		w.r.m.deadLetter(w.r.cfg.App, "error")
+		errs.log(w.log, slog.LevelError, "dead-letter write failed; retrying (the shard waits)", err, slog.Int("records", len(bad)))
+		t := time.NewTimer(bo.next())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// iterator returns a shard iterator: after lastRead when set (a refreshed
+// iterator mid-session), else at the checkpoint (re-reading the
+// checkpointed record, whose later sub-records may be pending), else at
+// TRIM_HORIZON. It retries transient errors until stopped.
+func (w *shardWorker) iterator(at Position, lastRead string) (*string, error) {
+	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(w.r.cfg.Stream), ShardId: aws.String(w.lease.ShardID)}
+	switch {
+	case lastRead != "":
+		in.ShardIteratorType = types.ShardIteratorTypeAfterSequenceNumber
+		in.StartingSequenceNumber = aws.String(lastRead)
+	case at.IsZero():
+		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
+	default:
+		in.ShardIteratorType = types.ShardIteratorTypeAtSequenceNumber
+		in.StartingSequenceNumber = aws.String(at.SequenceNumber)
+	}
+	bo := backoff{min: w.r.cfg.PollInterval, max: w.r.cfg.MaxBackoff}
+	var errs errLog
+	for {
+		cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
+		out, err := w.r.cfg.Kinesis.GetShardIterator(cctx, in)
+		cancel()
+		if err == nil {
+			return out.ShardIterator, nil
+		}
+		if w.ctx.Err() != nil {
+			return nil, w.ctx.Err()
+		}
+		kind := errKind(err)
+		w.r.m.getError(w.r.cfg.App, kind)
+		if kind == "not_found" {
+			w.r.mu.Lock()
+			listed := w.r.listed
+			w.r.mu.Unlock()
+			if listed != nil && !listed[w.lease.ShardID] {
+				return nil, errShardGone
+			}
+		}
+		errs.log(w.log, slog.LevelWarn, "get shard iterator failed; backing off", err, slog.String("kind", kind))
+		if stopped, err := w.sleep(bo.next()); stopped || err != nil {
+			if err == nil {
+				err = errStopped
+			}
+			return nil, err
+		}
+	}
+}
+
+// sleep waits d; it reports a stop request or the shard's cancellation.
+func (w *shardWorker) sleep(d time.Duration) (stopped bool, err error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.ctx.Done():
+		return false, w.ctx.Err()
+	case <-w.stop:
+		return true, nil
+	case <-t.C:
+		return false, nil
+	}
+}
+
+// shardState is the StateStore the runtime hands processors: state lives in
+// the lease item, written with the lease's fencing.
+type shardState struct{ w *shardWorker }
+
+func (s shardState) Load(ctx context.Context) ([]byte, error) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	return slices.Clone(s.w.state), nil
+}
+
+func (s shardState) Save(ctx context.Context, state []byte) error {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	u := leases.Update{State: state, SetState: true}
+	if w.durable.After(w.checkpoint) {
+		p := w.durable
+		u.Checkpoint = &p
+	}
+	if err := w.r.cfg.Leases.Update(ctx, w.lease, u); err != nil {
+		if errors.Is(err, leases.ErrLeaseLost) {
+			w.r.m.checkpoint(w.r.cfg.App, "lease_lost")
+		}
+		return fmt.Errorf("save state of %s: %w", w.lease.ShardID, err)
+	}
+	if u.Checkpoint != nil {
+		w.r.m.checkpoint(w.r.cfg.App, "ok")
+		w.checkpoint = *u.Checkpoint
+		w.lastCommit = time.Now()
+	}
+	w.state = slices.Clone(state)
+	return nil
+}
+
+// backoff is capped exponential back-off with ±20% jitter.
+type backoff struct{ min, max, cur time.Duration }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	return time.Duration(float64(b.cur) * (0.8 + 0.4*rand.Float64()))
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// errLog rate-limits repeated error logs: the first is logged, then at most
+// one per errLogEvery with the count of suppressed ones.
+type errLog struct {
+	last       time.Time
+	suppressed int
+}
+
+const errLogEvery = 30 * time.Second
+
+func (e *errLog) log(lg *slog.Logger, level slog.Level, msg string, err error, attrs ...slog.Attr) {
+	now := time.Now()
+	if !e.last.IsZero() && now.Sub(e.last) < errLogEvery {
+		e.suppressed++
+		return
+	}
+	attrs = append(attrs, slog.Any("err", err))
+	if e.suppressed > 0 {
+		attrs = append(attrs, slog.Int("suppressed", e.suppressed))
+	}
+	lg.LogAttrs(context.Background(), level, msg, attrs...)
+	e.last, e.suppressed = now, 0
+}

@@ -1,0 +1,183 @@
+// Package kinesisadapter runs a consumers.Processor inside AWS Lambda: it
+// turns an events.KinesisEvent into the same consumers.Batch the
+// long-running runtime builds (KPL de-aggregation included, which no Go
+// library does for Lambda events), and maps a processor failure to
+// KinesisEventResponse.BatchItemFailures naming the first record that is not
+// durable, so the event source mapping (with ReportBatchItemFailures) retries
+// from there. Bad records are dead-lettered and never fail the batch, so one
+// bad record cannot block a shard for the retention period.
+package kinesisadapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/clickstream-go/clickstream/consumers"
+)
+
+// Handler is the Lambda handler: lambda.Start(h.Handle).
+type Handler struct {
+	proc  consumers.Processor
+	dlq   consumers.DeadLetter
+	state func(shardID string) consumers.StateStore
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// Option configures a Handler.
+type Option func(*Handler)
+
+// WithLogger sets the logger. Default: discard.
+func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
+
+// WithClock sets the clock for Batch.Now. Default time.Now.
+func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
+
+// WithStateStore gives processors a per-shard StateStore. Default: none —
+// Load returns nil and Save fails with consumers.ErrNoStateStore (every
+// invocation ends with Flush, so Lambda processors need no pending state).
+func WithStateStore(fn func(shardID string) consumers.StateStore) Option {
+	return func(h *Handler) { h.state = fn }
+}
+
+// New returns a handler running p; bad records go to dlq (required, as in
+// the long-running runtime).
+func New(p consumers.Processor, dlq consumers.DeadLetter, opts ...Option) (*Handler, error) {
+	if p == nil || dlq == nil {
+		return nil, errors.New("kinesisadapter: a Processor and a DeadLetter are required")
+	}
+	h := &Handler{proc: p, dlq: dlq, log: slog.New(slog.DiscardHandler), now: time.Now,
+		state: func(string) consumers.StateStore { return noState{} }}
+	for _, o := range opts {
+		o(h)
+	}
+	return h, nil
+}
+
+// Handle processes one invocation. Every shard's records are de-aggregated,
+// decoded, dead-lettered if bad, handed to one ShardProcessor in one Batch
+// and flushed. It returns an error only for an event it cannot read at all;
+// processor failures become BatchItemFailures.
+func (h *Handler) Handle(ctx context.Context, ev events.KinesisEvent) (events.KinesisEventResponse, error) {
+	var resp events.KinesisEventResponse
+	groups, err := groupByShard(ev.Records)
+	if err != nil {
+		return resp, err
+	}
+	for _, g := range groups {
+		if seq, ok := h.handleShard(ctx, g); !ok {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.KinesisBatchItemFailure{ItemIdentifier: seq})
+		}
+	}
+	return resp, nil
+}
+
+// shardGroup is one shard's records of an event, in order.
+type shardGroup struct {
+	shardID string
+	records []events.KinesisEventRecord
+}
+
+// groupByShard splits records by the shard named in their eventID
+// ("shardId-000000000000:SEQUENCE"). Lambda sends one shard per invocation;
+// grouping keeps a hand-built event with several shards correct too.
+func groupByShard(recs []events.KinesisEventRecord) ([]shardGroup, error) {
+	var groups []shardGroup
+	index := map[string]int{}
+	for i, r := range recs {
+		shard, _, ok := strings.Cut(r.EventID, ":")
+		if !ok || shard == "" || r.Kinesis.SequenceNumber == "" {
+			return nil, fmt.Errorf("kinesisadapter: record %d: eventID %q does not name a shard, or no sequence number", i, r.EventID)
+		}
+		j, ok := index[shard]
+		if !ok {
+			j = len(groups)
+			index[shard] = j
+			groups = append(groups, shardGroup{shardID: shard})
+		}
+		groups[j].records = append(groups[j].records, r)
+	}
+	return groups, nil
+}
+
+// handleShard runs one shard's records. On failure it returns the sequence
+// number of the first Kinesis record that is not durable.
+func (h *Handler) handleShard(ctx context.Context, g shardGroup) (string, bool) {
+	lg := h.log.With(slog.String("shard", g.shardID))
+	dec, _ := consumers.NewRecordDecoder(g.shardID, consumers.HashKeyRange{}) // a zero range never fails
+	var records []consumers.Record
+	var bad []consumers.Record
+	last := make([]consumers.Position, len(g.records)) // last user-record position per Kinesis record
+	for i, r := range g.records {
+		n := len(records)
+		records = dec.Append(records, consumers.KinesisRecord{
+			SequenceNumber: r.Kinesis.SequenceNumber, PartitionKey: r.Kinesis.PartitionKey,
+			// Lambda sends epoch seconds as a float; Kinesis keeps milliseconds.
+			ArrivalTime: r.Kinesis.ApproximateArrivalTimestamp.UTC().Round(time.Millisecond), Data: r.Kinesis.Data,
+		})
+		for _, rec := range records[n:] {
+			if rec.Err != nil {
+				bad = append(bad, rec)
+			}
+		}
+		if len(records) > n {
+			last[i] = records[len(records)-1].Position
+		}
+	}
+	firstNotDurable := func(durable consumers.Position) (string, bool) {
+		for i, r := range g.records {
+			if last[i].After(durable) {
+				return r.Kinesis.SequenceNumber, false
+			}
+		}
+		return "", true
+	}
+	if len(bad) > 0 {
+		if err := h.dlq.Put(ctx, bad); err != nil {
+			lg.Error("dead-letter write failed; retrying the batch", slog.Any("err", err))
+			return firstNotDurable(consumers.Position{})
+		}
+		for _, b := range bad {
+			lg.Warn("bad record dead-lettered", slog.String("position", b.Position.String()), slog.Any("reason", b.Err))
+		}
+	}
+	sp, err := h.proc.OpenShard(ctx, consumers.Shard{ID: g.shardID, State: h.state(g.shardID)})
+	if err != nil {
+		lg.Error("open shard failed", slog.Any("err", err))
+		return firstNotDurable(consumers.Position{})
+	}
+	defer sp.Close()
+	b := consumers.Batch{ShardID: g.shardID, Records: records, Now: h.now()}
+	durable, err := sp.Process(ctx, b)
+	if err != nil {
+		var be *consumers.BatchError
+		if errors.As(err, &be) && be.Index > 0 && be.Index <= len(records) && records[be.Index-1].Position.After(durable) {
+			durable = records[be.Index-1].Position
+		}
+		lg.Error("process failed", slog.Any("err", err), slog.String("durable", durable.String()))
+		return firstNotDurable(durable)
+	}
+	pos, err := sp.Flush(ctx)
+	if err != nil {
+		if pos.After(durable) {
+			durable = pos
+		}
+		lg.Error("flush failed", slog.Any("err", err), slog.String("durable", durable.String()))
+		return firstNotDurable(durable)
+	}
+	return "", true
+}
+
+// noState is the StateStore of a Lambda host without one.
+type noState struct{}
+
+func (noState) Load(context.Context) ([]byte, error) { return nil, nil }
+func (noState) Save(context.Context, []byte) error {
+	return fmt.Errorf("kinesisadapter: save shard state: %w", consumers.ErrNoStateStore)
+}
