@@ -1,0 +1,115 @@
+package archive
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/gzip"
+	"github.com/parquet-go/parquet-go/compress/snappy"
+	"github.com/parquet-go/parquet-go/compress/uncompressed"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+)
+
+// Compression codecs accepted in Config.Compression.
+const (
+	CompressionZstd   = "zstd"
+	CompressionSnappy = "snappy"
+	CompressionGzip   = "gzip"
+	CompressionNone   = "none"
+)
+
+func codecFor(name string) (compress.Codec, error) {
+	switch strings.ToLower(name) {
+	case "", CompressionZstd:
+		// Measured on 100k-event files: "better" makes files 5% smaller
+		// than the default level (17.0 vs 17.9 bytes/event) and 8% smaller
+		// than "fastest", at no CPU cost we could measure — encoding time
+		// is dominated by parquet-go's row shredding, not by zstd.
+		return &zstd.Codec{Level: zstd.SpeedBetterCompression}, nil
+	case CompressionSnappy:
+		return &snappy.Codec{}, nil
+	case CompressionGzip:
+		return &gzip.Codec{Level: gzip.DefaultCompression}, nil
+	case CompressionNone, "uncompressed":
+		return &uncompressed.Codec{}, nil
+	}
+	return nil, fmt.Errorf("unknown compression %q (want zstd, snappy, gzip or none)", name)
+}
+
+// encoder turns rows into Parquet files. Writers are pooled: a parquet-go
+// writer allocates per-column buffers that are worth reusing across flushes.
+type encoder struct {
+	pool sync.Pool // *parquet.GenericWriter[Row]
+	opts []parquet.WriterOption
+}
+
+func newEncoder(cfg Config) (*encoder, error) {
+	codec, err := codecFor(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	opts := []parquet.WriterOption{
+		parquet.Compression(codec),
+		// Data page v1 is what every reader handles (Athena/Hive, older
+		// Spark and Presto included); v2 buys nothing measurable here.
+		parquet.DataPageVersion(1),
+		parquet.PageBufferSize(cfg.PageBytes),
+		parquet.MaxRowsPerRowGroup(cfg.RowGroupRows),
+		// A dictionary that grows past 1 MiB (unique user agents, item ids)
+		// stops paying; the column falls back to PLAIN for the rest of the
+		// row group.
+		parquet.DictionaryMaxBytes(1 << 20),
+		parquet.CreatedBy("clickstream archive", "1", ""),
+		parquet.KeyValueMetadata("clickstream.schema", "events/v1"),
+	}
+	if cfg.BloomFilterUserID {
+		opts = append(opts, parquet.BloomFilters(parquet.SplitBlockFilter(10, "user_id")))
+	}
+	// Validate the options once, so a bad config fails New, not a flush.
+	if _, err := parquet.NewWriterConfig(opts...); err != nil {
+		return nil, fmt.Errorf("parquet writer config: %w", err)
+	}
+	return &encoder{opts: opts}, nil
+}
+
+const writeChunk = 4096
+
+// encode writes rows as one Parquet file to w.
+func (e *encoder) encode(w io.Writer, rows []Row) error {
+	pw, _ := e.pool.Get().(*parquet.GenericWriter[Row])
+	if pw == nil {
+		pw = parquet.NewGenericWriter[Row](w, e.opts...)
+	} else {
+		pw.Reset(w)
+	}
+	// parquet-go sizes per-call scratch buffers (null bitmaps, map entry
+	// arrays) by the rows of each Write; 4096-row slices kept them in cache
+	// and nearly doubled throughput over one 100k-row call (BenchmarkEncode).
+	for len(rows) > 0 {
+		n, err := pw.Write(rows[:min(len(rows), writeChunk)])
+		if err != nil {
+			return fmt.Errorf("write parquet rows: %w", err)
+		}
+		rows = rows[n:]
+	}
+	if err := pw.Close(); err != nil {
+		return fmt.Errorf("close parquet file: %w", err)
+	}
+	e.pool.Put(pw)
+	return nil
+}
+
+// encodeBytes encodes rows into a fresh buffer sized from a guess.
+func (e *encoder) encodeBytes(rows []Row, sizeHint int) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(sizeHint)
+	if err := e.encode(&buf, rows); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

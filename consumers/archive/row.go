@@ -1,0 +1,124 @@
+package archive
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/clickstream-go/clickstream/consumers"
+)
+
+// Row is one archived event: a row of the Parquet files. The struct tags are
+// the file schema. Every timestamp is INT64 TIMESTAMP(MILLIS, isAdjustedToUTC)
+// — what Athena, Spark, BigQuery and DuckDB read as a timestamp (nanosecond
+// timestamps break several of them). Optional fields hold their zero value
+// for null. Partition values (type, dt, hour) are also in the key; type is
+// kept in the file too because an escaped or cut partition value may differ
+// from the exact type.
+type Row struct {
+	V             int32              `parquet:"v"`
+	ID            string             `parquet:"id,optional"`
+	Type          string             `parquet:"type,dict"`
+	TS            int64              `parquet:"ts,timestamp(millisecond:utc)"`
+	UserID        string             `parquet:"user_id,optional"`
+	SessionID     string             `parquet:"session_id,optional"`
+	ItemID        string             `parquet:"item_id,optional,dict"`
+	App           string             `parquet:"app,optional,dict"`
+	Placement     string             `parquet:"placement,optional,dict"`
+	Position      *int64             `parquet:"position,optional"`
+	Features      map[string]float64 `parquet:"features,optional" parquet-key:",dict"`
+	Attrs         map[string]string  `parquet:"attrs,optional" parquet-key:",dict" parquet-value:",dict"`
+	Host          string             `parquet:"host,optional,dict"`
+	Method        string             `parquet:"method,optional,dict"`
+	URI           string             `parquet:"uri,optional"`
+	Route         string             `parquet:"route,optional,dict"`
+	Status        int32              `parquet:"status,optional"`
+	Cache         string             `parquet:"cache,optional,dict"`
+	RequestTimeMS *float64           `parquet:"request_time_ms,optional"`
+	Bytes         *int64             `parquet:"bytes,optional"`
+	UserAgent     string             `parquet:"user_agent,optional,dict"`
+	ReceivedAt    int64              `parquet:"received_at,optional,timestamp(millisecond:utc)"`
+	// Extra holds the unknown top-level fields as one JSON object (keys
+	// sorted, values verbatim); null when there are none.
+	Extra string `parquet:"extra,optional"`
+
+	ShardID           string `parquet:"shard_id,dict"`
+	SequenceNumber    string `parquet:"sequence_number"`
+	SubSequenceNumber int64  `parquet:"sub_sequence_number"`
+	// ArrivalTS is when Kinesis accepted the record (ApproximateArrivalTimestamp).
+	ArrivalTS int64 `parquet:"arrival_ts,optional,timestamp(millisecond:utc)"`
+}
+
+// RowOf converts a good record into its archive row. The row shares maps
+// and strings with the record's event; neither is modified.
+func RowOf(r *consumers.Record) Row {
+	e := &r.Event
+	row := Row{
+		V:                 1,
+		ID:                e.ID,
+		Type:              e.Type,
+		TS:                e.TS.UnixMilli(),
+		UserID:            e.UserID,
+		SessionID:         e.SessionID,
+		ItemID:            e.ItemID,
+		App:               e.App,
+		Placement:         e.Placement,
+		Features:          e.Features,
+		Attrs:             e.Attrs,
+		Host:              e.Host,
+		Method:            e.Method,
+		URI:               e.URI,
+		Route:             e.Route,
+		Status:            int32(e.Status),
+		Cache:             e.Cache,
+		RequestTimeMS:     e.RequestTimeMS,
+		Bytes:             e.Bytes,
+		UserAgent:         e.UserAgent,
+		ReceivedAt:        millisOrZero(e.ReceivedAt),
+		ShardID:           r.ShardID,
+		SequenceNumber:    r.SequenceNumber,
+		SubSequenceNumber: r.SubSequence,
+		ArrivalTS:         millisOrZero(r.ArrivalTime),
+	}
+	if e.Position != nil {
+		p := int64(*e.Position)
+		row.Position = &p
+	}
+	if len(e.Extra) > 0 {
+		// encoding/json sorts map keys and compacts each RawMessage, so the
+		// column is deterministic; Extra values were validated as JSON by
+		// the decoder, so Marshal cannot fail on them.
+		if b, err := json.Marshal(e.Extra); err == nil {
+			row.Extra = string(b)
+		}
+	}
+	return row
+}
+
+// millisOrZero keeps the zero time as null (0) instead of year-1 millis.
+func millisOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// rowMemory estimates the heap a buffered row holds, for the memory budget:
+// the Row in its slice (344 bytes, slices grow by doubling), the event's
+// strings (one copy of the raw record) and its maps (a Go map of up to 8
+// entries takes about 256 bytes). Calibrated against runtime.MemStats in
+// TestRowMemoryEstimate and BenchmarkOpenPartitions.
+func rowMemory(r *consumers.Record, row *Row) int64 {
+	n := int64(rowOverhead) + int64(len(r.Data))
+	for _, entries := range [2]int{len(row.Features), len(row.Attrs)} {
+		if entries > 0 {
+			n += mapOverhead + int64(mapEntryOverhead*max(entries-8, 0))
+		}
+	}
+	return n
+}
+
+const (
+	rowOverhead      = 480
+	mapOverhead      = 256
+	mapEntryOverhead = 40
+)

@@ -1,0 +1,432 @@
+package archive
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clickstream-go/clickstream/consumers"
+)
+
+// partKey identifies a partition buffer: event type and event-time hour.
+type partKey struct {
+	typ    string
+	hourMS int64 // start of the UTC hour, Unix milliseconds
+}
+
+const hourMS = int64(time.Hour / time.Millisecond)
+
+func partKeyOf(typ string, tsMS int64) partKey {
+	h := tsMS % hourMS
+	if h < 0 {
+		h += hourMS
+	}
+	return partKey{typ: typ, hourMS: tsMS - h}
+}
+
+// partBuf holds one partition's buffered rows, in shard order.
+type partBuf struct {
+	p           Partition
+	rows        []Row
+	raw         int64 // bytes of raw events
+	first, last consumers.Position
+}
+
+// shardProc archives one shard. Every flush writes ALL buffered rows of the
+// shard (one object per partition) and so cuts the shard at one position:
+// everything at or before it is in S3, nothing after it is. That makes
+// "written" one position, replays cheap to skip and the pending flush one
+// range (see shardState).
+type shardProc struct {
+	a      *Archive
+	id     string
+	states consumers.StateStore // nil: the host keeps no state (see OpenShard)
+	log    *slog.Logger
+
+	written  consumers.Position // every good record at or before it is in S3
+	pending  *pendingFlush      // an interrupted flush being redone, or nil
+	lastSeen consumers.Position // last record handed (or the checkpoint)
+	durable  consumers.Position // last position reported durable
+
+	parts     map[partKey]*partBuf
+	rows      int
+	mem       int64              // estimated memory of buffered rows
+	firstPrev consumers.Position // lastSeen before the first buffered row
+	firstAt   time.Time          // processing time of the first buffered row
+
+	err    error // sticky: after a failed flush only Close is valid
+	closed bool
+}
+
+var _ consumers.ShardProcessor = (*shardProc)(nil)
+
+var errClosed = errors.New("archive: shard processor is closed")
+
+// Process implements consumers.ShardProcessor.
+func (s *shardProc) Process(ctx context.Context, b consumers.Batch) (consumers.Position, error) {
+	if err := s.usable(); err != nil {
+		return consumers.Position{}, err
+	}
+	now := b.Now
+	if now.IsZero() {
+		now = s.a.cfg.Now()
+	}
+	for i := range b.Records {
+		r := &b.Records[i]
+		if s.pending != nil && r.Position.After(s.pending.To) {
+			// The interrupted flush's last record never came back (trimmed
+			// by retention): redo with what did.
+			if err := s.flush(ctx, reasonRedo); err != nil {
+				return s.fail(err)
+			}
+		}
+		switch {
+		case !r.Position.After(s.lastSeen):
+			// Not after what was handed already: the runtime never does
+			// this; ignoring it keeps a duplicate out of the archive.
+			s.a.m.replayed.Inc()
+			continue
+		case !r.Position.After(s.written):
+			s.lastSeen = r.Position
+			s.a.m.replayed.Inc()
+		case r.Err != nil:
+			// The runtime has already stored it under errors/ (before
+			// calling Process); the archive only counts it.
+			s.lastSeen = r.Position
+			s.a.m.badRecords.Inc()
+		default:
+			if err := s.add(ctx, r, now); err != nil {
+				return s.fail(err)
+			}
+		}
+		if s.pending != nil && !s.pending.To.After(r.Position) {
+			if err := s.flush(ctx, reasonRedo); err != nil {
+				return s.fail(err)
+			}
+		}
+	}
+	if s.pending == nil && s.rows > 0 {
+		reason := ""
+		switch {
+		case now.Sub(s.firstAt) >= s.a.cfg.MaxAge:
+			reason = reasonAge
+		case s.overBudget():
+			reason = reasonMemory
+		}
+		if reason != "" {
+			if err := s.flush(ctx, reason); err != nil {
+				return s.fail(err)
+			}
+		}
+	}
+	return s.report(), nil
+}
+
+// add buffers one good record, flushing first or after when a limit says so.
+func (s *shardProc) add(ctx context.Context, r *consumers.Record, now time.Time) error {
+	row := RowOf(r)
+	pk := partKeyOf(row.Type, row.TS)
+	pb := s.parts[pk]
+	if pb == nil {
+		if s.pending == nil && len(s.parts) >= s.a.cfg.MaxPartitions {
+			if err := s.flush(ctx, reasonPartitions); err != nil {
+				return err
+			}
+		}
+		pb = &partBuf{p: Partition{Type: row.Type, Hour: time.UnixMilli(pk.hourMS).UTC()}, first: r.Position}
+		s.parts[pk] = pb
+	}
+	if s.rows == 0 {
+		s.firstPrev, s.firstAt = s.lastSeen, now
+	}
+	pb.rows = append(pb.rows, row)
+	pb.raw += int64(len(r.Data))
+	pb.last = r.Position
+	s.lastSeen = r.Position
+	mem := rowMemory(r, &row)
+	s.rows++
+	s.mem += mem
+	s.a.buffered.Add(mem)
+	s.a.m.bufferedBytes.Add(float64(mem))
+	s.a.m.bufferedRows.Inc()
+	if s.pending != nil {
+		return nil // a redo cuts exactly where the interrupted flush did
+	}
+	switch {
+	case pb.raw >= s.a.cfg.FlushBytes || len(pb.rows) >= s.a.cfg.FlushRows:
+		return s.flush(ctx, reasonSize)
+	case s.overBudget():
+		return s.flush(ctx, reasonMemory)
+	}
+	return nil
+}
+
+// overBudget: the Archive's buffers exceed the memory budget and this shard
+// holds at least its fair share, so flushing it frees the most. Shards under
+// their share wait for the larger ones, which check on their next batch
+// (idle polls included), so the overshoot is about one batch per shard.
+func (s *shardProc) overBudget() bool {
+	total := s.a.buffered.Load()
+	if total <= s.a.cfg.MemoryBudget || s.mem == 0 {
+		return false
+	}
+	return s.mem*max(s.a.open.Load(), 1) >= total
+}
+
+// report returns the newly durable position, or the zero Position.
+func (s *shardProc) report() consumers.Position {
+	d := s.lastSeen
+	if s.rows > 0 {
+		d = s.firstPrev
+	}
+	if d.After(s.durable) {
+		s.durable = d
+		return d
+	}
+	return consumers.Position{}
+}
+
+// Flush implements consumers.ShardProcessor.
+func (s *shardProc) Flush(ctx context.Context) (consumers.Position, error) {
+	if err := s.usable(); err != nil {
+		return consumers.Position{}, err
+	}
+	if p := s.pending; p != nil {
+		// The host stops (shutdown, end of a Lambda invocation) before the
+		// replay reached the end of the interrupted flush. Its objects may
+		// hold records not handed again yet; delete them so the rest of the
+		// range, when it comes back, is archived once, in new objects.
+		s.log.Info("interrupted flush not replayed to its end; deleting its objects",
+			slog.String("to", p.To.String()), slog.String("last_seen", s.lastSeen.String()))
+		for _, k := range p.Keys {
+			_ = s.a.store.AbortUploads(ctx, k)
+		}
+		if err := s.a.store.Delete(ctx, p.Keys); err != nil {
+			return s.fail(err)
+		}
+		s.pending = nil
+		if s.rows == 0 {
+			// The checkpoint may lag "written": never move it back.
+			w := s.written
+			if s.lastSeen.After(w) {
+				w = s.lastSeen
+			}
+			if err := s.save(ctx, shardState{Written: w}); err != nil {
+				return s.fail(err)
+			}
+			s.written = w
+		}
+	}
+	if s.rows > 0 {
+		if err := s.flush(ctx, reasonFlush); err != nil {
+			return s.fail(err)
+		}
+	}
+	s.report()
+	return s.durable, nil
+}
+
+// Close implements consumers.ShardProcessor: buffered rows are dropped (the
+// next owner replays them from the checkpoint).
+func (s *shardProc) Close() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.release()
+	s.a.open.Add(-1)
+	s.a.m.openShards.Dec()
+}
+
+func (s *shardProc) usable() error {
+	if s.closed {
+		return errClosed
+	}
+	return s.err
+}
+
+func (s *shardProc) fail(err error) (consumers.Position, error) {
+	s.err = fmt.Errorf("archive shard %s: %w", s.id, err)
+	return consumers.Position{}, s.err
+}
+
+// release forgets the buffered rows and returns their memory to the budget.
+func (s *shardProc) release() {
+	s.a.buffered.Add(-s.mem)
+	s.a.m.bufferedBytes.Sub(float64(s.mem))
+	s.a.m.bufferedRows.Sub(float64(s.rows))
+	clear(s.parts)
+	s.rows, s.mem = 0, 0
+}
+
+func (s *shardProc) save(ctx context.Context, st shardState) error {
+	if s.states == nil {
+		return nil
+	}
+	b, err := st.marshal()
+	if err != nil {
+		return err
+	}
+	if err := s.states.Save(ctx, b); err != nil {
+		if errors.Is(err, consumers.ErrNoStateStore) {
+			// A host without a store (Lambda without WithStateStore): go
+			// on without, as OpenShard would have had Load said so.
+			s.log.Warn("no per-shard state store: a flush interrupted by a crash may leave duplicate rows")
+			s.states = nil
+			return nil
+		}
+		return fmt.Errorf("save archive state: %w", err)
+	}
+	return nil
+}
+
+// object is one Parquet object of a flush.
+type object struct {
+	key string
+	pb  *partBuf
+}
+
+// flush writes every buffered row, one object per partition, and moves
+// "written" to the cut: lastSeen, or the interrupted flush's end when
+// redoing it. The order is what makes a crash anywhere harmless:
+//
+//  1. save the pending flush (cut + keys) — unless redoing it;
+//  2. upload every object (same keys on a redo: overwrites);
+//  3. on a redo, delete keys of the interrupted flush not produced now;
+//  4. save written = cut, no pending; the runtime checkpoints afterwards.
+func (s *shardProc) flush(ctx context.Context, reason string) error {
+	start := time.Now()
+	redo := s.pending != nil
+	cut := s.lastSeen
+	if redo {
+		cut = s.pending.To
+	}
+	objs := make([]object, 0, len(s.parts))
+	for _, pb := range s.parts {
+		objs = append(objs, object{key: ObjectKey(s.a.cfg.Prefix, pb.p, s.id, pb.first, pb.last), pb: pb})
+	}
+	slices.SortFunc(objs, func(a, b object) int { return strings.Compare(a.key, b.key) })
+	keys := make([]string, len(objs))
+	for i, o := range objs {
+		keys[i] = o.key
+	}
+	if !redo && len(objs) > 0 {
+		if err := s.save(ctx, shardState{Written: s.written, Pending: &pendingFlush{To: cut, Keys: keys}}); err != nil {
+			return err
+		}
+	}
+	if err := s.upload(ctx, objs); err != nil {
+		if s.states == nil && !redo {
+			// Nothing records this flush for a redo, and the retry will
+			// cut differently: take back what was uploaded.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			if derr := s.a.store.Delete(dctx, keys); derr != nil {
+				s.log.Warn("delete objects of a failed flush", slog.Any("err", derr))
+			}
+			cancel()
+		}
+		return err
+	}
+	if redo {
+		var stale []string
+		for _, k := range s.pending.Keys {
+			if _, found := slices.BinarySearch(keys, k); !found {
+				stale = append(stale, k)
+			}
+		}
+		if len(stale) > 0 {
+			s.log.Warn("interrupted flush had objects the redo does not produce (records trimmed?); deleting them",
+				slog.Int("objects", len(stale)))
+			if err := s.a.store.Delete(ctx, stale); err != nil {
+				return err
+			}
+		}
+	}
+	if redo || len(objs) > 0 {
+		if err := s.save(ctx, shardState{Written: cut}); err != nil {
+			return err
+		}
+	}
+	// On a redo cut beyond lastSeen (its last records were trimmed) the
+	// durable position stays lastSeen, a real record; replays up to the cut
+	// are skipped as written.
+	s.written, s.pending = cut, nil
+	s.a.m.flushes.WithLabelValues(reason).Inc()
+	s.a.m.flushSeconds.Observe(time.Since(start).Seconds())
+	s.log.LogAttrs(ctx, slog.LevelDebug, "flushed", slog.String("reason", reason), slog.Int("objects", len(objs)),
+		slog.Int("rows", s.rows), slog.String("to", cut.String()), slog.Duration("took", time.Since(start)))
+	s.release()
+	return nil
+}
+
+// upload encodes and uploads objs, UploadConcurrency at a time; the first
+// error cancels the rest.
+func (s *shardProc) upload(ctx context.Context, objs []object) error {
+	if len(objs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan object)
+	errs := make(chan error, len(objs))
+	var wg sync.WaitGroup
+	for range min(s.a.cfg.UploadConcurrency, len(objs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for o := range work {
+				err := s.uploadOne(ctx, o)
+				if err != nil {
+					cancel()
+				}
+				errs <- err
+			}
+		}()
+	}
+	for _, o := range objs {
+		work <- o
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	// Report the errors that caused the cancellation, not the cancellations.
+	var real []error
+	var first error
+	for err := range errs {
+		if err == nil {
+			continue
+		}
+		first = cmp.Or(first, err)
+		if !errors.Is(err, context.Canceled) {
+			real = append(real, err)
+		}
+	}
+	if len(real) > 0 {
+		return errors.Join(real...)
+	}
+	return first
+}
+
+func (s *shardProc) uploadOne(ctx context.Context, o object) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// zstd Parquet of JSON events is ~1/8 of the raw size.
+	body, err := s.a.enc.encodeBytes(o.pb.rows, int(o.pb.raw/8)+4096)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", o.key, err)
+	}
+	if err := s.a.store.Put(ctx, o.key, body); err != nil {
+		return err
+	}
+	s.a.m.rows.Add(float64(len(o.pb.rows)))
+	s.a.m.objects.Inc()
+	s.a.m.bytes.Add(float64(len(body)))
+	return nil
+}
