@@ -1,0 +1,123 @@
+// Package client is the Go client of the user-vector read API
+// (`GET /v1/users/{user_id}/vector`, served by `clickstream api`).
+// Recommendation services use it to fetch a user's decayed click and
+// impression weights per feature; it depends on nothing but net/http.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Vector is a user's vector, decayed to AsOf (DESIGN.md §4 read shape).
+type Vector struct {
+	UserID        string    `json:"user_id"`
+	AsOf          time.Time `json:"as_of"`
+	HalfLifeHours float64   `json:"half_life_hours"`
+	// Events is the number of click and impression events applied.
+	Events   int64     `json:"events"`
+	Features []Feature `json:"features"` // clicks descending (then impressions descending, then name)
+}
+
+// Feature is one feature's decayed click and impression weights.
+type Feature struct {
+	Name        string  `json:"name"`
+	Clicks      float64 `json:"clicks"`
+	Impressions float64 `json:"impressions"`
+}
+
+// ErrNotFound: the API has no vector for the user (HTTP 404).
+var ErrNotFound = errors.New("user not found")
+
+// StatusError is a non-2xx answer other than 404.
+type StatusError struct {
+	StatusCode int
+	Message    string // the API's "error" field, or the body's start
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("vector API: HTTP %d: %s", e.StatusCode, e.Message)
+}
+
+// Client reads vectors from one API server. It is safe for concurrent use.
+type Client struct {
+	base string
+	hc   *http.Client
+}
+
+// New returns a client for the API at baseURL (e.g. "http://127.0.0.1:8081").
+// A nil httpClient means http.DefaultClient; set timeouts on the one you pass
+// or on the ctx of each call.
+func New(baseURL string, httpClient *http.Client) *Client {
+	if httpClient == nil {
+		httpClient = http.DefaultClient
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), hc: httpClient}
+}
+
+// Vector returns the user's top k features decayed to now (k <= 0: the
+// server's default, 20).
+func (c *Client) Vector(ctx context.Context, user string, k int) (*Vector, error) {
+	return c.VectorAt(ctx, user, k, time.Time{})
+}
+
+// VectorAt is Vector decayed to at instead of now (zero at: now).
+func (c *Client) VectorAt(ctx context.Context, user string, k int, at time.Time) (*Vector, error) {
+	if user == "" || user == "." || user == ".." {
+		// "." and ".." are path segments HTTP servers clean away.
+		return nil, fmt.Errorf("vector API: user id %q cannot be addressed in a URL path", user)
+	}
+	q := url.Values{}
+	if k > 0 {
+		q.Set("k", strconv.Itoa(k))
+	}
+	if !at.IsZero() {
+		q.Set("at", at.UTC().Format(time.RFC3339Nano))
+	}
+	u := c.base + "/v1/users/" + url.PathEscape(user) + "/vector"
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("vector API: build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("vector API: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("vector API: read response: %w", err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, user)
+	case resp.StatusCode/100 != 2:
+		var e struct {
+			Error string `json:"error"`
+		}
+		msg := string(body)
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			msg = e.Error
+		} else if len(msg) > 200 {
+			msg = msg[:200]
+		}
+		return nil, &StatusError{StatusCode: resp.StatusCode, Message: msg}
+	}
+	var v Vector
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("vector API: decode response: %w", err)
+	}
+	return &v, nil
+}
