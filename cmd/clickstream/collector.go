@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/setup"
+	"github.com/clickstream-go/clickstream/producers"
+	"github.com/clickstream-go/clickstream/producers/collector"
+)
+
+// newRegistry is the process's Prometheus registry: Go runtime and process
+// metrics plus whatever the components register.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// logFlags registers --log-format and --log-level.
+func logFlags(fs *flag.FlagSet, format, level *string) {
+	fs.StringVar(format, "log-format", "text", "log format: text or json")
+	fs.StringVar(level, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+func collectorCommand(stderr io.Writer) *command {
+	var (
+		cfg                 collector.Config
+		stream              string
+		keys, origins       stringList
+		logFormat, logLevel string
+		aggregate           bool
+		linger              time.Duration
+		maxBuffered         int
+	)
+	return &command{
+		name:  "collector",
+		short: "HTTP collector: POST /v1/events → Kinesis",
+		long: `Runs the HTTP collector for apps that cannot hold AWS credentials.
+
+  POST /v1/events   a JSON array of events, NDJSON (Content-Type: application/x-ndjson)
+                    or one JSON object; optional Content-Encoding: gzip.
+                    Authorization: Bearer KEY (see --api-key, or --insecure-no-auth locally).
+                    202 {"accepted":N,"rejected":[{"index":i,"error":"..."}]}: valid events are
+                    accepted even when others in the request are not. 400 unparseable body,
+                    401 bad key, 413 too large, 415 content type, 429 rate limit and 503 when
+                    the producer buffer is full — both with Retry-After; on 503 nothing of the
+                    request was accepted, so retrying it cannot duplicate events.
+  GET  /healthz     liveness
+  GET  /metrics     Prometheus metrics (collector and producer)
+
+Events get an id (ULID) when they have none and received_at (server time), are
+re-encoded canonically and put on the stream with partition key user_id (or id),
+batched and KPL-aggregated by the producer library. SIGINT/SIGTERM drain in-flight
+requests and flush the producer before exiting.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&cfg.Addr, "addr", collector.DefaultAddr, "listen address")
+			fs.StringVar(&stream, "stream", setup.DefaultStream, "Kinesis stream name")
+			fs.Var(&keys, "api-key", "accepted API key (repeatable or comma-separated)")
+			fs.BoolVar(&cfg.InsecureNoAuth, "insecure-no-auth", false, "accept requests without an API key (local use only)")
+			fs.Var(&origins, "cors-origin", `browser origin allowed to post cross-origin, or "*" (repeatable)`)
+			fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", collector.DefaultMaxBodyBytes, "request body limit, compressed and decompressed")
+			fs.IntVar(&cfg.MaxEvents, "max-events", collector.DefaultMaxEvents, "events per request limit")
+			fs.Float64Var(&cfg.RatePerKey, "rate-per-key", collector.DefaultRatePerKey, "sustained events/s per API key (negative: unlimited)")
+			fs.IntVar(&cfg.Burst, "burst", collector.DefaultBurst, "events a key may send at once above the rate")
+			fs.BoolVar(&aggregate, "aggregate", true, "KPL-aggregate records that go to the same shard")
+			fs.DurationVar(&linger, "linger", 0, "how long the producer waits to fill a batch (0: the library default)")
+			fs.IntVar(&maxBuffered, "max-buffered", 0, "producer buffer in records; beyond it requests get 503 (0: the library default)")
+			logFlags(fs, &logFormat, &logLevel)
+		},
+		run: func(ctx context.Context, args []string) error {
+			if len(args) > 0 {
+				return usageErr("collector takes no arguments")
+			}
+			log, err := newLogger(stderr, logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.APIKeys, cfg.AllowedOrigins = keys, origins
+			c, err := awsx.Load(ctx)
+			if err != nil {
+				return err
+			}
+			reg := newRegistry()
+			opts := []producers.Option{producers.WithLogger(log), producers.WithRegisterer(reg), producers.WithAggregation(aggregate)}
+			if linger > 0 {
+				opts = append(opts, producers.WithLinger(linger))
+			}
+			if maxBuffered > 0 {
+				opts = append(opts, producers.WithMaxBufferedRecords(maxBuffered))
+			}
+			p, err := producers.New(c.Kinesis, stream, opts...)
+			if err != nil {
+				return fmt.Errorf("start producer: %w", err)
+			}
+			srv, err := collector.New(cfg, p, log, reg)
+			if err != nil {
+				p.Close(context.Background())
+				return err
+			}
+			log.Info("collector listening", "addr", cfg.Addr, "stream", stream)
+			runErr := srv.Run(ctx)
+			// The HTTP server has drained; now flush what it accepted.
+			closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			closeErr := p.Close(closeCtx)
+			if errors.Is(runErr, context.Canceled) {
+				runErr = nil
+			}
+			return errors.Join(runErr, closeErr)
+		},
+	}
+}
