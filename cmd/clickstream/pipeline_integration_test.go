@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/clickstream-go/clickstream/consumers/archive"
+	"github.com/clickstream-go/clickstream/consumers/metrics"
+	"github.com/clickstream-go/clickstream/internal/testenv"
+)
+
+// syncBuffer is a bytes.Buffer safe to write from a running command while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// background runs a long-running command until the returned stop is called;
+// stop reports its exit code and output.
+func background(t *testing.T, args ...string) (stop func() (int, string)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, &out, &out) }()
+	var once sync.Once
+	code := -1
+	stop = func() (int, string) {
+		once.Do(func() {
+			cancel()
+			select {
+			case code = <-done:
+			case <-time.After(60 * time.Second):
+				t.Errorf("%s did not stop within 60s", args[0])
+			}
+		})
+		return code, out.String()
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitHealthy(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s/healthz not up within 30s", addr)
+}
+
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errw bytes.Buffer
+	if code := run(context.Background(), args, &out, &errw); code != 0 {
+		t.Fatalf("clickstream %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errw.String())
+	}
+	return out.String()
+}
+
+// TestIntegration_Pipeline runs the binary's commands the way `make demo`
+// does — setup, collector, consume archive vectors metrics, api, loadgen —
+// and checks that every output holds what loadgen sent.
+func TestIntegration_Pipeline(t *testing.T) {
+	c := testenv.Clients(t)
+	ctx := context.Background()
+	stream, bucket := testenv.Name("cli"), testenv.Bucket(t, c)
+	vt, mt, lt := testenv.Name("cli-vectors"), testenv.Name("cli-metrics"), testenv.Name("cli-leases")
+	t.Cleanup(func() {
+		c.Kinesis.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(stream)})
+		for _, tb := range []string{vt, mt, lt} {
+			c.DynamoDB.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(tb)})
+		}
+	})
+	res := []string{"--stream", stream, "--bucket", bucket, "--vectors-table", vt, "--metrics-table", mt, "--leases-table", lt}
+
+	out := mustRun(t, append([]string{"setup", "--shards", "2"}, res...)...)
+	for _, want := range []string{"created stream " + stream, "created table  " + vt, "created table  " + mt, "created table  " + lt, "found   bucket " + bucket} {
+		if !strings.Contains(out, want) {
+			t.Errorf("setup output lacks %q:\n%s", want, out)
+		}
+	}
+	if out := mustRun(t, append([]string{"setup", "--shards", "2"}, res...)...); strings.Contains(out, "created") {
+		t.Errorf("second setup created something:\n%s", out)
+	}
+
+	collAddr, consAddr, apiAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	stopCollector := background(t, "collector", "--addr", collAddr, "--insecure-no-auth", "--stream", stream, "--linger", "20ms")
+	stopConsume := background(t, append([]string{"consume", "archive", "vectors", "metrics", "--metrics-addr", consAddr,
+		"--archive-max-age", "2s", "--lease-duration", "3s", "--poll-interval", "100ms"}, res...)...)
+	stopAPI := background(t, append([]string{"api", "--addr", apiAddr, "--no-alerts"}, res...)...)
+	waitHealthy(t, collAddr)
+	waitHealthy(t, consAddr)
+	waitHealthy(t, apiAddr)
+
+	out = mustRun(t, "loadgen", "--url", "http://"+collAddr, "--events", "1500", "--bad-rate", "0.02", "--users", "40", "--seed", "11", "--quiet")
+	counts := map[string]int64{}
+	for _, m := range regexp.MustCompile(`(\w+)=(\d+)`).FindAllStringSubmatch(out, -1) {
+		counts[m[1]], _ = strconv.ParseInt(m[2], 10, 64)
+	}
+	if counts["sent"]+counts["rejected"] != 1500 || counts["rejected"] == 0 || counts["failed"] != 0 {
+		t.Fatalf("loadgen summary: %s", out)
+	}
+
+	// Archive: every accepted event, exactly once.
+	deadline := time.Now().Add(2 * time.Minute)
+	var inv archive.Inventory
+	for {
+		var err error
+		if inv, err = archive.Stats(ctx, c.S3, bucket, "", archive.Filter{}); err != nil {
+			t.Fatal(err)
+		}
+		if inv.Rows >= counts["sent"] || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if inv.Rows != counts["sent"] {
+		t.Fatalf("archive holds %d rows, want %d", inv.Rows, counts["sent"])
+	}
+
+	// Stop the consumers gracefully: the final flush writes every window.
+	if code, logs := stopConsume(); code != 0 {
+		t.Fatalf("consume exit %d:\n%s", code, logs)
+	}
+
+	// Metrics through the API: impressions and clicks over all windows
+	// equal what was sent.
+	q := url.Values{"from": {time.Now().Add(-30 * time.Minute).UTC().Format(time.RFC3339)}, "open": {"true"}}
+	var mres metrics.Result
+	getJSON(t, "http://"+apiAddr+"/v1/metrics/engagement?"+q.Encode(), &mres)
+	var impressions, clicks float64
+	for _, r := range mres.Rows {
+		impressions += r.Values["impressions"]
+		clicks += r.Values["clicks"]
+	}
+	if int64(impressions) != counts["impression"] || int64(clicks) != counts["click"] {
+		t.Errorf("metrics: %v impressions, %v clicks; loadgen sent %d and %d", impressions, clicks, counts["impression"], counts["click"])
+	}
+
+	// Vectors: a user through the API and through `vectors get` agree.
+	scan, err := c.DynamoDB.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(vt), Limit: aws.Int32(1)})
+	if err != nil || len(scan.Items) == 0 {
+		t.Fatalf("no user vectors: %v", err)
+	}
+	uid, ok := scan.Items[0]["user_id"].(*types.AttributeValueMemberS)
+	if !ok {
+		t.Fatalf("user_id is %T", scan.Items[0]["user_id"])
+	}
+	user := uid.Value
+	at := time.Now().UTC().Truncate(time.Second).Format(time.RFC3339)
+	var viaAPI, viaCLI map[string]any
+	getJSON(t, "http://"+apiAddr+"/v1/users/"+url.PathEscape(user)+"/vector?k=5&at="+at, &viaAPI)
+	if err := json.Unmarshal([]byte(mustRun(t, "vectors", "get", "--vectors-table", vt, "--k", "5", "--at", at, user)), &viaCLI); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(viaAPI) != fmt.Sprint(viaCLI) {
+		t.Errorf("API and CLI disagree:\n%v\n%v", viaAPI, viaCLI)
+	}
+	if resp, err := http.Get("http://" + apiAddr + "/v1/users/nobody-here/vector"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("unknown user: %v %v", resp.StatusCode, err)
+	}
+
+	for name, stop := range map[string]func() (int, string){"collector": stopCollector, "api": stopAPI} {
+		if code, logs := stop(); code != 0 {
+			t.Errorf("%s exit %d:\n%s", name, code, logs)
+		}
+	}
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		t.Fatalf("GET %s: %s %s", u, resp.Status, b.String())
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+}
