@@ -61,8 +61,16 @@ func (m *memSink) Flush(context.Context) error {
 	return nil
 }
 
+// keepAlives ignores idle keep-alive connections of http.DefaultTransport
+// that other tests of the package (the collector integration test) leave
+// behind; they are the transport's pool, not goroutines Run leaked.
+var keepAlives = []goleak.Option{
+	goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+	goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+}
+
 func TestRun_StopsAfterEventsAndCountsEveryOutcome(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, keepAlives...)
 	sink := &memSink{}
 	var progress bytes.Buffer
 	st, err := Run(context.Background(), Config{
@@ -181,7 +189,7 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func TestRun_StopsOnAPermanentSinkErrorAndCountsTransientOnesAsFailed(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, keepAlives...)
 	perm := &memSink{err: fmt.Errorf("%w: 401", ErrPermanent)}
 	st, err := Run(context.Background(), Config{GeneratorConfig: GeneratorConfig{Seed: 1}, BatchSize: 10}, perm, nil)
 	if !errors.Is(err, ErrPermanent) {
@@ -201,7 +209,7 @@ func TestRun_StopsOnAPermanentSinkErrorAndCountsTransientOnesAsFailed(t *testing
 }
 
 func TestRun_ReturnsWhenContextIsCancelled(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, keepAlives...)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	st, err := Run(ctx, Config{GeneratorConfig: GeneratorConfig{Seed: 1}, Rate: 5000}, &memSink{}, io.Discard)
