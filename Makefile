@@ -28,8 +28,18 @@ build: ## build bin/clickstream
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/clickstream
 
 .PHONY: install-tools
-install-tools: ## install the pinned emulators (npm ci) and MinIO (go install) without starting them
+install-tools: ## install the pinned emulators (npm ci), MinIO (go install) and headless Chromium (apt) without starting them
 	$(STACK) install
+	@$(MAKE) --no-print-directory chromium
+
+# The dashboard test drives headless Chromium (Debian packages chromium and
+# chromium-driver). Installed with apt when missing; needs root or sudo.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "installing chromium (apt) for the dashboard test"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 .PHONY: up
 up: ## start the local AWS stack (Kinesis, DynamoDB Local, MinIO) and write .local/env
@@ -52,7 +62,7 @@ demo: up build ## run the pipeline on the local stack for DEMO_DURATION and prin
 	@scripts/demo.sh
 
 .PHONY: test
-test: test-unit test-integration ## unit tests, then integration tests against a local stack it starts and stops
+test: install-tools test-unit test-integration infra-test ## everything: unit, integration (private local stack), Terraform checks
 
 .PHONY: test-unit
 test-unit: ## unit tests only (no AWS stack), with the race detector
@@ -66,6 +76,10 @@ test-integration: ## integration tests against a private local stack (ports 1456
 	@set -o pipefail; source .local/test/env && CLICKSTREAM_INTEGRATION=1 \
 	  $(GO) test -count=1 -p 2 -timeout $(TEST_TIMEOUT) $(PKGS); rc=$$?; \
 	  $(TEST_STACK_ENV) $(STACK) down; exit $$rc
+
+.PHONY: infra-test
+infra-test: ## Terraform: fmt, init (offline mirror), validate, mock_provider tests, apply/destroy on moto
+	infra/test.sh
 
 .PHONY: bench
 bench: ## benchmarks (hot paths in-process, producer against the local test stack)
