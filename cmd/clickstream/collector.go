@@ -18,10 +18,11 @@ import (
 )
 
 // newRegistry is the process's Prometheus registry: Go runtime and process
-// metrics plus whatever the components register.
+// metrics, the AWS calls made (awsx.Requests), plus whatever the components
+// register.
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), awsx.Requests)
 	return reg
 }
 

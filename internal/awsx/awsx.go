@@ -34,8 +34,11 @@ func Load(ctx context.Context, optFns ...func(*config.LoadOptions) error) (*Clie
 	return FromConfig(cfg), nil
 }
 
-// FromConfig builds the clients from an already loaded config.
+// FromConfig builds the clients from an already loaded config. Every call
+// they make is counted in Requests.
 func FromConfig(cfg aws.Config) *Clients {
+	cfg = cfg.Copy()
+	cfg.APIOptions = append(cfg.APIOptions, countRequests)
 	return &Clients{
 		Config:   cfg,
 		Kinesis:  kinesis.NewFromConfig(cfg),
