@@ -63,6 +63,7 @@ Local use: make up && source .local/env && clickstream setup`,
 			metricsCommand(stdout),
 			archiveCommand(stdout),
 			streamCommand(stdout),
+			benchCommand(stdout, stderr),
 			versionCommand(stdout),
 		},
 	}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/bench"
+	"github.com/clickstream-go/clickstream/internal/setup"
+)
+
+func benchCommand(stdout, stderr io.Writer) *command {
+	var (
+		cfg      bench.Config
+		report   string
+		stackDir string
+	)
+	return &command{
+		name:  "bench",
+		short: "end-to-end benchmark: loadgen → collector → stream → consumers, with a report",
+		long: `Creates a fresh stream (--shards), tables and archive prefix, starts the collector,
+each consumer (archive, vectors, metrics) and the API as separate processes of this
+binary, drives synthetic load through the collector for --duration (at --rate, or as
+fast as it goes), waits for the consumers to catch up, and prints a markdown report:
+
+  - sustained events/s end to end, and whether each consumer kept up (its lag in
+    the last third of the load no higher than in the middle third);
+  - latency percentiles: put → vector visible (probe clicks read back through the
+    API), put → processed per consumer and put → archived (count crossing),
+    window end → metric readable;
+  - CPU seconds per million events and peak RSS per component (from /proc);
+  - DynamoDB writes, S3 PUTs and Kinesis calls per million events
+    (clickstream_aws_requests_total of every process) and an estimated AWS cost
+    per million events at list prices (stated in the report).
+
+With --report FILE the run replaces the "latest" section of FILE and the run before
+it moves to "previous". Resources are deleted afterwards unless --keep.
+` + "`make bench-e2e`" + ` runs it on a kinesalite stack behind the shard-limit proxy.`,
+		flags: func(fs *flag.FlagSet) {
+			fs.IntVar(&cfg.Shards, "shards", 8, "shards of the benchmark stream")
+			fs.StringVar(&cfg.Bucket, "bucket", setup.DefaultBucket, "bucket for the archive (a fresh bench/ prefix is used)")
+			fs.Float64Var(&cfg.Rate, "rate", 0, "target events/s (0: as fast as the pipeline takes them)")
+			fs.DurationVar(&cfg.Duration, "duration", time.Minute, "length of the load phase")
+			fs.DurationVar(&cfg.Drain, "drain", time.Minute, "how long to wait for the consumers to catch up afterwards")
+			fs.IntVar(&cfg.Concurrency, "concurrency", 4, "collector requests in flight")
+			fs.IntVar(&cfg.BatchSize, "batch-size", 500, "events per collector request")
+			fs.Float64Var(&cfg.ProbeRate, "probe-rate", 4, "vector-visibility probes per second")
+			fs.DurationVar(&cfg.ArchiveMaxAge, "archive-max-age", 10*time.Second, "the archive consumer's --archive-max-age")
+			fs.BoolVar(&cfg.Combined, "combined", false, "run the three consumers in one process")
+			fs.StringVar(&cfg.LogDir, "log-dir", "", "directory for the components' logs (default a temporary one)")
+			fs.BoolVar(&cfg.Keep, "keep", false, "keep the stream, tables and archive objects")
+			fs.StringVar(&cfg.Label, "label", "", `environment name in the report (default from CLICKSTREAM_LOCAL_KINESIS, e.g. "kinesalite")`)
+			fs.StringVar(&report, "report", "", "markdown file to update (e.g. docs/BENCHMARKS.md)")
+			fs.StringVar(&stackDir, "stack-dir", "", "local stack state dir (e.g. .local): also account the emulators' CPU and RSS")
+		},
+		run: func(ctx context.Context, args []string) error {
+			if len(args) > 0 {
+				return usageErr("bench takes no arguments")
+			}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			cfg.Binary = exe
+			if cfg.Clients, err = awsx.Load(ctx); err != nil {
+				return err
+			}
+			if cfg.Label == "" {
+				cfg.Label = os.Getenv("CLICKSTREAM_LOCAL_KINESIS")
+				if cfg.Label == "" {
+					cfg.Label = "AWS or unnamed stack"
+				}
+				if os.Getenv("CLICKSTREAM_LOCAL_LIMITS") != "" {
+					cfg.Label += " behind the shard-limit proxy (" + os.Getenv("CLICKSTREAM_LOCAL_LIMITS") + ")"
+				}
+			}
+			if stackDir != "" {
+				cfg.StackPIDs = stackPIDs(stackDir)
+			}
+			cfg.Progress = stderr
+			res, err := bench.Run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			md := res.Markdown()
+			fmt.Fprintln(stdout, md)
+			if report != "" {
+				if err := os.MkdirAll(filepath.Dir(report), 0o755); err != nil {
+					return err
+				}
+				if err := bench.UpdateReport(report, md); err != nil {
+					return err
+				}
+				fmt.Fprintf(stderr, "bench: report written to %s\n", report)
+			}
+			return nil
+		},
+	}
+}
+
+// stackPIDs reads the local stack's PID files (localstack/stack.sh writes
+// STATE_DIR/run/NAME.pid).
+func stackPIDs(dir string) map[string]int {
+	out := map[string]int{}
+	files, _ := filepath.Glob(filepath.Join(dir, "run", "*.pid"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			out[strings.TrimSuffix(filepath.Base(f), ".pid")] = pid
+		}
+	}
+	return out
+}

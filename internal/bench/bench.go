@@ -1,0 +1,786 @@
+// Package bench drives the whole pipeline on a local (or real) stack and
+// measures it: loadgen → collector → stream → archive, vectors and metrics
+// consumers, each component in its own process so its CPU time and peak RSS
+// can be read from /proc. It backs `clickstream bench` and `make bench-e2e`.
+//
+// What it measures, and how:
+//   - sustained events/s: events acknowledged by Kinesis (producer counter of
+//     the collector) over the load phase;
+//   - consumer lag: events on the stream minus events each consumer has
+//     processed (runtime counter), sampled every second; "keeps up" means the
+//     lag in the last third of the run is not above the middle third's by
+//     more than a second of input;
+//   - put → vector visible: probe clicks for fresh users posted to the
+//     collector a few times a second, then GET /v1/users/{id}/vector polled
+//     until it answers 200;
+//   - put → processed and put → archived: count crossing — the moment a
+//     consumer's processed (archive: written) count reaches the number of
+//     events that had been put at time t, minus t (exact for FIFO delivery,
+//     an approximation across shards);
+//   - window end → metric readable: GET /v1/metrics/engagement polled; the
+//     first time a window appears published, minus the window's end;
+//   - CPU seconds per million events and peak RSS from /proc/PID/{stat,status};
+//   - DynamoDB writes, S3 PUT-class requests and Kinesis calls from each
+//     process's clickstream_aws_requests_total, priced with list prices.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/setup"
+	"github.com/clickstream-go/clickstream/producers/loadgen"
+)
+
+// Config configures a run. Zero fields take the defaults in brackets.
+type Config struct {
+	// Binary is the clickstream executable started for each component.
+	// Required.
+	Binary string
+	// Clients talk to the stack (resource creation and clean-up). Required.
+	Clients *awsx.Clients
+	// Env is the environment of the components [os.Environ()].
+	Env []string
+	// Shards of the fresh benchmark stream [8].
+	Shards int
+	// Bucket receives the archive under a fresh prefix [clickstream-archive].
+	Bucket string
+	// Rate is the target events/s; 0 sends as fast as the pipeline takes [0].
+	Rate float64
+	// Duration of the load phase [60s].
+	Duration time.Duration
+	// Drain bounds the wait for the consumers to catch up afterwards [60s].
+	Drain time.Duration
+	// Concurrency of the load generator's requests [4].
+	Concurrency int
+	// BatchSize is events per collector request [500].
+	BatchSize int
+	// ProbeRate is vector-visibility probes per second [4].
+	ProbeRate float64
+	// ArchiveMaxAge is the archive consumer's --archive-max-age [10s].
+	ArchiveMaxAge time.Duration
+	// Combined runs the three consumers in one `consume archive vectors
+	// metrics` process instead of one process each [false: separate, so
+	// CPU and RSS are per consumer].
+	Combined bool
+	// LogDir receives the components' logs [a temporary directory].
+	LogDir string
+	// Keep leaves the stream, tables and archive objects in place.
+	Keep bool
+	// Label names the environment in the report (e.g. "kinesalite").
+	Label string
+	// Progress receives a line per second [discard].
+	Progress io.Writer
+	// StackPIDs are emulator processes to account CPU and RSS for (name → pid).
+	StackPIDs map[string]int
+}
+
+// Result is what a run measured.
+type Result struct {
+	Started          time.Time
+	Label            string
+	Machine          string
+	Shards           int
+	TargetRate       float64
+	Duration         time.Duration
+	Generated        int64 // events loadgen generated
+	Accepted         int64 // events the collector accepted
+	OnStream         int64 // events Kinesis acknowledged
+	KinesisRecords   int64 // Kinesis records (aggregates) they took
+	StreamBytes      int64
+	EventsPerSec     float64 // OnStream / load phase
+	Processed        map[string]int64
+	Archived         int64
+	LagMid, LagEnd   map[string]float64 // mean lag (events) in the middle and last third
+	KeptUp           map[string]bool
+	CaughtUpAfter    map[string]time.Duration // after the load phase; -1 if not within Drain
+	VectorLatency    Percentiles
+	ProcessedLatency map[string]Percentiles
+	ArchiveLatency   Percentiles
+	WindowLatency    Percentiles
+	Components       []ComponentStats
+	Calls            Calls
+	Errors           []string
+}
+
+// ComponentStats are one process's costs.
+type ComponentStats struct {
+	Name                 string
+	CPUSeconds           float64 // from the end of start-up to the end of the run
+	CPUSecondsPerMillion float64
+	PeakRSS              int64
+	// DynamoDBWrites and S3Puts are this process's calls per million events.
+	DynamoDBWrites, S3Puts float64
+}
+
+// Calls are the billed AWS requests of the whole run.
+type Calls struct {
+	DynamoDBWrites   float64 // UpdateItem, PutItem, DeleteItem, TransactWriteItems, BatchWriteItem calls
+	DynamoDBReads    float64
+	S3Puts           float64 // PUT, COPY, POST, LIST class
+	S3Gets           float64
+	KinesisPutCalls  float64
+	KinesisGetCalls  float64
+	PutPayloadUnits  float64 // 25 KB units, estimated from records and bytes
+	ShardHoursPerMEv float64
+}
+
+// Percentiles summarises latency samples.
+type Percentiles struct {
+	N             int
+	P50, P99, Max time.Duration
+}
+
+func percentiles(d []time.Duration) Percentiles {
+	if len(d) == 0 {
+		return Percentiles{}
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	q := func(p float64) time.Duration { return s[min(len(s)-1, int(p*float64(len(s))))] }
+	return Percentiles{N: len(s), P50: q(0.50), P99: q(0.99), Max: s[len(s)-1]}
+}
+
+func (c *Config) defaults() error {
+	if c.Binary == "" || c.Clients == nil {
+		return errors.New("bench: Binary and Clients are required")
+	}
+	if c.Env == nil {
+		c.Env = os.Environ()
+	}
+	if c.Shards <= 0 {
+		c.Shards = 8
+	}
+	if c.Bucket == "" {
+		c.Bucket = setup.DefaultBucket
+	}
+	if c.Duration <= 0 {
+		c.Duration = 60 * time.Second
+	}
+	if c.Drain <= 0 {
+		c.Drain = 60 * time.Second
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 4
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.ProbeRate <= 0 {
+		c.ProbeRate = 4
+	}
+	if c.ArchiveMaxAge <= 0 {
+		c.ArchiveMaxAge = 10 * time.Second
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// sampleEvery is the sampling interval of the counters (the resolution of
+// count-crossing latencies, which interpolate between samples).
+const sampleEvery = 250 * time.Millisecond
+
+// consumerApps are the processors, in report order.
+var consumerApps = []string{"archive", "vectors", "metrics"}
+
+// sample is one second's view of the counters.
+type sample struct {
+	at        time.Time
+	onStream  float64
+	processed map[string]float64
+	archived  float64
+}
+
+// Run creates a fresh stream, tables and archive prefix, starts the
+// components, drives load for Duration, waits for the consumers to catch up,
+// and returns the figures. Resources are deleted afterwards unless Keep.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	id := time.Now().UTC().Format("20060102-150405")
+	res := setup.Resources{
+		Stream: "bench-" + id, Shards: cfg.Shards, Bucket: cfg.Bucket,
+		VectorsTable: "bench-" + id + "-vectors", MetricsTable: "bench-" + id + "-metrics", LeasesTable: "bench-" + id + "-leases",
+	}
+	prefix := "bench/" + id
+	r := &Result{Started: time.Now(), Label: cfg.Label, Shards: cfg.Shards, TargetRate: cfg.Rate, Duration: cfg.Duration,
+		Machine:   machine(),
+		Processed: map[string]int64{}, LagMid: map[string]float64{}, LagEnd: map[string]float64{}, KeptUp: map[string]bool{},
+		CaughtUpAfter: map[string]time.Duration{}, ProcessedLatency: map[string]Percentiles{}}
+	fmt.Fprintf(cfg.Progress, "bench: creating stream %s (%d shards), tables, archive prefix s3://%s/%s\n", res.Stream, res.Shards, res.Bucket, prefix)
+	if err := setup.Ensure(ctx, cfg.Clients, res, nil); err != nil {
+		return nil, err
+	}
+	if !cfg.Keep {
+		defer cleanup(cfg.Clients, res, prefix, cfg.Progress)
+	}
+	if cfg.LogDir == "" {
+		d, err := os.MkdirTemp("", "clickstream-bench-")
+		if err != nil {
+			return nil, err
+		}
+		cfg.LogDir = d
+	} else if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+		return nil, err
+	}
+	resFlags := []string{"--stream", res.Stream, "--bucket", res.Bucket, "--vectors-table", res.VectorsTable,
+		"--metrics-table", res.MetricsTable, "--leases-table", res.LeasesTable}
+
+	// Components.
+	var comps []*component
+	defer func() {
+		for _, c := range comps {
+			c.stop(30 * time.Second)
+		}
+	}()
+	start := func(name string, args func(addr string) []string) (*component, error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		c, err := startComponent(cfg.Binary, cfg.LogDir, name, addr, cfg.Env, args(addr)...)
+		if err != nil {
+			return nil, err
+		}
+		comps = append(comps, c)
+		return c, nil
+	}
+	collector, err := start("collector", func(a string) []string {
+		return []string{"collector", "--addr", a, "--insecure-no-auth", "--stream", res.Stream, "--rate-per-key", "-1"}
+	})
+	if err != nil {
+		return nil, err
+	}
+	consumeArgs := func(a string, apps ...string) []string {
+		args := append([]string{"consume"}, apps...)
+		args = append(args, "--metrics-addr", a, "--prefix", prefix, "--archive-max-age", cfg.ArchiveMaxAge.String())
+		return append(args, resFlags...)
+	}
+	consumersByApp := map[string]*component{}
+	if cfg.Combined {
+		c, err := start("consumers", func(a string) []string { return consumeArgs(a, consumerApps...) })
+		if err != nil {
+			return nil, err
+		}
+		for _, app := range consumerApps {
+			consumersByApp[app] = c
+		}
+	} else {
+		for _, app := range consumerApps {
+			c, err := start("consume-"+app, func(a string) []string { return consumeArgs(a, app) })
+			if err != nil {
+				return nil, err
+			}
+			consumersByApp[app] = c
+		}
+	}
+	api, err := start("api", func(a string) []string {
+		return append([]string{"api", "--addr", a, "--no-alerts"}, resFlags...)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range comps {
+		if err := c.waitHealthy(ctx, 60*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(cfg.Progress, "bench: components up (logs in %s); load for %s at %s\n", cfg.LogDir, cfg.Duration, rateString(cfg.Rate))
+	// CPU is counted from here (start-up excluded); peak RSS is the process's.
+	baseline := map[int]procStats{}
+	for _, c := range comps {
+		baseline[c.cmd.Process.Pid], _ = readProcStats(c.cmd.Process.Pid)
+	}
+	for _, pid := range cfg.StackPIDs {
+		baseline[pid], _ = readProcStats(pid)
+	}
+
+	// Sampler.
+	var (
+		mu      sync.Mutex
+		samples []sample
+	)
+	scrapeAll := func(ctx context.Context) (sample, error) {
+		s := sample{at: time.Now(), processed: map[string]float64{}}
+		m, err := collector.scrape(ctx)
+		if err != nil {
+			return s, err
+		}
+		s.onStream = m.sum("clickstream_producer_records_sent_total")
+		seen := map[*component]metricSet{}
+		for _, app := range consumerApps {
+			c := consumersByApp[app]
+			cm, ok := seen[c]
+			if !ok {
+				if cm, err = c.scrape(ctx); err != nil {
+					return s, err
+				}
+				seen[c] = cm
+			}
+			s.processed[app] = cm.sum("clickstream_consumer_records_total", "app", app)
+			if app == "archive" {
+				s.archived = cm.sum("clickstream_archive_rows_total")
+			}
+		}
+		return s, nil
+	}
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			if s, err := scrapeAll(sampleCtx); err == nil {
+				mu.Lock()
+				samples = append(samples, s)
+				mu.Unlock()
+			}
+			select {
+			case <-sampleCtx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+
+	// Probes: vector visibility and window publication.
+	probeCtx, stopProbes := context.WithCancel(ctx)
+	winCtx, stopWindows := context.WithCancel(ctx)
+	defer func() { stopProbes(); stopWindows(); stopSampling(); wg.Wait() }()
+	var vecLat, winLat []time.Duration
+	var windowsSeen atomic.Int64
+	var probeErrs []string
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		vecLat, probeErrs = probeVectors(probeCtx, collector.addr, api.addr, cfg.ProbeRate)
+	}()
+	go func() {
+		defer wg.Done()
+		winLat = probeWindows(winCtx, api.addr, r.Started, &windowsSeen)
+	}()
+
+	// Load.
+	loadStart := time.Now()
+	st, loadErr := loadgen.Run(ctx, loadgen.Config{
+		GeneratorConfig: loadgen.GeneratorConfig{Seed: 1},
+		Rate:            cfg.Rate, Duration: cfg.Duration, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency,
+	}, &loadgen.CollectorSink{URL: "http://" + collector.addr}, cfg.Progress)
+	loadEnd := time.Now()
+	r.Generated = st.Generated
+	if loadErr != nil && !errors.Is(loadErr, context.Canceled) {
+		r.Errors = append(r.Errors, "loadgen: "+loadErr.Error())
+	}
+	// Wait until the collector's producer has delivered what it accepted
+	// (probe clicks included; the probes are stopped first).
+	stopProbes()
+	var target float64
+	for end := time.Now().Add(30 * time.Second); ; {
+		m, err := collector.scrape(ctx)
+		if err != nil {
+			return nil, err
+		}
+		target = m.sum("clickstream_producer_records_sent_total")
+		if target >= m.sum("clickstream_collector_events_total", "result", "accepted") || time.Now().After(end) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(cfg.Progress, "bench: load done: %d events on the stream; draining (up to %s)\n", int64(target), cfg.Drain)
+
+	// Drain: until every consumer processed everything and the archive wrote it.
+	caught := map[string]time.Time{}
+	deadline := time.Now().Add(cfg.Drain)
+	// Also wait for a complete minute window to be published, so the
+	// window latency has a sample even in a short run.
+	for time.Now().Before(deadline) && (len(caught) < len(consumerApps)+1 || windowsSeen.Load() == 0) {
+		s, err := scrapeAll(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, app := range consumerApps {
+			if _, ok := caught[app]; !ok && s.processed[app] >= target {
+				caught[app] = s.at
+			}
+		}
+		if _, ok := caught["archive-written"]; !ok && s.archived >= target {
+			caught["archive-written"] = s.at
+		}
+		mu.Lock()
+		samples = append(samples, s)
+		mu.Unlock()
+		time.Sleep(500 * time.Millisecond)
+	}
+	stopWindows()
+	stopSampling()
+	wg.Wait()
+
+	last, _ := scrapeAll(ctx)
+	r.OnStream = int64(target)
+	r.EventsPerSec = target / loadEnd.Sub(loadStart).Seconds()
+	for _, app := range consumerApps {
+		r.Processed[app] = int64(last.processed[app])
+		if t, ok := caught[app]; ok {
+			r.CaughtUpAfter[app] = t.Sub(loadEnd)
+		} else {
+			r.CaughtUpAfter[app] = -1
+		}
+	}
+	r.Archived = int64(last.archived)
+	if t, ok := caught["archive-written"]; ok {
+		r.CaughtUpAfter["archive-written"] = t.Sub(loadEnd)
+	} else {
+		r.CaughtUpAfter["archive-written"] = -1
+	}
+	r.VectorLatency = percentiles(vecLat)
+	r.WindowLatency = percentiles(winLat)
+	r.Errors = append(r.Errors, probeErrs...)
+	mu.Lock()
+	analyse(r, samples, loadStart, loadEnd)
+	mu.Unlock()
+
+	// Costs: counters from every component, CPU and RSS from /proc.
+	var all []metricSet
+	seen := map[*component]bool{}
+	for _, c := range comps {
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		m, err := c.scrape(ctx)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, m)
+		if c == collector {
+			r.Accepted = int64(m.sum("clickstream_collector_events_total", "result", "accepted"))
+			r.KinesisRecords = int64(m.sum("clickstream_producer_kinesis_records_sent_total"))
+			r.StreamBytes = int64(m.sum("clickstream_producer_bytes_sent_total"))
+		}
+		ps, err := readProcStats(c.cmd.Process.Pid)
+		if err != nil {
+			return nil, err
+		}
+		ps.CPUSeconds -= baseline[c.cmd.Process.Pid].CPUSeconds
+		cs := componentStats(c.name, ps, target)
+		cs.DynamoDBWrites = m.awsCalls("DynamoDB", dynamoWriteOps...) / target * 1e6
+		cs.S3Puts = m.awsCalls("S3", s3PutOps...) / target * 1e6
+		r.Components = append(r.Components, cs)
+	}
+	names := make([]string, 0, len(cfg.StackPIDs))
+	for name := range cfg.StackPIDs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		pid := cfg.StackPIDs[name]
+		if ps, err := readProcStats(pid); err == nil {
+			ps.CPUSeconds -= baseline[pid].CPUSeconds
+			r.Components = append(r.Components, componentStats("emulator: "+name, ps, target))
+		}
+	}
+	r.Calls = countCalls(all, r)
+	for _, c := range comps {
+		if err := c.stop(30 * time.Second); err != nil {
+			r.Errors = append(r.Errors, err.Error())
+		}
+	}
+	comps = nil
+	return r, nil
+}
+
+func componentStats(name string, ps procStats, events float64) ComponentStats {
+	cs := ComponentStats{Name: name, CPUSeconds: ps.CPUSeconds, PeakRSS: ps.PeakRSS}
+	if events > 0 {
+		cs.CPUSecondsPerMillion = ps.CPUSeconds / events * 1e6
+	}
+	return cs
+}
+
+// analyse derives lag and count-crossing latencies from the samples.
+func analyse(r *Result, samples []sample, loadStart, loadEnd time.Time) {
+	sort.Slice(samples, func(i, j int) bool { return samples[i].at.Before(samples[j].at) })
+	span := loadEnd.Sub(loadStart)
+	mid0, mid1 := loadStart.Add(span/3), loadStart.Add(2*span/3)
+	for _, app := range consumerApps {
+		var midSum, endSum float64
+		var midN, endN int
+		for _, s := range samples {
+			lag := s.onStream - s.processed[app]
+			switch {
+			case s.at.After(mid0) && s.at.Before(mid1):
+				midSum += lag
+				midN++
+			case !s.at.Before(mid1) && !s.at.After(loadEnd):
+				endSum += lag
+				endN++
+			}
+		}
+		if midN > 0 {
+			r.LagMid[app] = midSum / float64(midN)
+		}
+		if endN > 0 {
+			r.LagEnd[app] = endSum / float64(endN)
+		}
+		perSec := r.EventsPerSecDuring(samples, loadStart, loadEnd)
+		r.KeptUp[app] = r.LagEnd[app] <= r.LagMid[app]+perSec
+		r.ProcessedLatency[app] = percentiles(crossings(samples, func(s sample) float64 { return s.processed[app] }, loadEnd))
+	}
+	r.ArchiveLatency = percentiles(crossings(samples, func(s sample) float64 { return s.archived }, loadEnd))
+}
+
+// EventsPerSecDuring is the mean rate of events put on the stream between a and b.
+func (r *Result) EventsPerSecDuring(samples []sample, a, b time.Time) float64 {
+	var first, last *sample
+	for i := range samples {
+		s := &samples[i]
+		if s.at.Before(a) || s.at.After(b) {
+			continue
+		}
+		if first == nil {
+			first = s
+		}
+		last = s
+	}
+	if first == nil || last == first {
+		return 0
+	}
+	return (last.onStream - first.onStream) / last.at.Sub(first.at).Seconds()
+}
+
+// crossings: for each sample during the load at which n events had been
+// put, the time until count reached n, interpolated linearly between the two
+// samples around the crossing.
+func crossings(samples []sample, count func(sample) float64, loadEnd time.Time) []time.Duration {
+	var out []time.Duration
+	j := 0
+	for _, s := range samples {
+		if s.at.After(loadEnd) || s.onStream == 0 {
+			continue
+		}
+		for j < len(samples) && count(samples[j]) < s.onStream {
+			j++
+		}
+		if j == len(samples) {
+			break
+		}
+		at := samples[j].at
+		if j > 0 {
+			a, b := samples[j-1], samples[j]
+			if ca, cb := count(a), count(b); cb > ca {
+				f := (s.onStream - ca) / (cb - ca)
+				at = a.at.Add(time.Duration(f * float64(b.at.Sub(a.at))))
+			}
+		}
+		if d := at.Sub(s.at); d >= 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+var (
+	dynamoWriteOps = []string{"UpdateItem", "PutItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
+	s3PutOps       = []string{"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "ListObjectsV2", "ListMultipartUploads", "CopyObject"}
+)
+
+func countCalls(all []metricSet, r *Result) Calls {
+	var c Calls
+	for _, m := range all {
+		c.DynamoDBWrites += m.awsCalls("DynamoDB", dynamoWriteOps...)
+		c.DynamoDBReads += m.awsCalls("DynamoDB", "GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems")
+		c.S3Puts += m.awsCalls("S3", s3PutOps...)
+		c.S3Gets += m.awsCalls("S3", "GetObject", "HeadObject")
+		c.KinesisPutCalls += m.awsCalls("Kinesis", "PutRecords", "PutRecord")
+		c.KinesisGetCalls += m.awsCalls("Kinesis", "GetRecords")
+	}
+	// A PUT payload unit is 25 KB of one record: at least one per record.
+	c.PutPayloadUnits = max(float64(r.KinesisRecords), float64(r.StreamBytes)/25600)
+	if r.EventsPerSec > 0 {
+		c.ShardHoursPerMEv = float64(r.Shards) * (1e6 / r.EventsPerSec) / 3600
+	}
+	return c
+}
+
+// probeVectors posts one click for a fresh user every 1/rate seconds and
+// measures until the read API shows the user's vector.
+func probeVectors(ctx context.Context, collectorAddr, apiAddr string, rate float64) ([]time.Duration, []string) {
+	var (
+		mu   sync.Mutex
+		lat  []time.Duration
+		errs []string
+		wg   sync.WaitGroup
+	)
+	t := time.NewTicker(time.Duration(float64(time.Second) / rate))
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return lat, errs
+		case <-t.C:
+		}
+		user := fmt.Sprintf("probe-%d-%d", time.Now().UnixNano(), i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := probeOne(ctx, collectorAddr, apiAddr, user)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if ctx.Err() == nil && len(errs) < 5 {
+					errs = append(errs, "vector probe: "+err.Error())
+				}
+				return
+			}
+			lat = append(lat, d)
+		}()
+	}
+}
+
+func probeOne(ctx context.Context, collectorAddr, apiAddr, user string) (time.Duration, error) {
+	body := fmt.Sprintf(`{"type":"click","ts":%q,"user_id":%q,"item_id":"probe","placement":"probe","features":{"probe":1}}`,
+		time.Now().UTC().Format(time.RFC3339Nano), user)
+	start := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+collectorAddr+"/v1/events", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return 0, fmt.Errorf("collector answered %s", resp.Status)
+	}
+	u := "http://" + apiAddr + "/v1/users/" + url.PathEscape(user) + "/vector?k=1"
+	deadline := start.Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return time.Since(start), nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("user %s not visible within 30s", user)
+}
+
+// probeWindows polls the engagement metric and records, for each window
+// that started after the run began, when it was first readable as
+// published, minus the window's end.
+func probeWindows(ctx context.Context, apiAddr string, started time.Time, seenCount *atomic.Int64) []time.Duration {
+	seen := map[time.Time]bool{}
+	var lat []time.Duration
+	first := started.Truncate(time.Minute).Add(time.Minute) // the first complete window
+	for {
+		select {
+		case <-ctx.Done():
+			return lat
+		case <-time.After(250 * time.Millisecond):
+		}
+		q := url.Values{"from": {first.UTC().Format(time.RFC3339)}}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/v1/metrics/engagement?"+q.Encode(), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			continue
+		}
+		var res struct {
+			Rows []struct {
+				WindowStart time.Time `json:"window_start"`
+				Open        bool      `json:"open"`
+			} `json:"rows"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		for _, row := range res.Rows {
+			if row.Open || seen[row.WindowStart] {
+				continue
+			}
+			seen[row.WindowStart] = true
+			lat = append(lat, now.Sub(row.WindowStart.Add(time.Minute)))
+			seenCount.Add(1)
+		}
+	}
+}
+
+// cleanup deletes the run's stream, tables and archive objects.
+func cleanup(c *awsx.Clients, res setup.Resources, prefix string, progress io.Writer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c.Kinesis.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(res.Stream), EnforceConsumerDeletion: aws.Bool(true)})
+	for _, t := range []string{res.VectorsTable, res.MetricsTable, res.LeasesTable} {
+		c.DynamoDB.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(t)})
+	}
+	n, err := deletePrefix(ctx, c, res.Bucket, prefix+"/")
+	if err != nil {
+		fmt.Fprintf(progress, "bench: clean-up of s3://%s/%s/: %v\n", res.Bucket, prefix, err)
+		return
+	}
+	fmt.Fprintf(progress, "bench: deleted stream %s, 3 tables and %d archive objects\n", res.Stream, n)
+}
+
+func rateString(r float64) string {
+	if r <= 0 {
+		return "full speed"
+	}
+	return fmt.Sprintf("%.0f events/s", r)
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb)
+		mem = fmt.Sprintf(", %.0f GiB RAM", float64(kb)/(1<<20))
+	}
+	return fmt.Sprintf("%d cores (%s)%s, %s/%s, %s", runtime.NumCPU(), cpu, mem, runtime.GOOS, runtime.GOARCH, runtime.Version())
+}

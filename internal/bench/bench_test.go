@@ -1,0 +1,104 @@
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCrossingsInterpolateBetweenSamples(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	// 100 events put at t0; the consumer's count goes 0 → 200 between
+	// 1000 and 2000 ms, so it reached 100 at 1500 ms.
+	samples := []sample{
+		{at: at(0), onStream: 100, processed: map[string]float64{"x": 0}},
+		{at: at(1000), onStream: 100, processed: map[string]float64{"x": 0}},
+		{at: at(2000), onStream: 200, processed: map[string]float64{"x": 200}},
+	}
+	got := crossings(samples, func(s sample) float64 { return s.processed["x"] }, at(5000))
+	if len(got) != 3 || got[0] != 1500*time.Millisecond || got[1] != 500*time.Millisecond || got[2] != 0 {
+		t.Errorf("crossings = %v, want [1.5s 500ms 0s]", got)
+	}
+	// A count that never reaches the target gives no sample.
+	if got := crossings(samples, func(sample) float64 { return 50 }, at(5000)); len(got) != 0 {
+		t.Errorf("crossings of a stuck consumer = %v", got)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	p := percentiles(d)
+	if p.N != 100 || p.P50 != 51*time.Millisecond || p.P99 != 100*time.Millisecond || p.Max != 100*time.Millisecond {
+		t.Errorf("percentiles = %+v", p)
+	}
+	if (percentiles(nil) != Percentiles{}) {
+		t.Error("empty input")
+	}
+}
+
+func TestUpdateReportKeepsOnePreviousRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	os.WriteFile(path, []byte("# Benchmarks\n\nHand-written notes.\n"), 0o644)
+	for _, run := range []string{"### run A", "### run B", "### run C"} {
+		if err := UpdateReport(path, run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(path)
+	s := string(b)
+	if !strings.Contains(s, "Hand-written notes.") {
+		t.Error("text outside the markers was lost")
+	}
+	latest, previous := strings.Index(s, "### run C"), strings.Index(s, "### run B")
+	if latest < 0 || previous < latest || strings.Contains(s, "### run A") {
+		t.Errorf("want C latest, B previous, A gone:\n%s", s)
+	}
+	if strings.Count(s, "## Latest run") != 1 || strings.Count(s, "## Previous run") != 1 {
+		t.Errorf("headings duplicated:\n%s", s)
+	}
+}
+
+func TestReadProcStatsOfThisProcess(t *testing.T) {
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	st, err := readProcStats(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PeakRSS < 64<<20 {
+		t.Errorf("peak RSS %d below the 64 MiB this test touched", st.PeakRSS)
+	}
+	if st.CPUSeconds < 0 {
+		t.Errorf("CPU %v", st.CPUSeconds)
+	}
+	_ = buf[len(buf)-1]
+}
+
+func TestMetricSetSumMatchesLabels(t *testing.T) {
+	text := `# TYPE clickstream_aws_requests_total counter
+clickstream_aws_requests_total{operation="UpdateItem",service="DynamoDB"} 7
+clickstream_aws_requests_total{operation="PutItem",service="DynamoDB"} 3
+clickstream_aws_requests_total{operation="PutObject",service="S3"} 2
+`
+	m, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.awsCalls("DynamoDB", dynamoWriteOps...); got != 10 {
+		t.Errorf("DynamoDB writes = %v", got)
+	}
+	if got := m.sum("clickstream_aws_requests_total"); got != 12 {
+		t.Errorf("all = %v", got)
+	}
+	if got := m.sum("nope"); got != 0 {
+		t.Errorf("missing family = %v", got)
+	}
+}
