@@ -97,7 +97,7 @@ BENCH_E2E_FLAGS   ?= --shards 8 --duration 2m --drain 2m
 .PHONY: bench-e2e
 bench-e2e: build ## end-to-end benchmark (clickstream bench) on kinesalite behind the shard-limit proxy; updates docs/BENCHMARKS.md
 	@$(BENCH_STACK_ENV) $(STACK) up
-	@set -o pipefail; source .local/bench/env && $(BIN) setup --stream clickstream-bench-warmup --shards 1 >/dev/null && \
+	@set -o pipefail; source .local/bench/env && \
 	  $(BIN) bench $(BENCH_E2E_FLAGS) --stack-dir .local/bench --log-dir .local/bench/components --report docs/BENCHMARKS.md; rc=$$?; \
 	  $(BENCH_STACK_ENV) $(STACK) down; exit $$rc
 
