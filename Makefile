@@ -13,6 +13,8 @@ STACK     := localstack/stack.sh
 # and state directories, so tests never touch data you are looking at.
 TEST_STACK_ENV := STATE_DIR=.local/test KINESIS_PORT=14568 DYNAMODB_PORT=18000 S3_PORT=19000 S3_CONSOLE_PORT=19001
 TEST_TIMEOUT   ?= 15m
+# make bench also starts kinesalite (on its own small stack) for the producer's throughput ceiling.
+KINESALITE_STACK_ENV := STATE_DIR=.local/bench-kinesalite KINESIS=kinesalite KINESIS_PORT=15568 DYNAMODB_PORT=15800 S3_PORT=15900 S3_CONSOLE_PORT=15901
 PKGS           ?= ./...
 
 DEMO_DURATION ?= 20s
@@ -82,11 +84,13 @@ infra-test: ## Terraform: fmt, init (offline mirror), validate, mock_provider te
 	infra/test.sh
 
 .PHONY: bench
-bench: ## benchmarks (hot paths in-process, producer against the local test stack)
+bench: ## benchmarks: hot paths in-process; producer, vectors, latency against the test stack (kinesis-local) and kinesalite
 	@$(TEST_STACK_ENV) $(STACK) up
+	@$(KINESALITE_STACK_ENV) $(STACK) up
 	@set -o pipefail; source .local/test/env && CLICKSTREAM_INTEGRATION=1 \
+	  CLICKSTREAM_KINESALITE_ENDPOINT=http://127.0.0.1:15568 \
 	  $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS) | tee bench.out; rc=$$?; \
-	  $(TEST_STACK_ENV) $(STACK) down; exit $$rc
+	  $(KINESALITE_STACK_ENV) $(STACK) down; $(TEST_STACK_ENV) $(STACK) down; exit $$rc
 
 # The end-to-end benchmark runs on its own stack: kinesalite (kinesis-local moves
 # only ~1.5 MiB/s here) behind the shard-limit proxy (LIMITS=aws), so the
