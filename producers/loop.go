@@ -71,6 +71,10 @@ type lane struct {
 	inFlight   bool     // a call with this lane's entries is in flight
 	failed     []*entry // scratch for handle
 	active     bool     // listed in loopState.active
+	// ackDue is when the earliest record of an acknowledged batch routed
+	// here is due (WithAckLinger); zero when none. It may be stale, early,
+	// after such a record was sent: that costs a call sent sooner, no more.
+	ackDue time.Time
 }
 
 func (l *lane) hasData() bool { return len(l.ready) > 0 || l.open != nil }
@@ -254,6 +258,14 @@ func (p *Producer) route(pr pending, now time.Time) {
 	s := p.lp.shards[i]
 	l := s.lanes[pr.hash.lo%uint64(len(s.lanes))]
 	p.lp.markActive(l)
+	if !l.hasData() {
+		l.ackDue = time.Time{}
+	}
+	if pr.ack != nil {
+		if due := pr.enq.Add(p.cfg.ackLinger); l.ackDue.IsZero() || due.Before(l.ackDue) {
+			l.ackDue = due
+		}
+	}
 	if !p.cfg.aggregate {
 		l.pushBack(single(l, pr))
 		return
@@ -377,7 +389,7 @@ func (p *Producer) abandon() {
 
 // due reports whether an idle lane should send now rather than linger.
 func (p *Producer) due(l *lane, now time.Time) bool {
-	if p.lp.flushAll {
+	if p.lp.flushAll || !l.ackDue.IsZero() && !now.Before(l.ackDue) {
 		return true
 	}
 	if len(l.ready) > 0 {
@@ -501,6 +513,9 @@ func (p *Producer) take(l *lane, req *request) {
 	}
 	if taken > 0 {
 		l.inFlight = true
+	}
+	if !l.hasData() {
+		l.ackDue = time.Time{}
 	}
 }
 
@@ -650,7 +665,7 @@ func (p *Producer) handle(res *result, now time.Time) {
 	p.m.recordsSent.Add(float64(len(sent)))
 	p.m.bytesSent.Add(float64(sentBytes))
 	p.m.kinesisRecordsSent.Add(float64(kinesisRecs))
-	p.release(sent)
+	p.release(sent, nil)
 	if mismatch {
 		p.askRefresh(now)
 	}
@@ -799,6 +814,9 @@ func (p *Producer) nextWake(now time.Time) time.Duration {
 			continue
 		}
 		at(front.created().Add(p.cfg.linger))
+		if !l.ackDue.IsZero() {
+			at(l.ackDue)
+		}
 	}
 	if len(p.lp.backlog) > 0 && p.cfg.recordTTL > 0 {
 		at(p.lp.backlog[0].enq.Add(p.cfg.recordTTL))

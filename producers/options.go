@@ -44,6 +44,7 @@ type config struct {
 	maxBufferedRecords   int
 	maxBufferedBytes     int64
 	linger               time.Duration
+	ackLinger            time.Duration
 	aggregate            bool
 	maxAggregateBytes    int
 	recordTTL            time.Duration
@@ -86,6 +87,8 @@ func (c *config) validate() error {
 		return fmt.Errorf("max buffered bytes %d: must be at least 1", c.maxBufferedBytes)
 	case c.linger < 0:
 		return fmt.Errorf("linger %v: must not be negative", c.linger)
+	case c.ackLinger < 0:
+		return fmt.Errorf("ack linger %v: must not be negative", c.ackLinger)
 	case c.maxAggregateBytes < kpl.Overhead+16 || c.maxAggregateBytes > MaxRecordBytes:
 		return fmt.Errorf("max aggregate bytes %d: must be in [%d, %d]", c.maxAggregateBytes, kpl.Overhead+16, MaxRecordBytes)
 	case c.minRetryBackoff <= 0 || c.maxRetryBackoff <= 0:
@@ -104,6 +107,7 @@ func (c *config) validate() error {
 		return fmt.Errorf("logger: must not be nil")
 	}
 	c.minRetryBackoff = min(c.minRetryBackoff, c.maxRetryBackoff)
+	c.ackLinger = min(c.ackLinger, c.linger)
 	return nil
 }
 
@@ -126,6 +130,16 @@ func WithMaxBufferedBytes(n int64) Option { return func(c *config) { c.maxBuffer
 // call is in flight batch up regardless. 0 sends as soon as possible.
 // Default 100ms, as the KPL's RecordMaxBufferedTime.
 func WithLinger(d time.Duration) Option { return func(c *config) { c.linger = d } }
+
+// WithAckLinger sets how long a record of an acknowledged batch
+// (TryPutBatchAck, PutBatchAck, PutBatchWait) may linger: someone is
+// waiting for it, and its lane sends once the earliest such record is due,
+// taking the lane's other records along. Records arriving while a lane's
+// call is in flight still batch up, so under load acknowledged records
+// share calls and aggregates much like lingered ones (group commit), and at
+// low load a waiter pays one PutRecords round trip instead of linger + round
+// trip. Capped at WithLinger. Default 0.
+func WithAckLinger(d time.Duration) Option { return func(c *config) { c.ackLinger = d } }
 
 // WithAggregation turns KPL aggregation on or off. On, the user records
 // bound for one shard are packed into aggregated Kinesis records (package

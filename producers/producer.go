@@ -146,6 +146,8 @@ type pending struct {
 	size int       // bytes counted against the buffer
 	enq  time.Time // when Put accepted it: linger and TTL count from here
 	ep   uint64    // flush epoch
+	ack  *batchAck // nil unless its batch was put with an acknowledgement callback
+	idx  int       // its index in that batch
 }
 
 // New returns a Producer for the stream (a name, or an ARN) and starts its
@@ -337,12 +339,21 @@ func (p *Producer) signal() {
 	}
 }
 
-// release takes finished records (acknowledged or failed and reported) out
-// of the buffer and wakes Put and Flush callers waiting on them.
-func (p *Producer) release(prs []pending) {
+// release takes finished records (acknowledged, err == nil, or failed and
+// reported) out of the buffer, wakes Put and Flush callers waiting on them
+// and completes their batches' acknowledgements.
+func (p *Producer) release(prs []pending, err error) {
 	if len(prs) == 0 {
 		return
 	}
+	defer func() {
+		// After the unlock: a done callback may put records again.
+		for i := range prs {
+			if prs[i].ack != nil {
+				prs[i].ack.complete(prs[i].idx, err)
+			}
+		}
+	}()
 	p.mu.Lock()
 	for i := range prs {
 		p.bufRecs--
@@ -505,7 +516,7 @@ func (p *Producer) failureLoop() {
 					p.cfg.onFailure(pr.rec, f.err)
 				}
 			}
-			p.release(f.recs)
+			p.release(f.recs, f.err)
 		}
 		if exit {
 			return
