@@ -26,18 +26,19 @@ const (
 
 // Defaults of the options.
 const (
-	DefaultMaxBufferedRecords   = 50_000
-	DefaultMaxBufferedBytes     = 64 << 20
-	DefaultLinger               = 100 * time.Millisecond
-	DefaultMaxAggregateBytes    = 50 << 10 // the KPL's AggregationMaxSize
-	DefaultRecordTTL            = time.Minute
-	DefaultMinRetryBackoff      = 100 * time.Millisecond
-	DefaultMaxRetryBackoff      = 2 * time.Second
-	DefaultShardRefreshInterval = time.Minute
-	DefaultRequestTimeout       = 30 * time.Second
-	DefaultMaxInFlightRequests  = 16
-	DefaultLanesPerShard        = 8
-	DefaultMaxRequestBytes      = 256 << 10
+	DefaultMaxBufferedRecords                 = 50_000
+	DefaultMaxBufferedBytes                   = 64 << 20
+	DefaultLinger                             = 100 * time.Millisecond
+	DefaultAckLinger            time.Duration = 0
+	DefaultMaxAggregateBytes                  = 50 << 10 // the KPL's AggregationMaxSize
+	DefaultRecordTTL                          = time.Minute
+	DefaultMinRetryBackoff                    = 100 * time.Millisecond
+	DefaultMaxRetryBackoff                    = 2 * time.Second
+	DefaultShardRefreshInterval               = time.Minute
+	DefaultRequestTimeout                     = 30 * time.Second
+	DefaultMaxInFlightRequests                = 16
+	DefaultLanesPerShard                      = 8
+	DefaultMaxRequestBytes                    = 256 << 10
 )
 
 type config struct {
@@ -65,6 +66,7 @@ func defaultConfig() config {
 		maxBufferedRecords:   DefaultMaxBufferedRecords,
 		maxBufferedBytes:     DefaultMaxBufferedBytes,
 		linger:               DefaultLinger,
+		ackLinger:            DefaultAckLinger,
 		aggregate:            true,
 		maxAggregateBytes:    DefaultMaxAggregateBytes,
 		recordTTL:            DefaultRecordTTL,

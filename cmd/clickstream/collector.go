@@ -39,7 +39,7 @@ func collectorCommand(stderr io.Writer) *command {
 		keys, origins       stringList
 		logFormat, logLevel string
 		aggregate           bool
-		linger              time.Duration
+		linger, ackLinger   time.Duration
 		maxBuffered         int
 	)
 	return &command{
@@ -52,16 +52,32 @@ func collectorCommand(stderr io.Writer) *command {
                     Authorization: Bearer KEY (see --api-key, or --insecure-no-auth locally).
                     202 {"accepted":N,"rejected":[{"index":i,"error":"..."}]}: valid events are
                     accepted even when others in the request are not. 400 unparseable body,
-                    401 bad key, 413 too large, 415 content type, 429 rate limit and 503 when
-                    the producer buffer is full — both with Retry-After; on 503 nothing of the
-                    request was accepted, so retrying it cannot duplicate events.
+                    401 bad key, 413 too large, 415 content type, 429 rate limit, 503 with
+                    Retry-After (producer buffer or spool full, or not confirmed in time).
   GET  /healthz     liveness
-  GET  /metrics     Prometheus metrics (collector and producer)
+  GET  /metrics     Prometheus metrics (collector, producer, spool)
+
+What 202 means — nothing answered 202 is lost:
+  default        the events are on the stream: the answer waits until Kinesis acknowledged
+                 every one (about one PutRecords round trip; --ack-linger). If that takes
+                 longer than --ack-timeout, the answer is 503.
+  --spool DIR    the events are fsync'd to a write-ahead spool in DIR (concurrent requests
+                 share an fsync) and shipped to the stream from there. A crash or SIGKILL
+                 loses nothing: restarted on the same DIR, the collector ships what is left.
+                 At least once: events shipped just before a crash may be shipped twice.
+                 --spool-max-bytes bounds DIR; beyond it requests get 503.
+
+What clients see: a 429, or a 503 refused up front (buffer or spool full), accepted nothing.
+A 503 after waiting (not acknowledged in time, failed on the stream), a 500 or a dropped
+connection may come although some events ARE on the stream. So clients retry 5xx and network
+errors with the same events and the same "id" fields, and consumers drop repeated event ids.
+Events without an id get a new one per attempt: clients that retry should set ids.
 
 Events get an id (ULID) when they have none and received_at (server time), are
 re-encoded canonically and put on the stream with partition key user_id (or id),
 batched and KPL-aggregated by the producer library. SIGINT/SIGTERM drain in-flight
-requests and flush the producer before exiting.`,
+requests, ship what the spool holds (for up to 30s; the rest waits in DIR for the next
+start) and flush the producer before exiting.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.Addr, "addr", collector.DefaultAddr, "listen address")
 			fs.StringVar(&stream, "stream", setup.DefaultStream, "Kinesis stream name")
@@ -75,6 +91,10 @@ requests and flush the producer before exiting.`,
 			fs.BoolVar(&aggregate, "aggregate", true, "KPL-aggregate records that go to the same shard")
 			fs.DurationVar(&linger, "linger", 0, "how long the producer waits to fill a batch (0: the library default)")
 			fs.IntVar(&maxBuffered, "max-buffered", 0, "producer buffer in records; beyond it requests get 503 (0: the library default)")
+			fs.DurationVar(&cfg.AckTimeout, "ack-timeout", collector.DefaultAckTimeout, "how long a request waits for its events to be on the stream (or fsync'd, with --spool) before 503")
+			fs.DurationVar(&ackLinger, "ack-linger", producers.DefaultAckLinger, "how long events a request waits for may linger to share a PutRecords call")
+			fs.StringVar(&cfg.SpoolDir, "spool", "", "write-ahead spool directory: 202 after fsync, shipped from there, survives crashes (default: 202 after the stream acknowledged)")
+			fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", collector.DefaultSpoolMaxBytes, "spool size limit; beyond it requests get 503")
 			logFlags(fs, &logFormat, &logLevel)
 		},
 		run: func(ctx context.Context, args []string) error {
@@ -91,7 +111,7 @@ requests and flush the producer before exiting.`,
 				return err
 			}
 			reg := newRegistry()
-			opts := []producers.Option{producers.WithLogger(log), producers.WithRegisterer(reg), producers.WithAggregation(aggregate)}
+			opts := []producers.Option{producers.WithLogger(log), producers.WithRegisterer(reg), producers.WithAggregation(aggregate), producers.WithAckLinger(ackLinger)}
 			if linger > 0 {
 				opts = append(opts, producers.WithLinger(linger))
 			}
@@ -109,14 +129,16 @@ requests and flush the producer before exiting.`,
 			}
 			log.Info("collector listening", "addr", cfg.Addr, "stream", stream)
 			runErr := srv.Run(ctx)
-			// The HTTP server has drained; now flush what it accepted.
+			// The HTTP server has drained; ship what the spool holds, then
+			// flush the producer.
 			closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
+			spoolErr := srv.Close(closeCtx)
 			closeErr := p.Close(closeCtx)
 			if errors.Is(runErr, context.Canceled) {
 				runErr = nil
 			}
-			return errors.Join(runErr, closeErr)
+			return errors.Join(runErr, spoolErr, closeErr)
 		},
 	}
 }

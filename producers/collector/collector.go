@@ -7,10 +7,39 @@
 // Responses: 202 {"accepted":N,"rejected":[{"index":i,"error":"…"}]} —
 // valid events are accepted even when others in the same request are not;
 // 400 (body not framable as events), 401, 405, 413 (body or event count
-// over the limit), 415, 429 and 503 with Retry-After. 202 means the events
-// are in the producer's buffer: the producer, not the collector, retries
-// them into Kinesis. A 429 or 503 accepted nothing of the request, so a
-// client may retry it without creating duplicates.
+// over the limit), 415, 429 and 503 with Retry-After.
+//
+// Nothing answered 202 is lost. What 202 means:
+//
+//   - By default, the events are on the stream: the collector waits until
+//     Kinesis acknowledged every one of them (producers.TryPutBatchAck), so
+//     a crash of the collector after the answer loses nothing. The cost is
+//     latency: about one PutRecords round trip (waited-for records skip the
+//     producer's linger, producers.WithAckLinger); under load, concurrent
+//     requests share calls. If the stream has not taken them within
+//     Config.AckTimeout, the answer is 503.
+//   - With Config.SpoolDir, the events are fsync'd to a local write-ahead
+//     spool (package spool; concurrent requests share an fsync). A shipper
+//     puts them on the stream from there; after a crash or a SIGKILL the
+//     collector ships what is left when it restarts on the same directory.
+//     503 when the spool is full (Config.SpoolMaxBytes).
+//   - With a Sink that cannot acknowledge (only TryPutBatch), the events are
+//     in the sink's buffer: the collector's old, weaker promise.
+//
+// What a client may see, and must do. A 429, or a 503 given before the
+// events were handed over (buffer or spool full, too many requests in
+// flight, shutting down), accepted nothing. But a 503 after waiting (the
+// acknowledgement timed out, some events failed on the stream, the spool
+// write was not confirmed), a 500, or a dropped connection can come
+// although some or all of the events are on the stream, or in the spool
+// and shipped later. So clients retry every 5xx and network error with the
+// same events carrying the same "id", and consumers that must not count an
+// event twice drop repeated ids (or, for copies of one Kinesis record,
+// repeated shard and sequence numbers). Events sent without an id get a new
+// ULID on every attempt, so their retries cannot be told apart: clients
+// that retry should set ids. The spool is at least once as well: after a
+// crash, events the shipper had put on the stream but not yet committed
+// (at most its commit interval's worth) are shipped again.
 package collector
 
 import (
@@ -32,6 +61,7 @@ import (
 
 	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/producers"
+	"github.com/clickstream-go/clickstream/producers/spool"
 )
 
 // Sink takes the records of one request, all or nothing, without blocking:
@@ -41,13 +71,30 @@ type Sink interface {
 	TryPutBatch(records []producers.Record) error
 }
 
-var _ Sink = (*producers.Producer)(nil)
+// AckSink is a Sink that can tell when records are on the stream: done is
+// called once, from another goroutine, with nil when every record was
+// acknowledged by Kinesis or an error when some failed (see
+// producers.Producer.TryPutBatchAck). The collector waits for it before
+// answering 202. *producers.Producer implements it; so must the sink of a
+// spool (Config.SpoolDir).
+type AckSink interface {
+	Sink
+	TryPutBatchAck(records []producers.Record, done func(error)) error
+	PutBatchAck(ctx context.Context, records []producers.Record, done func(error)) error
+}
+
+var (
+	_ Sink    = (*producers.Producer)(nil)
+	_ AckSink = (*producers.Producer)(nil)
+)
 
 // Server is the HTTP collector. Build it with New; serve Handler yourself or
 // call Run.
 type Server struct {
 	cfg      Config
 	sink     Sink
+	acker    AckSink      // sink, when it can acknowledge; nil otherwise
+	spool    *spool.Spool // nil unless Config.SpoolDir
 	log      *slog.Logger
 	keys     *keyring
 	m        *metrics
@@ -60,7 +107,9 @@ type Server struct {
 }
 
 // New builds a collector. sink receives the accepted events (normally a
-// *producers.Producer). logger may be nil (logs are discarded). reg
+// *producers.Producer); when it is an AckSink, 202 waits for the stream's
+// acknowledgement. With Config.SpoolDir, New opens (and recovers) the
+// spool and starts shipping it to sink: call Close. logger may be nil (logs are discarded). reg
 // receives the collector's Prometheus metrics; when nil, a private registry
 // is used. /metrics serves reg when it is also a prometheus.Gatherer (as
 // *prometheus.Registry is) — pass the registry shared with the producer to
@@ -96,6 +145,23 @@ func New(cfg Config, sink Sink, logger *slog.Logger, reg prometheus.Registerer) 
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		s.gatherer = g
 	}
+	s.acker, _ = sink.(AckSink)
+	if cfg.SpoolDir != "" {
+		if s.acker == nil {
+			return nil, errors.New("collector: SpoolDir needs a sink that acknowledges (AckSink), such as *producers.Producer")
+		}
+		sp, err := spool.New(spool.Config{
+			Dir: cfg.SpoolDir, MaxBytes: cfg.SpoolMaxBytes, SegmentBytes: cfg.SpoolSegmentBytes, Logger: logger,
+		}, s.acker)
+		if err != nil {
+			return nil, fmt.Errorf("collector: %w", err)
+		}
+		if err := registerSpoolMetrics(reg, sp); err != nil {
+			_ = sp.Close(context.Background())
+			return nil, fmt.Errorf("register spool metrics: %w", err)
+		}
+		s.spool = sp
+	}
 	for _, o := range cfg.AllowedOrigins {
 		if o == "*" {
 			s.anyOrig = true
@@ -120,8 +186,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Run listens on Config.Addr and serves until ctx is done, then shuts down
 // gracefully (in-flight requests get Config.ShutdownTimeout). It does not
-// close the sink: close the producer after Run returns, so that every event
-// answered with 202 is flushed to Kinesis.
+// close the sink: after Run returns, Close the server (the spool ships what
+// it can), then close the producer, so that what was accepted reaches
+// Kinesis.
 func (s *Server) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
@@ -164,6 +231,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("collector stopped")
 	return nil
+}
+
+// Close stops the spool, if there is one: it keeps shipping until the spool
+// is empty or ctx is done; the rest stays on disk for the next start. Call
+// it after Run returned and before closing the sink. Without a spool it
+// does nothing.
+func (s *Server) Close(ctx context.Context) error {
+	if s.spool == nil {
+		return nil
+	}
+	return s.spool.Close(ctx)
 }
 
 // Rejection reports one invalid event of a request.
@@ -249,9 +327,9 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) int {
 		records = append(records, rec)
 	}
 	if len(records) > 0 {
-		if err := s.sink.TryPutBatch(records); err != nil {
+		if code, ok := s.deliver(w, r, records); !ok {
 			undo()
-			return s.sinkFailed(w, r, err, len(records))
+			return code
 		}
 	}
 	resp.Accepted = len(records)
@@ -292,6 +370,67 @@ func encodeEvent(raw []byte, receivedAt time.Time) (producers.Record, error) {
 		return producers.Record{}, fmt.Errorf("partition key (user_id, else id) must be 1 to %d bytes", event.MaxUserIDBytes)
 	}
 	return producers.Record{PartitionKey: pk, Data: data}, nil
+}
+
+// deliver hands the records over and returns once they are as safe as a
+// 202 promises (see the package doc); otherwise it writes the error answer
+// and returns its status.
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, records []producers.Record) (int, bool) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.AckTimeout)
+	defer cancel()
+	switch {
+	case s.spool != nil:
+		err := s.spool.Append(ctx, records)
+		switch {
+		case err == nil:
+			return 0, true
+		case errors.Is(err, spool.ErrFull):
+			return s.unavailable(w, r, "spool full"), false
+		case errors.Is(err, spool.ErrClosed):
+			return s.unavailable(w, r, "collector is shutting down"), false
+		case ctx.Err() != nil:
+			s.m.unacked.WithLabelValues("timeout").Inc()
+			return s.unconfirmed(w, r, fmt.Sprintf("spool write not confirmed within %s", s.cfg.AckTimeout)), false
+		}
+		s.m.unacked.WithLabelValues("failed").Inc()
+		s.log.Error("spool append", "remote", r.RemoteAddr, "events", len(records), "err", err)
+		return s.unconfirmed(w, r, "spool write failed"), false
+	case s.acker != nil:
+		res := make(chan error, 1)
+		if err := s.acker.TryPutBatchAck(records, func(err error) { res <- err }); err != nil {
+			return s.sinkFailed(w, r, err, len(records)), false
+		}
+		select {
+		case err := <-res:
+			if err == nil {
+				return 0, true
+			}
+			s.m.unacked.WithLabelValues("failed").Inc()
+			s.warnLog.Do(func() {
+				s.log.Warn("events failed on the stream", "remote", r.RemoteAddr, "events", len(records), "err", err)
+			})
+			return s.unconfirmed(w, r, "the stream did not take every event"), false
+		case <-ctx.Done():
+			// The records stay in the producer's buffer and may still be
+			// written: the answer says so.
+			s.m.unacked.WithLabelValues("timeout").Inc()
+			return s.unconfirmed(w, r, fmt.Sprintf("events not acknowledged by the stream within %s", s.cfg.AckTimeout)), false
+		}
+	default:
+		if err := s.sink.TryPutBatch(records); err != nil {
+			return s.sinkFailed(w, r, err, len(records)), false
+		}
+		return 0, true
+	}
+}
+
+// unconfirmed answers 503 with Retry-After for events handed over whose
+// safety could not be confirmed: some or all may be on the stream (or in
+// the spool) already.
+func (s *Server) unconfirmed(w http.ResponseWriter, r *http.Request, why string) int {
+	s.warnLog.Do(func() { s.log.Warn("events not confirmed (503)", "reason", why, "remote", r.RemoteAddr) })
+	setRetryAfter(w, s.cfg.RetryAfter)
+	return s.fail(w, r, reqErr(http.StatusServiceUnavailable, "%s: some events may have been written; retry with the same event ids", why))
 }
 
 func (s *Server) sinkFailed(w http.ResponseWriter, r *http.Request, err error, n int) int {

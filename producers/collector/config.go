@@ -18,6 +18,8 @@ const (
 	DefaultRetryAfter      = time.Second
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultCORSMaxAge      = 10 * time.Minute
+	DefaultAckTimeout      = 10 * time.Second
+	DefaultSpoolMaxBytes   = 1 << 30
 	// MaxEventBytes is the largest canonical encoding of one event the
 	// collector accepts: a Kinesis record holds at most 1 MiB of data plus
 	// partition key (≤ 256 bytes); a larger event is rejected individually.
@@ -61,9 +63,30 @@ type Config struct {
 	// collector answers 503 with Retry-After rather than queueing, so memory
 	// stays below about MaxInFlight × 3 × MaxBodyBytes. Default 64.
 	MaxInFlight int
-	// RetryAfter is the Retry-After sent with 503 (producer buffer full or
-	// too many requests in flight), rounded up to whole seconds. Default 1s.
+	// RetryAfter is the Retry-After sent with 503 (producer buffer or spool
+	// full, acknowledgement timed out, too many requests in flight), rounded
+	// up to whole seconds. Default 1s.
 	RetryAfter time.Duration
+
+	// AckTimeout bounds how long a request waits for its events to be
+	// acknowledged by the stream (default mode) or fsync'd to the spool
+	// (SpoolDir); then it gets 503 with Retry-After, although its events
+	// may still be written. The client's disconnect ends the wait too.
+	// Default 10s.
+	AckTimeout time.Duration
+	// SpoolDir, when set, turns on the spool: requests are answered 202
+	// once their events are appended and fsync'd to a write-ahead log in
+	// this directory, and a shipper puts them on the stream from there
+	// (package spool). Events survive a crash of the collector and are
+	// shipped when it restarts on the same directory. Default "": 202 only
+	// once the stream acknowledged the events.
+	SpoolDir string
+	// SpoolMaxBytes bounds the spool on disk; beyond it requests get 503.
+	// Default 1 GiB.
+	SpoolMaxBytes int64
+	// SpoolSegmentBytes is the spool's segment file size (see
+	// spool.LogOptions). Default 16 MiB.
+	SpoolSegmentBytes int64
 
 	// AllowedOrigins lists the browser origins (e.g. "https://app.example.com")
 	// allowed to POST events cross-origin; "*" allows any origin. Default
@@ -134,6 +157,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = DefaultRetryAfter
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = DefaultAckTimeout
+	}
+	if cfg.SpoolMaxBytes <= 0 {
+		cfg.SpoolMaxBytes = DefaultSpoolMaxBytes
 	}
 	if cfg.CORSMaxAge <= 0 {
 		cfg.CORSMaxAge = DefaultCORSMaxAge
