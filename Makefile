@@ -29,6 +29,18 @@ help: ## list the targets
 build: ## build bin/clickstream
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/clickstream
 
+# The Lambda zips infra/*.tf deploys: dist/lambda-{archive,vectors,metrics,collector}.zip
+# (linux/arm64, CGO off, -trimpath, -tags lambda.norpc, fixed zip mtimes: reproducible).
+LAMBDA_ARCH ?= arm64
+
+.PHONY: lambdas
+lambdas: ## build the Lambda zips into dist/ (reproducible; LAMBDA_ARCH=amd64 for x86_64)
+	$(GO) run ./lambdas/internal/build -out dist -arch $(LAMBDA_ARCH) -version $(VERSION)
+
+.PHONY: lambdas-check
+lambdas-check: lambdas ## build the Lambda zips twice more and fail unless the bytes are identical
+	$(GO) run ./lambdas/internal/build -check -arch $(LAMBDA_ARCH) -version $(VERSION)
+
 .PHONY: install-tools
 install-tools: ## install the pinned emulators (npm ci), MinIO (go install) and headless Chromium (apt) without starting them
 	$(STACK) install
@@ -64,7 +76,7 @@ demo: up build ## run the pipeline on the local stack for DEMO_DURATION and prin
 	@scripts/demo.sh
 
 .PHONY: test
-test: install-tools test-unit test-integration infra-test ## everything: unit, integration (private local stack), Terraform checks
+test: install-tools lambdas-check test-unit test-integration infra-test ## everything: unit, integration (private local stack), Terraform checks
 
 .PHONY: test-unit
 test-unit: ## unit tests only (no AWS stack), with the race detector

@@ -1,0 +1,238 @@
+// Package functions builds the Lambda handlers of lambdas/*/main.go from a
+// plain configuration: the three consumers (archive, vectors, metrics), each
+// the same processor as `clickstream consume` wrapped in the Kinesis adapter,
+// and the HTTP collector behind API Gateway. The mains, the local
+// event-source-mapping host (`clickstream consume --host lambda`) and the
+// tests all build handlers here, so what runs locally is what runs in Lambda.
+//
+// The environment contract (infra/lambda.tf) is parsed by ConfigFromEnv,
+// which the mains call with os.LookupEnv.
+package functions
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/consumers/archive"
+	"github.com/clickstream-go/clickstream/consumers/leases"
+	"github.com/clickstream-go/clickstream/consumers/metrics"
+	"github.com/clickstream-go/clickstream/consumers/vectors"
+	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/setup"
+	"github.com/clickstream-go/clickstream/lambdas/kinesisadapter"
+)
+
+// The consumer functions, named like their processors (and lease namespaces).
+const (
+	Archive = archive.Name
+	Vectors = vectors.DefaultName
+	Metrics = metrics.AppName
+)
+
+// Consumers lists the consumer functions.
+var Consumers = []string{Archive, Vectors, Metrics}
+
+// Environment variables (infra/lambda.tf); the CLI's flags with the
+// CLICKSTREAM_ prefix.
+const (
+	EnvStream          = "CLICKSTREAM_STREAM"
+	EnvBucket          = "CLICKSTREAM_BUCKET"
+	EnvPrefix          = "CLICKSTREAM_PREFIX"
+	EnvVectorsTable    = "CLICKSTREAM_VECTORS_TABLE"
+	EnvMetricsTable    = "CLICKSTREAM_METRICS_TABLE"
+	EnvLeasesTable     = "CLICKSTREAM_LEASES_TABLE"
+	EnvLogLevel        = "CLICKSTREAM_LOG_LEVEL"
+	EnvAllowedOrigins  = "CLICKSTREAM_ALLOWED_ORIGINS"
+	EnvAPIKeysSecret   = "CLICKSTREAM_API_KEYS_SECRET_ARN"
+	EnvAPIKeys         = "CLICKSTREAM_API_KEYS"          // local runs only: comma-separated keys instead of the secret
+	EnvInsecureNoAuth  = "CLICKSTREAM_INSECURE_NO_AUTH"  // local runs only: "true" accepts requests without a key
+	EnvStateLeaseOwner = "CLICKSTREAM_STATE_LEASE_OWNER" // default hostname-pid-random
+)
+
+// Config configures the handlers. Zero fields take the defaults of
+// `clickstream consume` (DESIGN.md §5 names).
+type Config struct {
+	Stream       string // default "clickstream-events"
+	Bucket       string // default "clickstream-archive"
+	Prefix       string // default "" (bucket root)
+	VectorsTable string // default "clickstream-user-vectors"
+	MetricsTable string // default "clickstream-metrics"
+	// LeasesTable keeps per-shard state (archive) under the function's
+	// application name. Default "clickstream-leases".
+	LeasesTable string
+	// StateOwner names this instance in the lease table. Default
+	// consumers.DefaultOwner().
+	StateOwner string
+	// NoState turns the archive's state store off (then a process killed
+	// mid-flush may leave duplicate rows; see archive's package doc).
+	NoState bool
+
+	// Archive, Vectors and Metrics are the processors' settings; their
+	// Bucket/Prefix/Table fields are taken from the fields above.
+	Archive archive.Config
+	Vectors vectors.Config
+	Metrics metrics.Config
+
+	// Collector settings: the API keys come from the Secrets Manager secret
+	// APIKeysSecretARN (a JSON array of strings), or APIKeys.
+	APIKeysSecretARN string
+	APIKeys          []string
+	AllowedOrigins   []string
+	InsecureNoAuth   bool
+
+	// Logger receives the handlers' logs. Default: discard.
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() {
+	d := setup.Defaults()
+	c.Stream = cmpOr(c.Stream, d.Stream)
+	c.Bucket = cmpOr(c.Bucket, d.Bucket)
+	c.VectorsTable = cmpOr(c.VectorsTable, d.VectorsTable)
+	c.MetricsTable = cmpOr(c.MetricsTable, d.MetricsTable)
+	c.LeasesTable = cmpOr(c.LeasesTable, d.LeasesTable)
+	if c.StateOwner == "" {
+		c.StateOwner = consumers.DefaultOwner()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// ConfigFromEnv reads the environment contract through lookup (os.LookupEnv
+// in main) and returns the configuration and the log level.
+func ConfigFromEnv(lookup func(string) (string, bool)) (Config, slog.Level, error) {
+	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
+	c := Config{
+		Stream: get(EnvStream), Bucket: get(EnvBucket), Prefix: get(EnvPrefix),
+		VectorsTable: get(EnvVectorsTable), MetricsTable: get(EnvMetricsTable), LeasesTable: get(EnvLeasesTable),
+		StateOwner: get(EnvStateLeaseOwner), APIKeysSecretARN: get(EnvAPIKeysSecret),
+		APIKeys: splitList(get(EnvAPIKeys)), AllowedOrigins: splitList(get(EnvAllowedOrigins)),
+	}
+	var lv slog.Level
+	if s := get(EnvLogLevel); s != "" {
+		if err := lv.UnmarshalText([]byte(s)); err != nil {
+			return c, lv, fmt.Errorf("%s: %w", EnvLogLevel, err)
+		}
+	}
+	switch s := get(EnvInsecureNoAuth); s {
+	case "", "false", "0":
+	case "true", "1":
+		c.InsecureNoAuth = true
+	default:
+		return c, lv, fmt.Errorf("%s: want true or false, not %q", EnvInsecureNoAuth, s)
+	}
+	return c, lv, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// KinesisHandler is the signature of a consumer function's handler.
+type KinesisHandler = func(context.Context, events.KinesisEvent) (events.KinesisEventResponse, error)
+
+// NewConsumer builds the handler of the consumer function name (Archive,
+// Vectors or Metrics) on c's clients. It does no I/O: a cold start costs
+// only the construction. Bad records go to s3://Bucket/Prefix/errors/ as in
+// the long-running runtime.
+func NewConsumer(name string, c *awsx.Clients, cfg Config) (*kinesisadapter.Handler, error) {
+	cfg.withDefaults()
+	log := cfg.Logger.With(slog.String("app", name))
+	var (
+		p    consumers.Processor
+		err  error
+		opts = []kinesisadapter.Option{kinesisadapter.WithLogger(log)}
+	)
+	switch name {
+	case Archive:
+		ac := cfg.Archive
+		ac.Bucket, ac.Prefix, ac.Logger = cfg.Bucket, cfg.Prefix, log
+		p, err = archive.New(c.S3, ac)
+		// The archive buffers a batch and flushes it at the end of the
+		// invocation; its pending-flush state makes a retry after a crash
+		// mid-flush rewrite the same objects (exactly once).
+		if !cfg.NoState {
+			opts = append(opts, kinesisadapter.WithStateStore(
+				kinesisadapter.LeaseState(leases.NewDynamoStore(c.DynamoDB, cfg.LeasesTable), name, cfg.Stream, cfg.StateOwner)))
+		}
+	case Vectors:
+		vc := cfg.Vectors
+		vc.Table, vc.Logger = cfg.VectorsTable, log
+		// Exactly once through the per-shard guard in every item: no state.
+		p, err = vectors.New(c.DynamoDB, vc)
+	case Metrics:
+		mc := cfg.Metrics
+		mc.Logger = log
+		// Per-shard partial rows and the shard's progress row live in the
+		// metrics table, exactly as with the long-running consumer: no state.
+		p, err = metrics.NewProcessor(metrics.NewDynamoStore(c.DynamoDB, cfg.MetricsTable), mc)
+	default:
+		return nil, fmt.Errorf("unknown consumer function %q (want %s)", name, strings.Join(Consumers, ", "))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("new %s processor: %w", name, err)
+	}
+	return kinesisadapter.New(p, consumers.NewS3DeadLetter(c.S3, cfg.Bucket, cfg.Prefix), opts...)
+}
+
+// SecretsAPI is the part of the Secrets Manager client the collector uses.
+type SecretsAPI interface {
+	GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+var _ SecretsAPI = (*secretsmanager.Client)(nil)
+
+// ErrNoAPIKeys: the collector has neither keys nor InsecureNoAuth.
+var ErrNoAPIKeys = errors.New("no API keys: set " + EnvAPIKeysSecret + " (or, locally, " + EnvAPIKeys + " or " + EnvInsecureNoAuth + ")")
+
+// LoadAPIKeys returns the collector's keys: cfg.APIKeys plus the keys in the
+// secret cfg.APIKeysSecretARN (a JSON array of strings, as infra/README.md
+// documents). sm may be nil when there is no secret.
+func LoadAPIKeys(ctx context.Context, sm SecretsAPI, cfg Config) ([]string, error) {
+	keys := append([]string(nil), cfg.APIKeys...)
+	if cfg.APIKeysSecretARN != "" {
+		if sm == nil {
+			return nil, errors.New("load API keys: no Secrets Manager client")
+		}
+		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.APIKeysSecretARN)})
+		if err != nil {
+			return nil, fmt.Errorf("load API keys from %s: %w", cfg.APIKeysSecretARN, err)
+		}
+		var fromSecret []string
+		if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &fromSecret); err != nil {
+			return nil, fmt.Errorf("load API keys from %s: the secret must be a JSON array of strings: %w", cfg.APIKeysSecretARN, err)
+		}
+		for _, k := range fromSecret {
+			if k != "" {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(keys) == 0 && !cfg.InsecureNoAuth {
+		return nil, ErrNoAPIKeys
+	}
+	return keys, nil
+}

@@ -1,0 +1,42 @@
+// Command metrics is the metrics consumer as an AWS Lambda function (provided.al2023,
+// handler bootstrap): the same processor as `clickstream consume metrics`, driven by
+// a Kinesis event source mapping with ReportBatchItemFailures. Build it with
+// `make lambdas` (dist/lambda-metrics.zip); see lambdas/README.md for the
+// environment it reads.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/lambdas/functions"
+)
+
+// version is stamped by make lambdas (-X main.version=...).
+var version = "dev"
+
+func main() {
+	cfg, level, err := functions.ConfigFromEnv(os.LookupEnv)
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err != nil {
+		log.Error("bad configuration", "err", err)
+		os.Exit(1)
+	}
+	cfg.Logger = log
+	c, err := awsx.Load(context.Background())
+	if err != nil {
+		log.Error("load AWS config", "err", err)
+		os.Exit(1)
+	}
+	h, err := functions.NewConsumer(functions.Metrics, c, cfg)
+	if err != nil {
+		log.Error("start", "err", err)
+		os.Exit(1)
+	}
+	log.Info("ready", "function", functions.Metrics, "version", version, "stream", cfg.Stream)
+	lambda.Start(h.Handle)
+}
