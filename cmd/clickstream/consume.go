@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +22,8 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/setup"
+	"github.com/clickstream-go/clickstream/lambdas/esm"
+	"github.com/clickstream-go/clickstream/lambdas/functions"
 )
 
 // DefaultConsumeMetricsAddr serves /metrics and /healthz of `clickstream consume`.
@@ -43,6 +46,9 @@ func consumeCommand(stderr io.Writer) *command {
 		vectorsCfg          vectors.Config
 		metricsCfg          metrics.Config
 		definitions         string
+		host                string
+		lambdaBatch         int
+		lambdaWindow        time.Duration
 	)
 	return &command{
 		name:  "consume",
@@ -57,6 +63,15 @@ own leases and checkpoints, in one process:
 
   clickstream consume archive vectors metrics
   clickstream consume vectors --owner vectors-a     # scale out: run more processes
+  clickstream consume --host lambda archive vectors metrics
+
+--host lambda runs the Lambda functions' code path instead (lambdas/): each
+processor inside its Lambda handler, invoked in-process with KinesisEvent
+batches by a local event source mapping (--lambda-batch-size records, waiting
+up to --lambda-batching-window; a reported batch item failure retries from
+that record). Its checkpoints live under the application name esm-NAME; the
+handlers keep their per-shard state under NAME as in AWS, so do not run both
+hosts of one processor on the same tables at once.
 
 Bad records (not JSON, invalid events, corrupt KPL aggregates) are written to
 s3://BUCKET/PREFIX/errors/ with their reason and never stop a shard. Prometheus
@@ -82,11 +97,17 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			fs.DurationVar(&metricsCfg.AllowedLateness, "allowed-lateness", time.Hour, "metrics: how long late events still correct a window")
 			fs.DurationVar(&metricsCfg.OutOfOrderness, "out-of-orderness", 5*time.Second, "metrics: watermark delay behind the largest event time")
 			fs.DurationVar(&metricsCfg.Retention, "retention", 30*24*time.Hour, "metrics: TTL of stored windows")
+			fs.StringVar(&host, "host", hostRuntime, `how processors run: "runtime" (long-running consumers) or "lambda" (the Lambda handlers under a local event source mapping)`)
+			fs.IntVar(&lambdaBatch, "lambda-batch-size", 0, "--host lambda: Kinesis records per invocation (0: infra's defaults, archive 10000, vectors 1000, metrics 5000)")
+			fs.DurationVar(&lambdaWindow, "lambda-batching-window", -1, "--host lambda: how long a batch waits to fill (negative: archive --archive-max-age, vectors 0, metrics 10s)")
 			logFlags(fs, &logFormat, &logLevel)
 		},
 		run: func(ctx context.Context, args []string) error {
 			if len(args) == 0 {
 				return usageErr("name at least one processor: %s", strings.Join(processorNames, ", "))
+			}
+			if host != hostRuntime && host != hostLambda {
+				return usageErr("--host must be %s or %s, not %q", hostRuntime, hostLambda, host)
 			}
 			log, err := newLogger(stderr, logFormat, logLevel)
 			if err != nil {
@@ -110,22 +131,47 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 				seen[name] = true
 				plog := log.With("app", name)
 				var p consumers.Processor
-				switch name {
-				case archive.Name:
-					cfg := archiveCfg
-					cfg.Bucket, cfg.Prefix, cfg.Logger, cfg.Registerer = r.Bucket, prefix, plog, reg
-					p, err = archive.New(c.S3, cfg)
-				case vectors.DefaultName:
-					cfg := vectorsCfg
-					cfg.Table, cfg.Logger, cfg.Registerer = r.VectorsTable, plog, reg
-					p, err = vectors.New(c.DynamoDB, cfg)
-				case metrics.AppName:
-					cfg := metricsCfg
-					if cfg.Definitions, err = loadDefinitions(definitions); err != nil {
+				if host == hostLambda {
+					ac := archiveCfg
+					ac.Registerer = reg
+					vc := vectorsCfg
+					vc.Registerer = reg
+					mc := metricsCfg
+					mc.Registerer = reg
+					if mc.Definitions, err = loadDefinitions(definitions); err != nil {
 						return err
 					}
-					cfg.Logger, cfg.Registerer = plog, reg
-					p, err = metrics.NewProcessor(metrics.NewDynamoStore(c.DynamoDB, r.MetricsTable), cfg)
+					p, err = lambdaMapping(name, c, functions.Config{
+						Stream: r.Stream, Bucket: r.Bucket, Prefix: prefix,
+						VectorsTable: r.VectorsTable, MetricsTable: r.MetricsTable, LeasesTable: r.LeasesTable,
+						StateOwner: owner, Archive: ac, Vectors: vc, Metrics: mc, Logger: log,
+					}, lambdaBatch, lambdaWindow)
+					if err != nil {
+						return err
+					}
+				}
+				switch name {
+				case archive.Name, vectors.DefaultName, metrics.AppName:
+					if p != nil {
+						break // --host lambda
+					}
+					switch name {
+					case archive.Name:
+						cfg := archiveCfg
+						cfg.Bucket, cfg.Prefix, cfg.Logger, cfg.Registerer = r.Bucket, prefix, plog, reg
+						p, err = archive.New(c.S3, cfg)
+					case vectors.DefaultName:
+						cfg := vectorsCfg
+						cfg.Table, cfg.Logger, cfg.Registerer = r.VectorsTable, plog, reg
+						p, err = vectors.New(c.DynamoDB, cfg)
+					case metrics.AppName:
+						cfg := metricsCfg
+						if cfg.Definitions, err = loadDefinitions(definitions); err != nil {
+							return err
+						}
+						cfg.Logger, cfg.Registerer = plog, reg
+						p, err = metrics.NewProcessor(metrics.NewDynamoStore(c.DynamoDB, r.MetricsTable), cfg)
+					}
 				default:
 					return usageErr("unknown processor %q (choose from %s)", name, strings.Join(processorNames, ", "))
 				}
@@ -154,7 +200,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 				}
 				defer stopHTTP()
 			}
-			log.Info("consuming", "stream", r.Stream, "processors", strings.Join(args, ","), "owner", owner, "metrics_addr", metricsAddr)
+			log.Info("consuming", "host", host, "stream", r.Stream, "processors", strings.Join(args, ","), "owner", owner, "metrics_addr", metricsAddr)
 			err = consumers.RunAll(ctx, runners...)
 			if errors.Is(err, context.Canceled) {
 				err = nil
@@ -162,6 +208,35 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			return err
 		},
 	}
+}
+
+// Hosts of `consume --host`.
+const (
+	hostRuntime = "runtime"
+	hostLambda  = "lambda"
+)
+
+// lambdaMapping builds function name's Lambda handler exactly as its main
+// does and puts it behind a local event source mapping with infra's default
+// batch size and window (or the flags' values).
+func lambdaMapping(name string, c *awsx.Clients, cfg functions.Config, batch int, window time.Duration) (consumers.Processor, error) {
+	defBatch, defWindow := map[string]int{archive.Name: 10000, vectors.DefaultName: 1000, metrics.AppName: 5000}, map[string]time.Duration{
+		archive.Name: cmp.Or(cfg.Archive.MaxAge, archive.DefaultMaxAge), vectors.DefaultName: 0, metrics.AppName: 10 * time.Second}
+	if _, ok := defBatch[name]; !ok {
+		return nil, usageErr("unknown processor %q (choose from %s)", name, strings.Join(processorNames, ", "))
+	}
+	if batch <= 0 {
+		batch = defBatch[name]
+	}
+	if window < 0 {
+		window = defWindow[name]
+	}
+	h, err := functions.NewConsumer(name, c, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return esm.New(name, h.Handle, esm.Config{Stream: cfg.Stream, Region: c.Config.Region,
+		BatchSize: batch, BatchingWindow: window, Logger: cfg.Logger.With("host", hostLambda)})
 }
 
 // loadDefinitions reads a metrics definitions file, or returns the built-ins for "".
