@@ -64,6 +64,7 @@ Local use: make up && source .local/env && clickstream setup`,
 			archiveCommand(stdout),
 			streamCommand(stdout),
 			benchCommand(stdout, stderr),
+			chaosCommand(stdout, stderr),
 			versionCommand(stdout),
 		},
 	}
