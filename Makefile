@@ -117,6 +117,18 @@ bench-e2e: build ## end-to-end benchmark (clickstream bench) on kinesalite behin
 	  $(BIN) bench $(BENCH_E2E_FLAGS) --stack-dir .local/bench --log-dir .local/bench/components --report docs/BENCHMARKS.md; rc=$$?; \
 	  $(BENCH_STACK_ENV) $(STACK) down; exit $$rc
 
+# The chaos run (clickstream chaos, docs/CHAOS.md) on its own kinesis-local stack:
+# kill -9 consumers and reshard under load, then check every output against the stream.
+CHAOS_STACK_ENV := STATE_DIR=.local/chaos KINESIS_PORT=34568 DYNAMODB_PORT=38000 S3_PORT=39000 S3_CONSOLE_PORT=39001
+CHAOS_FLAGS     ?= --duration 5m
+
+.PHONY: chaos
+chaos: build ## chaos run on a private stack: kill -9 consumers, split/merge shards under load, then a pass/fail table of the outputs
+	@$(CHAOS_STACK_ENV) $(STACK) up
+	@set -o pipefail; source .local/chaos/env && \
+	  $(BIN) chaos $(CHAOS_FLAGS) --log-dir .local/chaos/components; rc=$$?; \
+	  $(CHAOS_STACK_ENV) $(STACK) down; exit $$rc
+
 .PHONY: fuzz
 fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 	@for t in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
