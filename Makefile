@@ -119,7 +119,7 @@ bench-e2e: build ## end-to-end benchmark (clickstream bench) on kinesalite behin
 
 # The chaos run (clickstream chaos, docs/CHAOS.md) on its own kinesis-local stack:
 # kill -9 consumers and reshard under load, then check every output against the stream.
-CHAOS_STACK_ENV := STATE_DIR=.local/chaos KINESIS_PORT=34568 DYNAMODB_PORT=38000 S3_PORT=39000 S3_CONSOLE_PORT=39001
+CHAOS_STACK_ENV := STATE_DIR=.local/chaos KINESIS_PORT=44568 DYNAMODB_PORT=48000 S3_PORT=49000 S3_CONSOLE_PORT=49001
 CHAOS_FLAGS     ?= --duration 5m
 
 .PHONY: chaos
