@@ -462,4 +462,3 @@ func TestProxy_InjectsFaultsSetThroughTheAdminAPI(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
-
