@@ -8,6 +8,11 @@
 # Settings (environment):
 #   KINESIS=kinesis-local|kinesalite   Kinesis emulator (default kinesis-local: faithful;
 #                                      kinesalite: ~25x faster, no on-demand/ChildShards)
+#   LIMITS=aws|none                    put the shard-limit proxy (localstack/limitproxy) on KINESIS_PORT
+#                                      in front of the emulator: aws enforces AWS's per-shard limits,
+#                                      none only injects faults (POST /__faults); unset: no proxy
+#   LIMITPROXY_FLAGS="..."             extra limitproxy flags, e.g. "-write-records-per-sec 100"
+#   KINESIS_UPSTREAM_PORT              the emulator's port behind the proxy (default KINESIS_PORT+100)
 #   KINESIS_PORT=4568 DYNAMODB_PORT=8000 S3_PORT=9000 S3_CONSOLE_PORT=9001
 #   STATE_DIR=.local                   PID files, logs, data and the env file
 #   READY_TIMEOUT=60                   seconds to wait for each service
@@ -22,6 +27,9 @@ root=$(cd "$here/.." && pwd)
 
 KINESIS=${KINESIS:-kinesis-local}
 KINESIS_PORT=${KINESIS_PORT:-4568}
+LIMITS=${LIMITS:-}
+LIMITPROXY_FLAGS=${LIMITPROXY_FLAGS:-}
+KINESIS_UPSTREAM_PORT=${KINESIS_UPSTREAM_PORT:-$((KINESIS_PORT + 100))}
 DYNAMODB_PORT=${DYNAMODB_PORT:-8000}
 S3_PORT=${S3_PORT:-9000}
 S3_CONSOLE_PORT=${S3_CONSOLE_PORT:-9001}
@@ -106,8 +114,8 @@ $(tail -n 15 "$logs/$name.log" 2>/dev/null)"
   log "$name ready"
 }
 
-kinesis_ready() {
-  curl -sf -m 2 -X POST "http://127.0.0.1:$KINESIS_PORT/" \
+kinesis_ready() { # [port]
+  curl -sf -m 2 -X POST "http://127.0.0.1:${1:-$KINESIS_PORT}/" \
     -H 'Content-Type: application/x-amz-json-1.1' \
     -H 'X-Amz-Target: Kinesis_20131202.ListStreams' -H "X-Amz-Date: $(date -u +%Y%m%dT%H%M%SZ)" \
     -H "Authorization: AWS4-HMAC-SHA256 Credential=$ACCESS_KEY/20260101/$AWS_REGION_LOCAL/kinesis/aws4_request, SignedHeaders=host, Signature=0" \
@@ -133,17 +141,39 @@ export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export AWS_EC2_METADATA_DISABLED=true
 export CLICKSTREAM_LOCAL_KINESIS=$KINESIS
 EOF
+  if [ -n "$LIMITS" ]; then
+    cat >>"$f.tmp" <<EOF
+# Kinesis goes through the shard-limit proxy ($LIMITS); admin API: \$AWS_ENDPOINT_URL_KINESIS/__faults, /__limits, /__stats.
+export CLICKSTREAM_LOCAL_LIMITS=$LIMITS
+export CLICKSTREAM_KINESIS_UPSTREAM=http://127.0.0.1:$KINESIS_UPSTREAM_PORT
+EOF
+  fi
   mv "$f.tmp" "$f"
+}
+
+# build_limitproxy builds the shard-limit proxy into $STATE_DIR/bin (Go's
+# build cache makes this quick after the first time).
+build_limitproxy() {
+  command -v go >/dev/null || die "go not found: it builds the shard-limit proxy (LIMITS=$LIMITS)"
+  mkdir -p "$STATE_DIR/bin"
+  (cd "$root" && go build -o "$STATE_DIR/bin/limitproxy" ./localstack/limitproxy) >&2
 }
 
 up() {
   install_node
   install_minio
   mkdir -p "$data/minio"
+  # With LIMITS the emulator moves to KINESIS_UPSTREAM_PORT and the proxy takes KINESIS_PORT.
+  local kport=$KINESIS_PORT
+  case "$LIMITS" in
+    "") ;;
+    aws|none) kport=$KINESIS_UPSTREAM_PORT; build_limitproxy ;;
+    *) die "LIMITS must be aws, none or unset, not '$LIMITS'" ;;
+  esac
   case "$KINESIS" in
     kinesis-local)
-      start kinesis env KINESIS_MOCK_PLAIN_PORT="$KINESIS_PORT" \
-        KINESIS_MOCK_TLS_PORT="${KINESIS_TLS_PORT:-$((KINESIS_PORT - 1))}" \
+      start kinesis env KINESIS_MOCK_PLAIN_PORT="$kport" \
+        KINESIS_MOCK_TLS_PORT="${KINESIS_TLS_PORT:-$((kport - 1))}" \
         KINESIS_MOCK_CERT_PATH="$here/node_modules/kinesis-local/server.json" \
         AWS_REGION="$AWS_REGION_LOCAL" LOG_LEVEL=WARN \
         SHARD_LIMIT=200 ON_DEMAND_STREAM_COUNT_LIMIT=50 \
@@ -152,7 +182,7 @@ up() {
         node -r "$here/loopback.js" "$here/node_modules/kinesis-local/main.js" ;;
     kinesalite)
       start kinesis node -r "$here/loopback.js" "$here/node_modules/kinesalite/cli.js" \
-        --port "$KINESIS_PORT" --shardLimit 200 --createStreamMs 50 --deleteStreamMs 50 --updateStreamMs 50 ;;
+        --port "$kport" --shardLimit 200 --createStreamMs 50 --deleteStreamMs 50 --updateStreamMs 50 ;;
     *) die "KINESIS must be kinesis-local or kinesalite, not '$KINESIS'" ;;
   esac
   local dd
@@ -164,16 +194,22 @@ up() {
     MINIO_BROWSER=off MINIO_UPDATE=off CI=true \
     "$minio_bin" server --quiet --address "127.0.0.1:$S3_PORT" \
     --console-address "127.0.0.1:$S3_CONSOLE_PORT" "$data/minio"
-  wait_ready kinesis kinesis_ready
+  wait_ready kinesis kinesis_ready "$kport"
+  if [ -n "$LIMITS" ]; then
+    # shellcheck disable=SC2086 # LIMITPROXY_FLAGS is a list of flags
+    start limitproxy "$STATE_DIR/bin/limitproxy" -listen "127.0.0.1:$KINESIS_PORT" \
+      -upstream "http://127.0.0.1:$kport" -limits "$LIMITS" $LIMITPROXY_FLAGS
+    wait_ready limitproxy kinesis_ready "$KINESIS_PORT"
+  fi
   wait_ready dynamodb dynamodb_ready
   wait_ready s3 s3_ready
   write_env
-  log "up: Kinesis ($KINESIS) :$KINESIS_PORT, DynamoDB Local :$DYNAMODB_PORT, MinIO :$S3_PORT; env in $STATE_DIR/env"
+  log "up: Kinesis ($KINESIS${LIMITS:+ behind the shard-limit proxy, limits $LIMITS, emulator on :$kport}) :$KINESIS_PORT, DynamoDB Local :$DYNAMODB_PORT, MinIO :$S3_PORT; env in $STATE_DIR/env"
 }
 
 down() {
   local name pid
-  for name in kinesis dynamodb s3; do
+  for name in limitproxy kinesis dynamodb s3; do
     [ -f "$run/$name.pid" ] || continue
     pid=$(cat "$run/$name.pid")
     if kill -0 "$pid" 2>/dev/null; then
@@ -190,7 +226,8 @@ down() {
 
 status() {
   local name
-  for name in kinesis dynamodb s3; do
+  for name in limitproxy kinesis dynamodb s3; do
+    [ "$name" = limitproxy ] && [ ! -f "$run/$name.pid" ] && continue
     if alive "$name"; then
       printf '%-9s running  pid %-7s log %s\n' "$name" "$(cat "$run/$name.pid")" "$logs/$name.log"
     else
@@ -204,5 +241,5 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   install) install_node; install_minio ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
