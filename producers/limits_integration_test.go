@@ -78,4 +78,3 @@ func TestProducer_BehindShardLimits_RetriesThrottledEntriesInOrderAndLosesNothin
 		})
 	}
 }
-
