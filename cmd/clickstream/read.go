@@ -188,6 +188,7 @@ func archiveCommand(stdout io.Writer) *command {
 		subs: []*command{
 			archiveInventoryCommand(stdout, "ls", "list partitions with files and bytes (listings only, fast)", false),
 			archiveInventoryCommand(stdout, "stats", "partitions with files, rows (from Parquet footers), bytes and dead letters", true),
+			archiveCompactCommand(stdout),
 		},
 	}
 }
