@@ -43,7 +43,7 @@ func run() error {
 		ops      = flag.String("fault-ops", strings.Join(kinesisproxy.DefaultFaultOperations, ","), "operations faults apply to (comma-separated; * for all)")
 		refresh  = flag.Duration("shard-refresh", 2*time.Second, "re-read a stream's shards from the emulator when its map is older than this")
 		seed     = flag.Uint64("seed", 1, "seed for the fault dice")
-		verbose  = flag.Bool("v", false, "log every throttled or failed shard-map read (debug)")
+		verbose  = flag.Bool("v", false, "debug logging")
 	)
 	flag.Float64Var(&l.WriteBytesPerSec, "write-bytes-per-sec", kinesisproxy.AWSWriteBytesPerSec, "per-shard write limit in bytes (data + partition key) per second; negative: none")
 	flag.Float64Var(&l.WriteRecordsPerSec, "write-records-per-sec", kinesisproxy.AWSWriteRecordsPerSec, "per-shard write limit in records per second; negative: none")
