@@ -19,6 +19,7 @@ import (
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/bench"
+	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
 	"github.com/clickstream-go/clickstream/internal/setup"
 )
 
@@ -44,6 +45,11 @@ type Config struct {
 	FaultEvery time.Duration
 	// NoReshard skips the split and the merge.
 	NoReshard bool
+	// NoProxy runs the components straight against the emulator instead of
+	// through the in-process shard-limit/fault proxy (internal/kinesisproxy:
+	// AWS's per-shard limits, a window of throttling, 500s and dropped
+	// connections, and a restart of the proxy).
+	NoProxy bool
 	// Seed makes the fault schedule and the load reproducible [time-based].
 	Seed uint64
 	// Users of the load generator [1000]: few enough that users get many events.
@@ -112,6 +118,10 @@ type Faults struct {
 	Starts         map[string]int // consumer processes started per app (first ones included)
 	Concurrent     map[string]int // times a second process of the app ran beside the first
 	Splits, Merges int
+	// The proxy's: restarts, and what it injected or throttled.
+	ProxyRestarts             int
+	ProxyThrottled, Proxy500s int64
+	ProxyDropped              int64
 	// ReshardErrors are failed split/merge attempts (not fatal).
 	ReshardErrors []string
 	// Seen by the consumers (from their /metrics, sampled every 2s, so a
@@ -156,6 +166,7 @@ type run struct {
 	prefix string
 	rng    *rand.Rand
 	rep    *Report
+	proxy  *faultProxy // nil with NoProxy
 
 	mu    sync.Mutex
 	procs map[string][]*bench.Process // running consumer processes per app
@@ -202,6 +213,20 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer r.stopAll(5 * time.Second)
+	if !cfg.NoProxy {
+		up := envValue(r.cfg.Env, "AWS_ENDPOINT_URL_KINESIS")
+		if up == "" {
+			return nil, errors.New("chaos: the fault proxy needs AWS_ENDPOINT_URL_KINESIS (or use NoProxy)")
+		}
+		fp, err := startProxy(up)
+		if err != nil {
+			return nil, err
+		}
+		defer fp.close()
+		r.proxy = fp
+		r.cfg.Env = withEnv(r.cfg.Env, "AWS_ENDPOINT_URL_KINESIS", fp.URL())
+		r.logf("components reach Kinesis through the fault proxy at %s (AWS per-shard limits)", fp.URL())
+	}
 
 	for _, app := range Apps {
 		if _, err := r.startConsumer(ctx, app); err != nil {
@@ -232,6 +257,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.rep.Errors = append(r.rep.Errors, err.Error())
 	}
 	r.sumCounters()
+	if r.proxy != nil {
+		st := r.proxy.Stats()
+		f := &r.rep.Faults
+		f.ProxyThrottled = st.PutEntriesThrottled + st.GetRecordsThrottled + st.InjectedErrors
+		f.Proxy500s, f.ProxyDropped = st.Injected500s, st.DroppedBefore+st.DroppedAfter
+	}
 
 	r.logf("reading the outputs")
 	checks, err := r.verify(ctx, truth)
@@ -295,6 +326,10 @@ func (r *run) loadWithFaults(ctx context.Context) error {
 	if cfg.NoReshard {
 		splitAt, mergeAt = time.Time{}, time.Time{}
 	}
+	faultsOn, faultsOff, restartAt := begin.Add(cfg.Duration*15/100), begin.Add(cfg.Duration*45/100), begin.Add(cfg.Duration*75/100)
+	if r.proxy == nil {
+		faultsOn, faultsOff, restartAt = time.Time{}, time.Time{}, time.Time{}
+	}
 	nextFault := begin.Add(r.jitter(cfg.FaultEvery))
 	scrape := time.NewTicker(2 * time.Second)
 	defer scrape.Stop()
@@ -319,6 +354,30 @@ func (r *run) loadWithFaults(ctx context.Context) error {
 			splitAt = time.Time{}
 			r.split(ctx)
 		}
+		if !faultsOn.IsZero() && now.After(faultsOn) {
+			faultsOn = time.Time{}
+			r.logf("fault: proxy injects 3%% throttling, 1%% HTTP 500, 1%% dropped connections until %s", faultsOff.Format("15:04:05"))
+			if err := r.proxy.SetFaults(proxyFaults); err != nil {
+				return err
+			}
+		}
+		if !faultsOff.IsZero() && now.After(faultsOff) {
+			faultsOff = time.Time{}
+			r.logf("proxy faults off")
+			if err := r.proxy.SetFaults(kinesisproxy.Faults{}); err != nil {
+				return err
+			}
+		}
+		if !restartAt.IsZero() && now.After(restartAt) {
+			restartAt = time.Time{}
+			r.logf("fault: restarting the proxy (down 2s, connections dropped)")
+			if err := r.proxy.Restart(ctx, 2*time.Second); err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.rep.Faults.ProxyRestarts++
+			r.mu.Unlock()
+		}
 		if !mergeAt.IsZero() && now.After(mergeAt) {
 			mergeAt = time.Time{}
 			r.merge(ctx)
@@ -334,6 +393,12 @@ func (r *run) loadWithFaults(ctx context.Context) error {
 		}
 	}
 }
+
+// proxyFaults are injected through the proxy for 30% of the run. No
+// drop-after-write: a producer's retry would then put a second copy of an
+// event on the stream, which is a different record (the consumers keep both,
+// rightly) and would only blur what this run measures.
+var proxyFaults = kinesisproxy.Faults{ErrorRate: 0.03, Status500Rate: 0.01, DropRate: 0.01}
 
 // jitter returns d scaled by a random factor in [0.5, 1.5).
 func (r *run) jitter(d time.Duration) time.Duration {

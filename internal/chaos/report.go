@@ -45,6 +45,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	f := &r.Faults
 	fmt.Fprintf(w, "\nfaults injected: kill -9 %s; processes started %s; second process beside the first %s; splits %d, merges %d\n",
 		perApp(f.Kills), perApp(f.Starts), perApp(f.Concurrent), f.Splits, f.Merges)
+	if f.ProxyRestarts > 0 || f.ProxyThrottled > 0 {
+		fmt.Fprintf(w, "fault proxy: %d throttled (shard limits + injected), %d HTTP 500s, %d dropped connections, %d restarts\n",
+			f.ProxyThrottled, f.Proxy500s, f.ProxyDropped, f.ProxyRestarts)
+	}
 	fmt.Fprintf(w, "seen by the consumers: %.0f GetRecords/GetShardIterator errors (%.0f throttled), %.0f lease takes, %.0f leases lost\n",
 		f.GetErrors, f.Throttled, f.LeaseTakes, f.LeasesLost)
 	for _, e := range r.Errors {

@@ -149,6 +149,11 @@ func (r *run) faultChecks() []Check {
 	for _, app := range Apps {
 		out = append(out, Check{Name: "faults: 2 processes of " + app + " at once", Expected: "≥ 1", Got: fmt.Sprint(f.Concurrent[app]), OK: f.Concurrent[app] > 0})
 	}
+	if r.proxy != nil {
+		out = append(out, Check{Name: "faults: proxy throttles, 500s, drops, restart", Expected: "each ≥ 1",
+			Got: fmt.Sprintf("%d, %d, %d, %d", f.ProxyThrottled, f.Proxy500s, f.ProxyDropped, f.ProxyRestarts),
+			OK:  f.ProxyThrottled > 0 && f.Proxy500s > 0 && f.ProxyDropped > 0 && f.ProxyRestarts > 0})
+	}
 	if !r.cfg.NoReshard {
 		c := Check{Name: "faults: split + merge", Expected: "1 + 1", Got: fmt.Sprintf("%d + %d", f.Splits, f.Merges), OK: f.Splits == 1 && f.Merges == 1}
 		c.Examples = f.ReshardErrors
