@@ -31,6 +31,9 @@ process per application (archive, vectors, metrics) and produces synthetic load
   - kill -9 of a consumer process at random times (about every --fault-every),
     restarted after up to 3 s; sometimes a second process of the same
     application is started beside the first, so leases change hands;
+  - the components reach Kinesis through the in-process shard-limit proxy
+    (AWS per-shard limits; 3% throttling, 1% HTTP 500, 1% dropped connections
+    from 15% to 45% of the run; a restart at 75%; --no-proxy to skip);
   - a split of a shard at 30% of the run and a merge of two adjacent shards
     at 60% (--no-reshard to skip).
 
