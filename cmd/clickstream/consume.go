@@ -183,7 +183,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 					Leases:     leases.NewDynamoStore(c.DynamoDB, r.LeasesTable),
 					DeadLetter: dlq, Owner: owner,
 					LeaseDuration: leaseDuration, PollInterval: poll, ShutdownTimeout: shutdown,
-					Logger: plog, Registerer: reg,
+					Logger: runnerLog(host, log, plog), Registerer: reg,
 				})
 				if err != nil {
 					return fmt.Errorf("%s: %w", name, err)
@@ -237,6 +237,15 @@ func lambdaMapping(name string, c *awsx.Clients, cfg functions.Config, batch int
 	}
 	return esm.New(name, h.Handle, esm.Config{Stream: cfg.Stream, Region: c.Config.Region,
 		BatchSize: batch, BatchingWindow: window, Logger: cfg.Logger.With("host", hostLambda)})
+}
+
+// runnerLog is the runner's logger: the runner adds its app (esm-NAME for
+// --host lambda) itself, so only the runtime host's name is added here.
+func runnerLog(host string, log, plog *slog.Logger) *slog.Logger {
+	if host == hostLambda {
+		return log
+	}
+	return plog
 }
 
 // loadDefinitions reads a metrics definitions file, or returns the built-ins for "".
