@@ -16,6 +16,7 @@ import (
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/lambdas/functions"
+	"github.com/clickstream-go/clickstream/lambdas/functions/collectorfn"
 )
 
 // version is stamped by make lambdas (-X main.version=...).
@@ -35,11 +36,11 @@ func main() {
 		log.Error("load AWS config", "err", err)
 		os.Exit(1)
 	}
-	var sm functions.SecretsAPI
+	var sm collectorfn.SecretsAPI
 	if cfg.APIKeysSecretARN != "" {
 		sm = secretsmanager.NewFromConfig(c.Config)
 	}
-	h, err := functions.NewCollector(ctx, c, sm, cfg)
+	h, err := collectorfn.New(ctx, c, sm, cfg)
 	if err != nil {
 		log.Error("start", "err", err)
 		os.Exit(1)

@@ -22,6 +22,7 @@ import (
 	"github.com/clickstream-go/clickstream/internal/testenv"
 	"github.com/clickstream-go/clickstream/kpl"
 	"github.com/clickstream-go/clickstream/lambdas/functions"
+	"github.com/clickstream-go/clickstream/lambdas/functions/collectorfn"
 )
 
 func apiRequest(method, path, key, body string) events.APIGatewayV2HTTPRequest {
@@ -42,7 +43,7 @@ func TestCollector_PutsAcceptedEventsOnTheStream(t *testing.T) {
 	c := testenv.Clients(t)
 	stream := testenv.Stream(t, c, 1)
 	ctx := context.Background()
-	col, err := functions.NewCollector(ctx, c, nil, functions.Config{Stream: stream, APIKeys: []string{"k1"}})
+	col, err := collectorfn.New(ctx, c, nil, functions.Config{Stream: stream, APIKeys: []string{"k1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func TestLoadAPIKeys_FromSecretsManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := functions.LoadAPIKeys(ctx, sm, functions.Config{APIKeysSecretARN: aws.ToString(sec.ARN), APIKeys: []string{"local"}})
+	keys, err := collectorfn.LoadAPIKeys(ctx, sm, functions.Config{APIKeysSecretARN: aws.ToString(sec.ARN), APIKeys: []string{"local"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,13 +131,13 @@ func TestLoadAPIKeys_FromSecretsManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := functions.LoadAPIKeys(ctx, sm, functions.Config{APIKeysSecretARN: aws.ToString(bad.ARN)}); err == nil || !strings.Contains(err.Error(), "JSON array") {
+	if _, err := collectorfn.LoadAPIKeys(ctx, sm, functions.Config{APIKeysSecretARN: aws.ToString(bad.ARN)}); err == nil || !strings.Contains(err.Error(), "JSON array") {
 		t.Fatalf("malformed secret: err %v", err)
 	}
-	if _, err := functions.LoadAPIKeys(ctx, sm, functions.Config{APIKeysSecretARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing"}); err == nil {
+	if _, err := collectorfn.LoadAPIKeys(ctx, sm, functions.Config{APIKeysSecretARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:missing"}); err == nil {
 		t.Fatal("missing secret accepted")
 	}
-	if _, err := functions.LoadAPIKeys(ctx, nil, functions.Config{}); !errors.Is(err, functions.ErrNoAPIKeys) {
+	if _, err := collectorfn.LoadAPIKeys(ctx, nil, functions.Config{}); !errors.Is(err, collectorfn.ErrNoAPIKeys) {
 		t.Fatalf("no keys: err %v", err)
 	}
 }

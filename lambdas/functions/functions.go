@@ -1,7 +1,8 @@
 // Package functions builds the Lambda handlers of lambdas/*/main.go from a
 // plain configuration: the three consumers (archive, vectors, metrics), each
-// the same processor as `clickstream consume` wrapped in the Kinesis adapter,
-// and the HTTP collector behind API Gateway. The mains, the local
+// the same processor as `clickstream consume` wrapped in the Kinesis adapter
+// (the HTTP collector behind API Gateway is in collectorfn, which shares
+// Config). The mains, the local
 // event-source-mapping host (`clickstream consume --host lambda`) and the
 // tests all build handlers here, so what runs locally is what runs in Lambda.
 //
@@ -11,15 +12,11 @@ package functions
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/consumers/archive"
@@ -196,43 +193,4 @@ func NewConsumer(name string, c *awsx.Clients, cfg Config) (*kinesisadapter.Hand
 		return nil, fmt.Errorf("new %s processor: %w", name, err)
 	}
 	return kinesisadapter.New(p, consumers.NewS3DeadLetter(c.S3, cfg.Bucket, cfg.Prefix), opts...)
-}
-
-// SecretsAPI is the part of the Secrets Manager client the collector uses.
-type SecretsAPI interface {
-	GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
-}
-
-var _ SecretsAPI = (*secretsmanager.Client)(nil)
-
-// ErrNoAPIKeys: the collector has neither keys nor InsecureNoAuth.
-var ErrNoAPIKeys = errors.New("no API keys: set " + EnvAPIKeysSecret + " (or, locally, " + EnvAPIKeys + " or " + EnvInsecureNoAuth + ")")
-
-// LoadAPIKeys returns the collector's keys: cfg.APIKeys plus the keys in the
-// secret cfg.APIKeysSecretARN (a JSON array of strings, as infra/README.md
-// documents). sm may be nil when there is no secret.
-func LoadAPIKeys(ctx context.Context, sm SecretsAPI, cfg Config) ([]string, error) {
-	keys := append([]string(nil), cfg.APIKeys...)
-	if cfg.APIKeysSecretARN != "" {
-		if sm == nil {
-			return nil, errors.New("load API keys: no Secrets Manager client")
-		}
-		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.APIKeysSecretARN)})
-		if err != nil {
-			return nil, fmt.Errorf("load API keys from %s: %w", cfg.APIKeysSecretARN, err)
-		}
-		var fromSecret []string
-		if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &fromSecret); err != nil {
-			return nil, fmt.Errorf("load API keys from %s: the secret must be a JSON array of strings: %w", cfg.APIKeysSecretARN, err)
-		}
-		for _, k := range fromSecret {
-			if k != "" {
-				keys = append(keys, k)
-			}
-		}
-	}
-	if len(keys) == 0 && !cfg.InsecureNoAuth {
-		return nil, ErrNoAPIKeys
-	}
-	return keys, nil
 }
