@@ -101,7 +101,7 @@ bench: ## benchmarks: hot paths in-process; producer, vectors, latency against t
 	@$(KINESALITE_STACK_ENV) $(STACK) up
 	@set -o pipefail; source .local/test/env && CLICKSTREAM_INTEGRATION=1 \
 	  CLICKSTREAM_KINESALITE_ENDPOINT=http://127.0.0.1:15568 \
-	  $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS) | tee bench.out; rc=$$?; \
+	  $(GO) test -p 1 -run '^$$' -bench . -benchmem -count=1 -timeout 30m $(PKGS) | tee bench.out; rc=$$?; \
 	  $(KINESALITE_STACK_ENV) $(STACK) down; $(TEST_STACK_ENV) $(STACK) down; exit $$rc
 
 # The end-to-end benchmark runs on its own stack: kinesalite (kinesis-local moves
@@ -114,7 +114,7 @@ BENCH_E2E_FLAGS   ?= --shards 8 --duration 2m --drain 2m
 bench-e2e: build ## end-to-end benchmark (clickstream bench) on kinesalite behind the shard-limit proxy; updates docs/BENCHMARKS.md
 	@$(BENCH_STACK_ENV) $(STACK) up
 	@set -o pipefail; source .local/bench/env && \
-	  $(BIN) bench $(BENCH_E2E_FLAGS) --stack-dir .local/bench --log-dir .local/bench/components --report docs/BENCHMARKS.md; rc=$$?; \
+	  $(BIN) bench $(BENCH_E2E_FLAGS) --stack-dir .local/bench --log-dir .local/bench/components --profile-dir .local/bench/profiles --report docs/BENCHMARKS.md; rc=$$?; \
 	  $(BENCH_STACK_ENV) $(STACK) down; exit $$rc
 
 # The chaos run (clickstream chaos, docs/CHAOS.md) on its own kinesis-local stack:

@@ -32,6 +32,7 @@ func apiCommand(stderr io.Writer) *command {
 		consistent          bool
 		outOfOrderness      time.Duration
 		logFormat, logLevel string
+		pprofAddr           string
 	)
 	return &command{
 		name:  "api",
@@ -61,6 +62,7 @@ once when it resolves (run one api process with alerts per deployment, or pass
 			fs.BoolVar(&consistent, "consistent-read", false, "strongly consistent vector reads (twice the read capacity)")
 			fs.DurationVar(&outOfOrderness, "out-of-orderness", 5*time.Second, "the metrics consumer's --out-of-orderness")
 			logFlags(fs, &logFormat, &logLevel)
+			pprofFlag(fs, &pprofAddr)
 		},
 		run: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
@@ -70,6 +72,11 @@ once when it resolves (run one api process with alerts per deployment, or pass
 			if err != nil {
 				return err
 			}
+			stopPprof, err := servePprof(ctx, pprofAddr, log)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
 			defs, err := loadDefinitions(definitions)
 			if err != nil {
 				return err

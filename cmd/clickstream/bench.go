@@ -40,6 +40,10 @@ fast as it goes), waits for the consumers to catch up, and prints a markdown rep
     (clickstream_aws_requests_total of every process) and an estimated AWS cost
     per million events at list prices (stated in the report).
 
+With --profile-dir DIR every component also serves /debug/pprof/ (--pprof-addr) and
+a CPU profile of each is taken a third into the load; the report lists the busiest
+component's top functions (inspect any of them with go tool pprof DIR/NAME.cpu.pprof).
+
 With --report FILE the run replaces the "latest" section of FILE and the run before
 it moves to "previous". Resources are deleted afterwards unless --keep.
 ` + "`make bench-e2e`" + ` runs it on a kinesalite stack behind the shard-limit proxy.`,
@@ -58,6 +62,8 @@ it moves to "previous". Resources are deleted afterwards unless --keep.
 			fs.BoolVar(&cfg.Keep, "keep", false, "keep the stream, tables and archive objects")
 			fs.StringVar(&cfg.Label, "label", "", `environment name in the report (default from CLICKSTREAM_LOCAL_KINESIS, e.g. "kinesalite")`)
 			fs.StringVar(&report, "report", "", "markdown file to update (e.g. docs/BENCHMARKS.md)")
+			fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "take a CPU profile of every component a third into the load, into DIR/NAME.cpu.pprof; the report shows the busiest one's top functions")
+			fs.DurationVar(&cfg.ProfileFor, "profile-for", 0, "length of the CPU profiles (default a third of --duration, at most 30s)")
 			fs.StringVar(&stackDir, "stack-dir", "", "local stack state dir (e.g. .local): also account the emulators' CPU and RSS")
 		},
 		run: func(ctx context.Context, args []string) error {

@@ -38,6 +38,7 @@ func collectorCommand(stderr io.Writer) *command {
 		stream              string
 		keys, origins       stringList
 		logFormat, logLevel string
+		pprofAddr           string
 		aggregate           bool
 		linger, ackLinger   time.Duration
 		maxBuffered         int
@@ -96,6 +97,7 @@ start) and flush the producer before exiting.`,
 			fs.StringVar(&cfg.SpoolDir, "spool", "", "write-ahead spool directory: 202 after fsync, shipped from there, survives crashes (default: 202 after the stream acknowledged)")
 			fs.Int64Var(&cfg.SpoolMaxBytes, "spool-max-bytes", collector.DefaultSpoolMaxBytes, "spool size limit; beyond it requests get 503")
 			logFlags(fs, &logFormat, &logLevel)
+			pprofFlag(fs, &pprofAddr)
 		},
 		run: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
@@ -105,6 +107,11 @@ start) and flush the producer before exiting.`,
 			if err != nil {
 				return err
 			}
+			stopPprof, err := servePprof(ctx, pprofAddr, log)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
 			cfg.APIKeys, cfg.AllowedOrigins = keys, origins
 			c, err := awsx.Load(ctx)
 			if err != nil {

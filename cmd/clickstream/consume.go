@@ -39,6 +39,7 @@ func consumeCommand(stderr io.Writer) *command {
 		owner               string
 		metricsAddr         string
 		logFormat, logLevel string
+		pprofAddr           string
 		leaseDuration       time.Duration
 		poll                time.Duration
 		shutdown            time.Duration
@@ -101,6 +102,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			fs.IntVar(&lambdaBatch, "lambda-batch-size", 0, "--host lambda: Kinesis records per invocation (0: infra's defaults, archive 10000, vectors 1000, metrics 5000)")
 			fs.DurationVar(&lambdaWindow, "lambda-batching-window", -1, "--host lambda: how long a batch waits to fill (negative: archive --archive-max-age, vectors 0, metrics 10s)")
 			logFlags(fs, &logFormat, &logLevel)
+			pprofFlag(fs, &pprofAddr)
 		},
 		run: func(ctx context.Context, args []string) error {
 			if len(args) == 0 {
@@ -113,6 +115,11 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			if err != nil {
 				return err
 			}
+			stopPprof, err := servePprof(ctx, pprofAddr, log)
+			if err != nil {
+				return err
+			}
+			defer stopPprof()
 			c, err := awsx.Load(ctx)
 			if err != nil {
 				return err

@@ -91,6 +91,13 @@ type Config struct {
 	Progress io.Writer
 	// StackPIDs are emulator processes to account CPU and RSS for (name → pid).
 	StackPIDs map[string]int
+	// ProfileDir, when set, receives a CPU profile of every component
+	// (NAME.cpu.pprof), taken from a third into the load phase for
+	// ProfileFor, and the report shows where the busiest one spends its CPU
+	// [""; no profiles].
+	ProfileDir string
+	// ProfileFor is the length of the CPU profiles [Duration/3, at most 30s].
+	ProfileFor time.Duration
 }
 
 // Result is what a run measured.
@@ -118,7 +125,11 @@ type Result struct {
 	WindowLatency    Percentiles
 	Components       []ComponentStats
 	Calls            Calls
-	Errors           []string
+	// Profile is where the busiest component's CPU went (nil without
+	// Config.ProfileDir); ProfilePaths are every component's profile files.
+	Profile      *ProfileSummary
+	ProfilePaths map[string]string
+	Errors       []string
 }
 
 // ComponentStats are one process's costs.
@@ -192,6 +203,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
+	}
+	if c.ProfileFor <= 0 {
+		c.ProfileFor = min(30*time.Second, c.Duration/3)
 	}
 	return nil
 }
@@ -268,10 +282,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		c, err := startComponent(cfg.Binary, cfg.LogDir, name, addr, cfg.Env, args(addr)...)
+		argv := args(addr)
+		var pprofAddr string
+		if cfg.ProfileDir != "" {
+			if pprofAddr, err = freeAddr(); err != nil {
+				return nil, err
+			}
+			argv = append(argv, "--pprof-addr", pprofAddr)
+		}
+		c, err := startComponent(cfg.Binary, cfg.LogDir, name, addr, cfg.Env, argv...)
 		if err != nil {
 			return nil, err
 		}
+		c.pprofAddr = pprofAddr
 		comps = append(comps, c)
 		return c, nil
 	}
@@ -392,6 +415,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		winLat = probeWindows(winCtx, api.addr, r.Started, &windowsSeen)
 	}()
 
+	// CPU profiles, from a third into the load (past the warm-up); read
+	// after wg.Wait.
+	var profErrs []string
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-time.After(cfg.Duration / 3):
+			case <-probeCtx.Done():
+				return
+			}
+			fmt.Fprintf(cfg.Progress, "bench: CPU profiles of every component for %s into %s\n", cfg.ProfileFor, cfg.ProfileDir)
+			r.ProfilePaths, profErrs = fetchProfiles(ctx, comps, cfg.ProfileDir, cfg.ProfileFor)
+		}()
+	}
+
 	// Load.
 	loadStart := time.Now()
 	st, loadErr := loadgen.Run(ctx, loadgen.Config{
@@ -467,6 +510,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	r.VectorLatency = percentiles(vecLat)
 	r.WindowLatency = percentiles(winLat)
 	r.Errors = append(r.Errors, probeErrs...)
+	r.Errors = append(r.Errors, profErrs...)
 	mu.Lock()
 	analyse(r, samples, loadStart, loadEnd)
 	mu.Unlock()
@@ -512,6 +556,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	r.Calls = countCalls(all, r)
+	if busiest := busiestProfiled(r); busiest != "" {
+		sum, err := summarizeProfile(busiest, r.ProfilePaths[busiest], 15)
+		if err != nil {
+			r.Errors = append(r.Errors, err.Error())
+		} else {
+			r.Profile = &sum
+		}
+	}
 	for _, c := range comps {
 		if err := c.stop(30 * time.Second); err != nil {
 			r.Errors = append(r.Errors, err.Error())
@@ -519,6 +571,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	comps = nil
 	return r, nil
+}
+
+// busiestProfiled is the component with the most CPU time that has a profile.
+func busiestProfiled(r *Result) string {
+	best, bestCPU := "", -1.0
+	for _, c := range r.Components {
+		if _, ok := r.ProfilePaths[c.Name]; ok && c.CPUSeconds > bestCPU {
+			best, bestCPU = c.Name, c.CPUSeconds
+		}
+	}
+	return best
 }
 
 func componentStats(name string, ps procStats, events float64) ComponentStats {

@@ -22,12 +22,14 @@ import (
 
 // component is one clickstream process the benchmark started.
 type component struct {
-	name    string
-	addr    string // where /metrics and /healthz are served
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{}
-	waitErr error
+	name string
+	addr string // where /metrics and /healthz are served
+	// pprofAddr serves /debug/pprof/ ("" when not profiled).
+	pprofAddr string
+	cmd       *exec.Cmd
+	logPath   string
+	exited    chan struct{}
+	waitErr   error
 }
 
 // startComponent runs `binary args...` with its output in logDir/name.log.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -118,6 +119,20 @@ func (r *Result) Markdown() string {
 	}
 	w("). Prices: %s — Kinesis $%.3f/shard-hour and $%.3f per million PUT payload units, DynamoDB on-demand $%.3f per million writes and $%.3f per million reads, S3 $%.4f per 1,000 PUT/LIST and $%.4f per 1,000 GET. Shard-hours assume the stream runs at the measured rate; storage and transfer are not included.\n",
 		Prices.Date, Prices.KinesisShardHour, Prices.KinesisPerMillionPayload, Prices.DynamoDBPerMillionWrites, Prices.DynamoDBPerMillionReads, Prices.S3PerThousandPuts, Prices.S3PerThousandGets)
+	if p := r.Profile; p != nil {
+		w("\nWhere the CPU goes in the busiest component, **%s** (%.1f s of CPU in a %s profile taken a third into the load; `go tool pprof %s`):\n\n",
+			p.Component, p.CPU.Seconds(), p.Duration.Round(time.Second), p.Path)
+		w("| function | flat | cum |\n|---|---|---|\n")
+		for _, f := range p.Top {
+			w("| `%s` | %.1f%% | %.1f%% |\n", f.Name, 100*f.Flat, 100*f.Cum)
+		}
+		names := make([]string, 0, len(r.ProfilePaths))
+		for name := range r.ProfilePaths {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		w("\nProfiles of every component: %s.\n", strings.Join(names, ", "))
+	}
 	if len(r.Errors) > 0 {
 		w("\nErrors during the run:\n")
 		for _, e := range r.Errors {
