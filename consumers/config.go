@@ -55,8 +55,17 @@ type Config struct {
 	// (ChildShards) triggers a listing at once. Default 30s.
 	ShardSyncInterval time.Duration
 
-	// MaxRecords is the GetRecords Limit. Default 10000 (the maximum).
+	// MaxRecords is the largest GetRecords Limit. Default 10000 (the maximum).
 	MaxRecords int32
+	// MaxBytesPerCall sizes each GetRecords call: the Limit is set so a
+	// response holds about this many bytes of record data, from the mean
+	// record size seen so far on the shard (never above MaxRecords). KPL
+	// aggregates of ~10 events made a 10,000-record response ~40 MiB, and a
+	// batch of ~100,000 decoded events, per shard; this keeps a process's
+	// memory proportional to its shards, not to its lag. 2 MiB/call at 5
+	// calls/s is still 5× a shard's read limit of 2 MiB/s. Default 2 MiB
+	// (negative: no bound, always MaxRecords).
+	MaxBytesPerCall int64
 	// PollInterval is the minimum time between two GetRecords calls on one
 	// shard: 200ms keeps one application at Kinesis's limit of 5 calls/s per
 	// shard; with several applications on one stream the limit is shared and
@@ -92,6 +101,7 @@ const (
 	DefaultLeaseDuration      = 10 * time.Second
 	DefaultShardSyncInterval  = 30 * time.Second
 	DefaultMaxRecords         = 10000
+	DefaultMaxBytesPerCall    = 2 << 20
 	DefaultPollInterval       = 200 * time.Millisecond
 	DefaultIdleInterval       = time.Second
 	DefaultMaxBackoff         = 10 * time.Second
@@ -148,6 +158,12 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.ShardSyncInterval, DefaultShardSyncInterval)
 	if c.MaxRecords <= 0 || c.MaxRecords > DefaultMaxRecords {
 		c.MaxRecords = DefaultMaxRecords
+	}
+	switch {
+	case c.MaxBytesPerCall == 0:
+		c.MaxBytesPerCall = DefaultMaxBytesPerCall
+	case c.MaxBytesPerCall < 0:
+		c.MaxBytesPerCall = 0
 	}
 	def(&c.PollInterval, DefaultPollInterval)
 	def(&c.IdleInterval, DefaultIdleInterval)

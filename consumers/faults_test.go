@@ -154,3 +154,85 @@ func setFail(m *consumers.MemoryDeadLetter, err error) {
 	defer failMu.Unlock()
 	m.Fail = err
 }
+
+// limitRecordingKinesis records each GetRecords call's Limit and the data
+// bytes of its response.
+type limitRecordingKinesis struct {
+	consumers.KinesisAPI
+	mu     sync.Mutex
+	limits []int32
+	sizes  []int
+}
+
+func (k *limitRecordingKinesis) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, opts ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
+	out, err := k.KinesisAPI.GetRecords(ctx, in, opts...)
+	if err != nil {
+		return out, err
+	}
+	n := 0
+	for _, r := range out.Records {
+		n += len(r.Data)
+	}
+	k.mu.Lock()
+	k.limits = append(k.limits, *in.Limit)
+	k.sizes = append(k.sizes, n)
+	k.mu.Unlock()
+	return out, nil
+}
+
+func TestRunner_SizesGetRecordsCallsByBytes(t *testing.T) {
+	e := newEnv(t, 1)
+	p := newProducer(e.c, e.stream)
+	us := users(10)
+	ctx := context.Background()
+	if err := p.put(ctx, us); err != nil { // 10 records of ~190 bytes
+		t.Fatal(err)
+	}
+	k := &limitRecordingKinesis{KinesisAPI: e.c.Kinesis}
+	rec := newRecorder("sized", "r")
+	cfg := e.config(t, rec, "r")
+	cfg.Kinesis, cfg.MaxBytesPerCall = k, 1000
+	run := start(t, cfg)
+	waitFor(t, 30*time.Second, "the first records", func() bool { return rec.count(p.produced()[0]) > 0 })
+	for range 9 { // a backlog of 90 more, read ~1000 bytes at a time
+		if err := p.put(ctx, us); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := p.produced()
+	waitFor(t, 30*time.Second, "every record", func() bool {
+		for _, id := range want {
+			if rec.count(id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	run.stop(t)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.limits) < 2 || k.limits[0] != consumers.DefaultMaxRecords {
+		t.Fatalf("limits %v: want the first call at the maximum, then sized", k.limits)
+	}
+	// The first call knows no record size and asks for the maximum; once
+	// records were seen, every call asks for about 1000 bytes: 5 records.
+	first := 0
+	for first < len(k.sizes) && k.sizes[first] == 0 {
+		first++
+	}
+	full := 0
+	for i := first + 1; i < len(k.limits); i++ {
+		if l := k.limits[i]; l < 4 || l > 6 {
+			t.Errorf("call %d: Limit %d, want ~5 (1000 bytes of ~190-byte records)", i, l)
+		}
+		if k.sizes[i] > 1300 {
+			t.Errorf("call %d: %d bytes of data, want ≤ ~1000", i, k.sizes[i])
+		}
+		if k.sizes[i] >= 700 {
+			full++
+		}
+	}
+	if full < 5 {
+		t.Errorf("only %d calls read a full ~1000 bytes (sizes %v): the backlog was not read in sized calls", full, k.sizes)
+	}
+}

@@ -191,7 +191,9 @@ func (w *shardWorker) session() (err error) {
 		errs     errLog
 		lastRead string    // sequence number of the last Kinesis record read
 		nextCall time.Time // pacing: not before this
-		skip     = start   // drop user records at or before the checkpoint
+		limit    = w.r.cfg.MaxRecords
+		sizer    recordSizer
+		skip     = start // drop user records at or before the checkpoint
 	)
 	for {
 		if d := time.Until(nextCall); d > 0 {
@@ -204,7 +206,7 @@ func (w *shardWorker) session() (err error) {
 		called := time.Now()
 		nextCall = called.Add(w.r.cfg.PollInterval)
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		out, err := w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(w.r.cfg.MaxRecords)})
+		out, err := w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(limit)})
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -227,6 +229,7 @@ func (w *shardWorker) session() (err error) {
 		records := make([]Record, 0, len(out.Records))
 		for i := range out.Records {
 			kr := &out.Records[i]
+			sizer.add(len(kr.Data))
 			records = dec.Append(records, KinesisRecord{
 				SequenceNumber: aws.ToString(kr.SequenceNumber), PartitionKey: aws.ToString(kr.PartitionKey),
 				ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp), Data: kr.Data,
@@ -235,6 +238,7 @@ func (w *shardWorker) session() (err error) {
 		if n := len(out.Records); n > 0 {
 			lastRead = aws.ToString(out.Records[n-1].SequenceNumber)
 		}
+		limit = sizer.limit(w.r.cfg.MaxRecords, w.r.cfg.MaxBytesPerCall)
 		if !skip.IsZero() {
 			// Resuming at the checkpoint: AT_SEQUENCE_NUMBER re-reads the
 			// checkpointed record; drop its sub-records up to the checkpointed
@@ -588,4 +592,31 @@ func (e *errLog) log(lg *slog.Logger, level slog.Level, msg string, err error, a
 	}
 	lg.LogAttrs(context.Background(), level, msg, attrs...)
 	e.last, e.suppressed = now, 0
+}
+
+// recordSizer keeps a shard's mean Kinesis record size, to size GetRecords
+// calls in bytes rather than records (Config.MaxBytesPerCall).
+type recordSizer struct {
+	mean float64 // exponentially weighted, bytes
+	n    int64
+}
+
+func (s *recordSizer) add(size int) {
+	s.n++
+	// The first records set the mean directly; then a slow EWMA, so one
+	// odd record does not swing the next call's size.
+	if s.n <= 16 {
+		s.mean += (float64(size) - s.mean) / float64(s.n)
+		return
+	}
+	s.mean += (float64(size) - s.mean) / 256
+}
+
+// limit is the GetRecords Limit that holds about maxBytes of data at the
+// mean size seen so far: maxRecords before any record or with maxBytes 0.
+func (s *recordSizer) limit(maxRecords int32, maxBytes int64) int32 {
+	if maxBytes <= 0 || s.n == 0 || s.mean < 1 {
+		return maxRecords
+	}
+	return int32(min(float64(maxRecords), max(1, float64(maxBytes)/s.mean)))
 }

@@ -20,7 +20,9 @@ func benchCommand(stdout, stderr io.Writer) *command {
 	var (
 		cfg      bench.Config
 		report   string
+		appendTo bool
 		stackDir string
+		apps     stringList
 	)
 	return &command{
 		name:  "bench",
@@ -44,9 +46,13 @@ With --profile-dir DIR every component also serves /debug/pprof/ (--pprof-addr) 
 a CPU profile of each is taken a third into the load; the report lists the busiest
 component's top functions (inspect any of them with go tool pprof DIR/NAME.cpu.pprof).
 
-With --report FILE the run replaces the "latest" section of FILE and the run before
-it moves to "previous". Resources are deleted afterwards unless --keep.
-` + "`make bench-e2e`" + ` runs it on a kinesalite stack behind the shard-limit proxy.`,
+With --report FILE the run replaces the "latest" section of FILE and the runs before
+it move to "previous"; --report-append adds it to the latest section instead (a
+benchmark made of several runs). --apps runs a subset of the consumers: without
+vectors there are no vector probes, without vectors and metrics no API. Resources are deleted afterwards unless --keep.
+` + "`make bench-e2e`" + ` runs it twice on a kinesalite stack behind the shard-limit proxy:
+a throughput run of archive and metrics at full speed, then a latency run of all
+three consumers at 1,000 events/s.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&cfg.Shards, "shards", 8, "shards of the benchmark stream")
 			fs.StringVar(&cfg.Bucket, "bucket", setup.DefaultBucket, "bucket for the archive (a fresh bench/ prefix is used)")
@@ -57,11 +63,14 @@ it moves to "previous". Resources are deleted afterwards unless --keep.
 			fs.IntVar(&cfg.BatchSize, "batch-size", 500, "events per collector request")
 			fs.Float64Var(&cfg.ProbeRate, "probe-rate", 4, "vector-visibility probes per second")
 			fs.DurationVar(&cfg.ArchiveMaxAge, "archive-max-age", 10*time.Second, "the archive consumer's --archive-max-age")
+			fs.Var(&apps, "apps", "consumers to run: archive, vectors, metrics (repeatable or comma-separated; default all three)")
 			fs.BoolVar(&cfg.Combined, "combined", false, "run the three consumers in one process")
 			fs.StringVar(&cfg.LogDir, "log-dir", "", "directory for the components' logs (default a temporary one)")
 			fs.BoolVar(&cfg.Keep, "keep", false, "keep the stream, tables and archive objects")
 			fs.StringVar(&cfg.Label, "label", "", `environment name in the report (default from CLICKSTREAM_LOCAL_KINESIS, e.g. "kinesalite")`)
+			fs.StringVar(&cfg.Name, "name", "Run", `name of the run in the report's heading (e.g. "Throughput run")`)
 			fs.StringVar(&report, "report", "", "markdown file to update (e.g. docs/BENCHMARKS.md)")
+			fs.BoolVar(&appendTo, "report-append", false, "add this run to the latest runs in --report instead of starting a new latest set")
 			fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "take a CPU profile of every component a third into the load, into DIR/NAME.cpu.pprof; the report shows the busiest one's top functions")
 			fs.DurationVar(&cfg.ProfileFor, "profile-for", 0, "length of the CPU profiles (default a third of --duration, at most 30s)")
 			fs.StringVar(&stackDir, "stack-dir", "", "local stack state dir (e.g. .local): also account the emulators' CPU and RSS")
@@ -91,6 +100,7 @@ it moves to "previous". Resources are deleted afterwards unless --keep.
 				cfg.StackPIDs = stackPIDs(stackDir)
 			}
 			cfg.Progress = stderr
+			cfg.Apps = apps
 			res, err := bench.Run(ctx, cfg)
 			if err != nil {
 				return err
@@ -101,7 +111,11 @@ it moves to "previous". Resources are deleted afterwards unless --keep.
 				if err := os.MkdirAll(filepath.Dir(report), 0o755); err != nil {
 					return err
 				}
-				if err := bench.UpdateReport(report, md); err != nil {
+				write := bench.UpdateReport
+				if appendTo {
+					write = bench.AppendReport
+				}
+				if err := write(report, md); err != nil {
 					return err
 				}
 				fmt.Fprintf(stderr, "bench: report written to %s\n", report)

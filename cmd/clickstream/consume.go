@@ -40,6 +40,7 @@ func consumeCommand(stderr io.Writer) *command {
 		metricsAddr         string
 		logFormat, logLevel string
 		pprofAddr           string
+		maxBytesPerCall     int64
 		leaseDuration       time.Duration
 		poll                time.Duration
 		shutdown            time.Duration
@@ -87,6 +88,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			fs.StringVar(&metricsAddr, "metrics-addr", DefaultConsumeMetricsAddr, `listen address of /metrics and /healthz ("" to disable)`)
 			fs.DurationVar(&leaseDuration, "lease-duration", consumers.DefaultLeaseDuration, "lease expiry without renewal: the fail-over time after a crash")
 			fs.DurationVar(&poll, "poll-interval", 200*time.Millisecond, "minimum time between GetRecords calls on a shard")
+			fs.Int64Var(&maxBytesPerCall, "max-bytes-per-call", consumers.DefaultMaxBytesPerCall, "bytes of record data a GetRecords call asks for (from the mean record size; bounds memory per shard)")
 			fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "bound on the graceful stop")
 			fs.DurationVar(&archiveCfg.MaxAge, "archive-max-age", archive.DefaultMaxAge, "archive: longest a record waits before its file is written")
 			fs.StringVar(&archiveCfg.Compression, "archive-compression", archive.CompressionZstd, "archive: Parquet codec zstd, snappy, gzip or none")
@@ -189,7 +191,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 					Stream: r.Stream, Processor: p, Kinesis: c.Kinesis,
 					Leases:     leases.NewDynamoStore(c.DynamoDB, r.LeasesTable),
 					DeadLetter: dlq, Owner: owner,
-					LeaseDuration: leaseDuration, PollInterval: poll, ShutdownTimeout: shutdown,
+					LeaseDuration: leaseDuration, PollInterval: poll, ShutdownTimeout: shutdown, MaxBytesPerCall: maxBytesPerCall,
 					Logger: runnerLog(host, log, plog), Registerer: reg,
 				})
 				if err != nil {

@@ -25,6 +25,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -77,6 +79,10 @@ type Config struct {
 	ProbeRate float64
 	// ArchiveMaxAge is the archive consumer's --archive-max-age [10s].
 	ArchiveMaxAge time.Duration
+	// Apps are the consumers to run, a subset of archive, vectors and
+	// metrics [all three]. Without vectors there are no vector probes;
+	// without vectors and metrics no read API.
+	Apps []string
 	// Combined runs the three consumers in one `consume archive vectors
 	// metrics` process instead of one process each [false: separate, so
 	// CPU and RSS are per consumer].
@@ -87,6 +93,9 @@ type Config struct {
 	Keep bool
 	// Label names the environment in the report (e.g. "kinesalite").
 	Label string
+	// Name names the run in the report's heading (e.g. "Throughput run").
+	// ["Run"]
+	Name string
 	// Progress receives a line per second [discard].
 	Progress io.Writer
 	// StackPIDs are emulator processes to account CPU and RSS for (name → pid).
@@ -103,7 +112,9 @@ type Config struct {
 // Result is what a run measured.
 type Result struct {
 	Started          time.Time
+	Apps             []string // the consumers that ran, in report order
 	Label            string
+	Name             string
 	Machine          string
 	Shards           int
 	TargetRate       float64
@@ -204,6 +215,22 @@ func (c *Config) defaults() error {
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
+	if len(c.Apps) == 0 {
+		c.Apps = consumerApps
+	}
+	for _, app := range c.Apps {
+		if !slices.Contains(consumerApps, app) {
+			return fmt.Errorf("bench: unknown consumer %q (choose from %s)", app, strings.Join(consumerApps, ", "))
+		}
+	}
+	// Report order, whatever the order given.
+	apps := c.Apps
+	c.Apps = nil
+	for _, app := range consumerApps {
+		if slices.Contains(apps, app) {
+			c.Apps = append(c.Apps, app)
+		}
+	}
 	if c.ProfileFor <= 0 {
 		c.ProfileFor = min(30*time.Second, c.Duration/3)
 	}
@@ -247,7 +274,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		VectorsTable: "bench-" + id + "-vectors", MetricsTable: "bench-" + id + "-metrics", LeasesTable: "bench-" + id + "-leases",
 	}
 	prefix := "bench/" + id
-	r := &Result{Started: time.Now(), Label: cfg.Label, Shards: cfg.Shards, TargetRate: cfg.Rate, Duration: cfg.Duration,
+	r := &Result{Started: time.Now(), Apps: cfg.Apps, Label: cfg.Label, Name: cmp.Or(cfg.Name, "Run"), Shards: cfg.Shards, TargetRate: cfg.Rate, Duration: cfg.Duration,
 		Machine:   machine(),
 		Processed: map[string]int64{}, LagMid: map[string]float64{}, LagEnd: map[string]float64{}, KeptUp: map[string]bool{},
 		CaughtUpAfter: map[string]time.Duration{}, ProcessedLatency: map[string]Percentiles{}}
@@ -311,15 +338,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	consumersByApp := map[string]*component{}
 	if cfg.Combined {
-		c, err := start("consumers", func(a string) []string { return consumeArgs(a, consumerApps...) })
+		c, err := start("consumers", func(a string) []string { return consumeArgs(a, cfg.Apps...) })
 		if err != nil {
 			return nil, err
 		}
-		for _, app := range consumerApps {
+		for _, app := range cfg.Apps {
 			consumersByApp[app] = c
 		}
 	} else {
-		for _, app := range consumerApps {
+		for _, app := range cfg.Apps {
 			c, err := start("consume-"+app, func(a string) []string { return consumeArgs(a, app) })
 			if err != nil {
 				return nil, err
@@ -327,11 +354,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			consumersByApp[app] = c
 		}
 	}
-	api, err := start("api", func(a string) []string {
-		return append([]string{"api", "--addr", a, "--no-alerts"}, resFlags...)
-	})
-	if err != nil {
-		return nil, err
+	withVectors, withMetrics := slices.Contains(cfg.Apps, "vectors"), slices.Contains(cfg.Apps, "metrics")
+	var api *component
+	if withVectors || withMetrics {
+		if api, err = start("api", func(a string) []string {
+			return append([]string{"api", "--addr", a, "--no-alerts"}, resFlags...)
+		}); err != nil {
+			return nil, err
+		}
 	}
 	for _, c := range comps {
 		if err := c.waitHealthy(ctx, 60*time.Second); err != nil {
@@ -361,7 +391,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		s.onStream = m.sum("clickstream_producer_records_sent_total")
 		seen := map[*component]metricSet{}
-		for _, app := range consumerApps {
+		for _, app := range cfg.Apps {
 			c := consumersByApp[app]
 			cm, ok := seen[c]
 			if !ok {
@@ -405,15 +435,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var vecLat, winLat []time.Duration
 	var windowsSeen atomic.Int64
 	var probeErrs []string
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		vecLat, probeErrs = probeVectors(probeCtx, collector.addr, api.addr, cfg.ProbeRate)
-	}()
-	go func() {
-		defer wg.Done()
-		winLat = probeWindows(winCtx, api.addr, r.Started, &windowsSeen)
-	}()
+	if withVectors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vecLat, probeErrs = probeVectors(probeCtx, collector.addr, api.addr, cfg.ProbeRate)
+		}()
+	}
+	if withMetrics {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			winLat = probeWindows(winCtx, api.addr, r.Started, &windowsSeen)
+		}()
+	} else {
+		windowsSeen.Store(1) // nothing to wait for in the drain
+	}
 
 	// CPU profiles, from a third into the load (past the warm-up); read
 	// after wg.Wait.
@@ -468,17 +505,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	deadline := time.Now().Add(cfg.Drain)
 	// Also wait for a complete minute window to be published, so the
 	// window latency has a sample even in a short run.
-	for time.Now().Before(deadline) && (len(caught) < len(consumerApps)+1 || windowsSeen.Load() == 0) {
+	withArchive := slices.Contains(cfg.Apps, "archive")
+	wantCaught := len(cfg.Apps)
+	if withArchive {
+		wantCaught++ // and written
+	}
+	for time.Now().Before(deadline) && (len(caught) < wantCaught || windowsSeen.Load() == 0) {
 		s, err := scrapeAll(ctx)
 		if err != nil {
 			return nil, err
 		}
-		for _, app := range consumerApps {
+		for _, app := range cfg.Apps {
 			if _, ok := caught[app]; !ok && s.processed[app] >= target {
 				caught[app] = s.at
 			}
 		}
-		if _, ok := caught["archive-written"]; !ok && s.archived >= target {
+		if _, ok := caught["archive-written"]; withArchive && !ok && s.archived >= target {
 			caught["archive-written"] = s.at
 		}
 		mu.Lock()
@@ -493,7 +535,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	last, _ := scrapeAll(ctx)
 	r.OnStream = int64(target)
 	r.EventsPerSec = target / loadEnd.Sub(loadStart).Seconds()
-	for _, app := range consumerApps {
+	for _, app := range cfg.Apps {
 		r.Processed[app] = int64(last.processed[app])
 		if t, ok := caught[app]; ok {
 			r.CaughtUpAfter[app] = t.Sub(loadEnd)
@@ -597,7 +639,7 @@ func analyse(r *Result, samples []sample, loadStart, loadEnd time.Time) {
 	sort.Slice(samples, func(i, j int) bool { return samples[i].at.Before(samples[j].at) })
 	span := loadEnd.Sub(loadStart)
 	mid0, mid1 := loadStart.Add(span/3), loadStart.Add(2*span/3)
-	for _, app := range consumerApps {
+	for _, app := range r.Apps {
 		var midSum, endSum float64
 		var midN, endN int
 		for _, s := range samples {
@@ -759,7 +801,14 @@ func probeOne(ctx context.Context, collectorAddr, apiAddr, user string) (time.Du
 		if resp.StatusCode == http.StatusOK {
 			return time.Since(start), nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		// Fine-grained where the target (≤ 1 s) is, coarse beyond: polling
+		// every 20 ms for 30 s per probe overloaded the API and DynamoDB
+		// Local whenever the vectors consumer fell behind.
+		if time.Since(start) < 2*time.Second {
+			time.Sleep(20 * time.Millisecond)
+		} else {
+			time.Sleep(250 * time.Millisecond)
+		}
 	}
 	return 0, fmt.Errorf("user %s not visible within 30s", user)
 }

@@ -64,6 +64,36 @@ func TestUpdateReportKeepsOnePreviousRun(t *testing.T) {
 	}
 }
 
+func TestAppendReportAddsToTheLatestRunSet(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	// Without a latest run, append starts one.
+	if err := AppendReport(path, "### run A1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateReport(path, "### run B1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := AppendReport(path, "### run B2"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	s := string(b)
+	b1, b2, prev, a1 := strings.Index(s, "### run B1"), strings.Index(s, "### run B2"), strings.Index(s, "## Previous run"), strings.Index(s, "### run A1")
+	if b1 < 0 || b2 < b1 || prev < b2 || a1 < prev {
+		t.Errorf("want B1, B2 latest and A1 previous:\n%s", s)
+	}
+	// The next run rotates both B runs to previous together.
+	if err := UpdateReport(path, "### run C1"); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = os.ReadFile(path)
+	s = string(b)
+	prev = strings.Index(s, "## Previous run")
+	if c1 := strings.Index(s, "### run C1"); c1 < 0 || c1 > prev || strings.Index(s, "### run B2") < prev || strings.Contains(s, "### run A1") {
+		t.Errorf("want C1 latest, B1+B2 previous:\n%s", s)
+	}
+}
+
 func TestReadProcStatsOfThisProcess(t *testing.T) {
 	buf := make([]byte, 64<<20)
 	for i := range buf {

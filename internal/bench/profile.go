@@ -31,7 +31,8 @@ type ProfileFunc struct {
 }
 
 // fetchProfiles takes a CPU profile of every component with a pprof address
-// at once, for d, and writes dir/NAME.cpu.pprof. Failures are returned as
+// at once, for d, and writes dir/NAME.cpu.pprof, then a heap profile,
+// dir/NAME.heap.pprof. Failures are returned as
 // messages for the report: a missing profile never fails the run.
 func fetchProfiles(ctx context.Context, comps []*component, dir string, d time.Duration) (paths map[string]string, errs []string) {
 	paths = map[string]string{}
@@ -45,7 +46,11 @@ func fetchProfiles(ctx context.Context, comps []*component, dir string, d time.D
 		go func() {
 			defer wg.Done()
 			path := filepath.Join(dir, c.name+".cpu.pprof")
-			err := fetchProfile(ctx, c.pprofAddr, d, path)
+			err := fetchProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.pprofAddr, max(1, int(d/time.Second))), d, path)
+			if err == nil {
+				// The heap right after, for where the RSS goes.
+				err = fetchProfile(ctx, "http://"+c.pprofAddr+"/debug/pprof/heap", 0, filepath.Join(dir, c.name+".heap.pprof"))
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -60,10 +65,10 @@ func fetchProfiles(ctx context.Context, comps []*component, dir string, d time.D
 	return paths, errs
 }
 
-func fetchProfile(ctx context.Context, addr string, d time.Duration, path string) error {
+// fetchProfile GETs a profile that takes d to collect into path.
+func fetchProfile(ctx context.Context, url string, d time.Duration, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(d/time.Second)))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,7 +52,10 @@ func TestSummarize_FlatIsLeafCumIsAnyFrame(t *testing.T) {
 // TestFetchProfiles_WritesAParsableProfile takes a real CPU profile from a
 // pprof endpoint like the one --pprof-addr serves and summarises it.
 func TestFetchProfiles_WritesAParsableProfile(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(pprof.Profile))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	stop := make(chan struct{})
 	defer close(stop)
@@ -74,6 +78,9 @@ func TestFetchProfiles_WritesAParsableProfile(t *testing.T) {
 	paths, errs := fetchProfiles(context.Background(), comps, dir, time.Second)
 	if len(errs) != 0 || len(paths) != 1 || paths["busy"] != filepath.Join(dir, "busy.cpu.pprof") {
 		t.Fatalf("fetchProfiles = %v, %v", paths, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "busy.heap.pprof")); err != nil {
+		t.Errorf("no heap profile: %v", err)
 	}
 	sum, err := summarizeProfile("busy", paths["busy"], 5)
 	if err != nil {

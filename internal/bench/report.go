@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -69,29 +71,39 @@ func (p Percentiles) String() string {
 	return fmt.Sprintf("p50 %s, p99 %s, max %s (n=%d)", ms(p.P50), ms(p.P99), ms(p.Max), p.N)
 }
 
+func (r *Result) ran(app string) bool { return slices.Contains(r.Apps, app) }
+
 // Markdown renders the result as a report section.
 func (r *Result) Markdown() string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	w("### Run of %s (%s)\n\n", r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Label)
-	w("Machine: %s. Stream: %d shards. Load: %s for %s through the collector.\n\n", r.Machine, r.Shards, rateString(r.TargetRate), r.Duration)
+	w("### %s of %s (%s)\n\n", cmp.Or(r.Name, "Run"), r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Label)
+	w("Machine: %s. Stream: %d shards. Load: %s for %s through the collector. Consumers: %s.\n\n", r.Machine, r.Shards, rateString(r.TargetRate), r.Duration, strings.Join(r.Apps, ", "))
 	w("| figure | value |\n|---|---|\n")
 	w("| events generated / accepted by the collector / acknowledged by Kinesis | %d / %d / %d |\n", r.Generated, r.Accepted, r.OnStream)
 	w("| sustained events/s end to end (on the stream, load phase) | **%.0f** |\n", r.EventsPerSec)
 	if r.KinesisRecords > 0 {
 		w("| Kinesis records (KPL aggregates) / events per record | %d / %.1f |\n", r.KinesisRecords, float64(r.OnStream)/float64(r.KinesisRecords))
 	}
-	for _, app := range consumerApps {
+	for _, app := range r.Apps {
 		w("| %s: processed, kept up, lag mid → end of load, caught up after load | %d, %v, %.0f → %.0f events, %s |\n",
 			app, r.Processed[app], r.KeptUp[app], r.LagMid[app], r.LagEnd[app], ms(r.CaughtUpAfter[app]))
 	}
-	w("| archive: rows written, all written after load | %d, %s |\n", r.Archived, ms(r.CaughtUpAfter["archive-written"]))
-	w("| put → vector visible (probe clicks, read API) | %s |\n", r.VectorLatency)
-	for _, app := range consumerApps {
+	if r.ran("archive") {
+		w("| archive: rows written, all written after load | %d, %s |\n", r.Archived, ms(r.CaughtUpAfter["archive-written"]))
+	}
+	if r.ran("vectors") {
+		w("| put → vector visible (probe clicks, read API) | %s |\n", r.VectorLatency)
+	}
+	for _, app := range r.Apps {
 		w("| put → processed by %s (count crossing) | %s |\n", app, r.ProcessedLatency[app])
 	}
-	w("| put → archived object (count crossing) | %s |\n", r.ArchiveLatency)
-	w("| window end → metric readable (published) | %s |\n", r.WindowLatency)
+	if r.ran("archive") {
+		w("| put → archived object (count crossing) | %s |\n", r.ArchiveLatency)
+	}
+	if r.ran("metrics") {
+		w("| window end → metric readable (published) | %s |\n", r.WindowLatency)
+	}
 	w("\n| component | CPU s | CPU s per million events | peak RSS | DynamoDB writes per million events | S3 PUTs per million events |\n|---|---|---|---|---|---|\n")
 	for _, c := range r.Components {
 		w("| %s | %.1f | %.1f | %.0f MiB | %.0f | %.0f |\n", c.Name, c.CPUSeconds, c.CPUSecondsPerMillion, float64(c.PeakRSS)/(1<<20), c.DynamoDBWrites, c.S3Puts)
@@ -187,6 +199,24 @@ func UpdateReport(path, section string) error {
 		out.WriteString("\n")
 	}
 	return os.WriteFile(path, []byte(out.String()), 0o644)
+}
+
+// AppendReport adds section to the latest run of the markdown file at path
+// (after what UpdateReport wrote there), for a benchmark of several runs,
+// e.g. a throughput run and a latency run. Without a latest run it is
+// UpdateReport.
+func AppendReport(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(old)
+	li, pi := strings.Index(s, latestMark), strings.Index(s, previousMark)
+	if li < 0 || pi < li {
+		return UpdateReport(path, section)
+	}
+	out := strings.TrimRight(s[:pi], "\n") + "\n\n" + strings.TrimSpace(section) + "\n\n" + s[pi:]
+	return os.WriteFile(path, []byte(out), 0o644)
 }
 
 // deletePrefix deletes every object under prefix.
