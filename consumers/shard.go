@@ -22,6 +22,13 @@ import (
 // callTimeout bounds one AWS call, so a hung connection cannot stall a shard.
 const callTimeout = 30 * time.Second
 
+// noSDKRetries turns the SDK's own retries off for GetRecords: the shard
+// loop paces, backs off and counts throttled calls itself. With the SDK's
+// retryer on, a throttled call (several applications sharing a shard's 5
+// reads/s) waited up to three attempts with backoff of up to 20 s, and
+// drained the client's retry quota, before the loop even saw it.
+func noSDKRetries(o *kinesis.Options) { o.RetryMaxAttempts = 1 }
+
 var (
 	errStopped   = errors.New("shard stopped")
 	errShardGone = errors.New("shard no longer exists (past retention)")
@@ -206,7 +213,7 @@ func (w *shardWorker) session() (err error) {
 		called := time.Now()
 		nextCall = called.Add(w.r.cfg.PollInterval)
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		out, err := w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(limit)})
+		out, err := w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(limit)}, noSDKRetries)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {

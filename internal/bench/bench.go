@@ -83,6 +83,9 @@ type Config struct {
 	// metrics [all three]. Without vectors there are no vector probes;
 	// without vectors and metrics no read API.
 	Apps []string
+	// PollIntervals are the consumers' --poll-interval [sharedPollIntervals:
+	// together they stay within a shard's 5 GetRecords calls/s].
+	PollIntervals map[string]time.Duration
 	// Combined runs the three consumers in one `consume archive vectors
 	// metrics` process instead of one process each [false: separate, so
 	// CPU and RSS are per consumer].
@@ -113,6 +116,7 @@ type Config struct {
 type Result struct {
 	Started          time.Time
 	Apps             []string // the consumers that ran, in report order
+	PollIntervals    map[string]time.Duration
 	Label            string
 	Name             string
 	Machine          string
@@ -231,6 +235,9 @@ func (c *Config) defaults() error {
 			c.Apps = append(c.Apps, app)
 		}
 	}
+	if c.PollIntervals == nil {
+		c.PollIntervals = sharedPollIntervals(c.Apps, c.Combined)
+	}
 	if c.ProfileFor <= 0 {
 		c.ProfileFor = min(30*time.Second, c.Duration/3)
 	}
@@ -249,6 +256,30 @@ func freeAddr() (string, error) {
 // sampleEvery is the sampling interval of the counters (the resolution of
 // count-crossing latencies, which interpolate between samples).
 const sampleEvery = 250 * time.Millisecond
+
+// sharedPollIntervals splits a shard's read limit (AWS: 5 GetRecords
+// calls/s, shared by every application reading the stream) between the
+// consumers, as a deployment of several applications must: alone, a
+// consumer polls every 200ms; vectors, whose point is latency, gets 3
+// calls/s and the others share the other 2; without vectors they share
+// equally. In one process (combined) they share one interval.
+func sharedPollIntervals(apps []string, combined bool) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	n := len(apps)
+	for _, app := range apps {
+		switch {
+		case n == 1:
+			out[app] = 200 * time.Millisecond
+		case combined || !slices.Contains(apps, "vectors"):
+			out[app] = time.Duration(n) * 200 * time.Millisecond
+		case app == "vectors":
+			out[app] = 340 * time.Millisecond // ≈ 2.9 calls/s
+		default:
+			out[app] = time.Duration(n-1) * 500 * time.Millisecond // 2 calls/s shared
+		}
+	}
+	return out
+}
 
 // consumerApps are the processors, in report order.
 var consumerApps = []string{"archive", "vectors", "metrics"}
@@ -274,7 +305,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		VectorsTable: "bench-" + id + "-vectors", MetricsTable: "bench-" + id + "-metrics", LeasesTable: "bench-" + id + "-leases",
 	}
 	prefix := "bench/" + id
-	r := &Result{Started: time.Now(), Apps: cfg.Apps, Label: cfg.Label, Name: cmp.Or(cfg.Name, "Run"), Shards: cfg.Shards, TargetRate: cfg.Rate, Duration: cfg.Duration,
+	r := &Result{Started: time.Now(), Apps: cfg.Apps, PollIntervals: cfg.PollIntervals, Label: cfg.Label, Name: cmp.Or(cfg.Name, "Run"), Shards: cfg.Shards, TargetRate: cfg.Rate, Duration: cfg.Duration,
 		Machine:   machine(),
 		Processed: map[string]int64{}, LagMid: map[string]float64{}, LagEnd: map[string]float64{}, KeptUp: map[string]bool{},
 		CaughtUpAfter: map[string]time.Duration{}, ProcessedLatency: map[string]Percentiles{}}
@@ -333,7 +364,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	consumeArgs := func(a string, apps ...string) []string {
 		args := append([]string{"consume"}, apps...)
-		args = append(args, "--metrics-addr", a, "--prefix", prefix, "--archive-max-age", cfg.ArchiveMaxAge.String())
+		args = append(args, "--metrics-addr", a, "--prefix", prefix, "--archive-max-age", cfg.ArchiveMaxAge.String(),
+			"--poll-interval", cfg.PollIntervals[apps[0]].String())
 		return append(args, resFlags...)
 	}
 	consumersByApp := map[string]*component{}

@@ -132,3 +132,33 @@ clickstream_aws_requests_total{operation="PutObject",service="S3"} 2
 		t.Errorf("missing family = %v", got)
 	}
 }
+
+func TestSharedPollIntervals_StayWithinFiveReadsPerSecond(t *testing.T) {
+	for _, tc := range []struct {
+		apps     []string
+		combined bool
+		want     map[string]time.Duration
+	}{
+		{[]string{"vectors"}, false, map[string]time.Duration{"vectors": 200 * time.Millisecond}},
+		{[]string{"archive", "metrics"}, false, map[string]time.Duration{"archive": 400 * time.Millisecond, "metrics": 400 * time.Millisecond}},
+		{[]string{"archive", "vectors", "metrics"}, false, map[string]time.Duration{"archive": time.Second, "vectors": 340 * time.Millisecond, "metrics": time.Second}},
+		{[]string{"archive", "vectors", "metrics"}, true, map[string]time.Duration{"archive": 600 * time.Millisecond, "vectors": 600 * time.Millisecond, "metrics": 600 * time.Millisecond}},
+	} {
+		got := sharedPollIntervals(tc.apps, tc.combined)
+		reads := 0.0
+		for _, app := range tc.apps {
+			if got[app] != tc.want[app] {
+				t.Errorf("%v combined=%v: %s polls every %v, want %v", tc.apps, tc.combined, app, got[app], tc.want[app])
+			}
+			if !tc.combined || app == tc.apps[0] {
+				reads += float64(time.Second) / float64(got[app])
+			}
+		}
+		if tc.combined {
+			reads *= float64(len(tc.apps))
+		}
+		if reads > 5.0001 {
+			t.Errorf("%v: %.2f GetRecords calls/s per shard, above 5", tc.apps, reads)
+		}
+	}
+}

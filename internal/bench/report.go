@@ -79,6 +79,15 @@ func (r *Result) Markdown() string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("### %s of %s (%s)\n\n", cmp.Or(r.Name, "Run"), r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Label)
 	w("Machine: %s. Stream: %d shards. Load: %s for %s through the collector. Consumers: %s.\n\n", r.Machine, r.Shards, rateString(r.TargetRate), r.Duration, strings.Join(r.Apps, ", "))
+	var polls []string
+	for _, app := range r.Apps {
+		if d, ok := r.PollIntervals[app]; ok {
+			polls = append(polls, fmt.Sprintf("%s %s", app, d))
+		}
+	}
+	if len(polls) > 0 {
+		w("GetRecords poll interval per consumer (together within a shard's 5 calls/s): %s.\n\n", strings.Join(polls, ", "))
+	}
 	w("| figure | value |\n|---|---|\n")
 	w("| events generated / accepted by the collector / acknowledged by Kinesis | %d / %d / %d |\n", r.Generated, r.Accepted, r.OnStream)
 	w("| sustained events/s end to end (on the stream, load phase) | **%.0f** |\n", r.EventsPerSec)
