@@ -92,7 +92,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "bound on the graceful stop")
 			fs.DurationVar(&archiveCfg.MaxAge, "archive-max-age", archive.DefaultMaxAge, "archive: longest a record waits before its file is written")
 			fs.StringVar(&archiveCfg.Compression, "archive-compression", archive.CompressionZstd, "archive: Parquet codec zstd, snappy, gzip or none")
-			fs.Int64Var(&archiveCfg.MemoryBudget, "archive-memory-budget", 256<<20, "archive: bytes of buffered rows before the largest shard flushes")
+			fs.Int64Var(&archiveCfg.MemoryBudget, "archive-memory-budget", archive.DefaultMemoryBudget, "archive: bytes of buffered rows (raw events + ~150 B each) before the largest shard flushes")
 			fs.DurationVar(&vectorsCfg.HalfLife, "half-life", 7*24*time.Hour, "vectors: half-life of the decay in event time (fixed for a table's life)")
 			fs.IntVar(&vectorsCfg.MaxFeatures, "max-features", 500, "vectors: features kept per user (the weakest are pruned)")
 			fs.IntVar(&vectorsCfg.Concurrency, "vectors-concurrency", 32, "vectors: DynamoDB writes in flight")

@@ -58,7 +58,10 @@
 // MaxPartitions partitions (256), when the process's buffers exceed
 // MemoryBudget (256 MiB; the shard holding at least its fair share
 // flushes), and on Flush (shard end, shutdown, end of a Lambda
-// invocation). Objects upload in parallel (UploadConcurrency); objects
+// invocation). Rows are buffered in compact form — the record's raw bytes
+// and its position, ~150 bytes over the event's size — and decoded into
+// Parquet rows at upload: decoded rows held about five times the raw size.
+// Objects upload in parallel (UploadConcurrency); objects
 // larger than PartSize go up as multipart uploads; each upload is retried
 // (UploadAttempts) and is visible only when complete.
 //

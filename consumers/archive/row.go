@@ -102,23 +102,14 @@ func millisOrZero(t time.Time) int64 {
 	return t.UnixMilli()
 }
 
-// rowMemory estimates the heap a buffered row holds, for the memory budget:
-// the Row in its slice (344 bytes, slices grow by doubling), the event's
-// strings (one copy of the raw record) and its maps (a Go map of up to 8
-// entries takes about 256 bytes). Calibrated against runtime.MemStats in
-// TestRowMemoryEstimate and BenchmarkOpenPartitions.
-func rowMemory(r *consumers.Record, row *Row) int64 {
-	n := int64(rowOverhead) + int64(len(r.Data))
-	for _, entries := range [2]int{len(row.Features), len(row.Attrs)} {
-		if entries > 0 {
-			n += mapOverhead + int64(mapEntryOverhead*max(entries-8, 0))
-		}
-	}
-	return n
+// bufRecMemory estimates the heap a buffered record holds, for the memory
+// budget: its raw bytes in the slab, the bufRec, its share of the recs
+// slice's spare capacity and its sequence number (shared within an
+// aggregate, so counted in full: an upper bound).
+func bufRecMemory(r *consumers.Record) int64 {
+	return int64(len(r.Data)) + bufRecOverhead + int64(len(r.SequenceNumber))
 }
 
-const (
-	rowOverhead      = 480
-	mapOverhead      = 256
-	mapEntryOverhead = 40
-)
+// bufRecOverhead: a bufRec is 56 bytes; append's growth leaves up to as
+// much again spare, and the string header of the sequence number.
+const bufRecOverhead = 56*2 + 16
