@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/compress/gzip"
@@ -14,6 +15,41 @@ import (
 	"github.com/parquet-go/parquet-go/compress/uncompressed"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 )
+
+// zstdCodec is parquet-go's zstd codec with encoders sized for Parquet
+// pages. parquet-go's own creates encoders with zstd's default 8 MiB window
+// and GOMAXPROCS-way concurrency, each holding ~16 MiB of history: the
+// end-to-end benchmark's archive heap held 80 MiB of them (a quarter of
+// it) during flushes. Each page is compressed on its own (EncodeAll), so a
+// window the size of a page compresses exactly as well.
+type zstdCodec struct {
+	zstd.Codec // CompressionCodec, String and Decode
+	level      kzstd.EncoderLevel
+	window     int
+	encoders   sync.Pool // *kzstd.Encoder
+}
+
+func newZstdCodec(level kzstd.EncoderLevel, pageBytes int) *zstdCodec {
+	w := kzstd.MinWindowSize
+	for w < pageBytes && w < kzstd.MaxWindowSize {
+		w <<= 1
+	}
+	return &zstdCodec{level: level, window: w}
+}
+
+func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
+	e, _ := c.encoders.Get().(*kzstd.Encoder)
+	if e == nil {
+		var err error
+		e, err = kzstd.NewWriter(nil, kzstd.WithEncoderLevel(c.level), kzstd.WithEncoderConcurrency(1),
+			kzstd.WithWindowSize(c.window), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false))
+		if err != nil {
+			return nil, fmt.Errorf("zstd encoder: %w", err)
+		}
+	}
+	defer c.encoders.Put(e)
+	return e.EncodeAll(src, dst[:0]), nil
+}
 
 // Compression codecs accepted in Config.Compression.
 const (
@@ -23,14 +59,14 @@ const (
 	CompressionNone   = "none"
 )
 
-func codecFor(name string) (compress.Codec, error) {
+func codecFor(name string, pageBytes int) (compress.Codec, error) {
 	switch strings.ToLower(name) {
 	case "", CompressionZstd:
 		// Measured on 100k-event files: "better" makes files 5% smaller
 		// than the default level (17.0 vs 17.9 bytes/event) and 8% smaller
 		// than "fastest", at no CPU cost we could measure — encoding time
 		// is dominated by parquet-go's row shredding, not by zstd.
-		return &zstd.Codec{Level: zstd.SpeedBetterCompression}, nil
+		return newZstdCodec(kzstd.SpeedBetterCompression, pageBytes), nil
 	case CompressionSnappy:
 		return &snappy.Codec{}, nil
 	case CompressionGzip:
@@ -49,7 +85,7 @@ type encoder struct {
 }
 
 func newEncoder(cfg Config) (*encoder, error) {
-	codec, err := codecFor(cfg.Compression)
+	codec, err := codecFor(cfg.Compression, cfg.PageBytes)
 	if err != nil {
 		return nil, err
 	}
