@@ -71,15 +71,14 @@ func (pb *partBuf) keep(r *consumers.Record) {
 	})
 }
 
-// rows decodes the buffered records into archive rows.
-func (pb *partBuf) rows(shardID string) ([]Row, error) {
-	rows := make([]Row, len(pb.recs))
-	for i := range pb.recs {
-		br := &pb.recs[i]
+// fillRows decodes buffered records from.. into dst as archive rows.
+func (pb *partBuf) fillRows(dst []Row, from int, shardID string) error {
+	for i := range dst {
+		br := &pb.recs[from+i]
 		e, err := event.Decode(br.data)
 		if err != nil {
 			// It was valid when buffered and decoding is deterministic.
-			return nil, fmt.Errorf("decode buffered record %s/%d again: %w", br.seq, br.sub, err)
+			return fmt.Errorf("decode buffered record %s/%d again: %w", br.seq, br.sub, err)
 		}
 		r := consumers.Record{
 			Position: consumers.Position{SequenceNumber: br.seq, SubSequence: br.sub},
@@ -88,9 +87,9 @@ func (pb *partBuf) rows(shardID string) ([]Row, error) {
 		if br.arrivalMS != 0 {
 			r.ArrivalTime = time.UnixMilli(br.arrivalMS).UTC()
 		}
-		rows[i] = RowOf(&r)
+		dst[i] = RowOf(&r)
 	}
-	return rows, nil
+	return nil
 }
 
 // shardProc archives one shard. Every flush writes ALL buffered rows of the
@@ -471,19 +470,18 @@ func (s *shardProc) uploadOne(ctx context.Context, o object) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	rows, err := o.pb.rows(s.id)
-	if err != nil {
-		return err
-	}
-	// zstd Parquet of JSON events is ~1/8 of the raw size.
-	body, err := s.a.enc.encodeBytes(rows, int(o.pb.raw/8)+4096)
+	// zstd Parquet of JSON events is ~1/8 of the raw size. Rows are
+	// decoded a chunk at a time: all of a big partition's at once would be
+	// ~1 KB per event again, at the moment every shard flushes.
+	n := len(o.pb.recs)
+	body, err := s.a.enc.encodeChunksBytes(n, func(dst []Row, from int) error { return o.pb.fillRows(dst, from, s.id) }, int(o.pb.raw/8)+4096)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", o.key, err)
 	}
 	if err := s.a.store.Put(ctx, o.key, body); err != nil {
 		return err
 	}
-	s.a.m.rows.Add(float64(len(rows)))
+	s.a.m.rows.Add(float64(n))
 	s.a.m.objects.Inc()
 	s.a.m.bytes.Add(float64(len(body)))
 	return nil
