@@ -9,6 +9,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 STACK     := localstack/stack.sh
 
+# Every stack's ports stay below Linux's ephemeral range (32768-60999): a
+# listener there can collide with a client's outgoing port in TIME_WAIT
+# (DynamoDB Local then fails with "Address already in use").
 # The dev stack (make up) and the test stack (make test) use different ports
 # and state directories, so tests never touch data you are looking at.
 TEST_STACK_ENV := STATE_DIR=.local/test KINESIS_PORT=14568 DYNAMODB_PORT=18000 S3_PORT=19000 S3_CONSOLE_PORT=19001
@@ -110,7 +113,7 @@ bench: ## benchmarks: hot paths in-process; producer, vectors, latency against t
 # archive, metrics at full speed; vectors is left out because DynamoDB Local
 # manages ~1,000 UpdateItem/s here) and latency (all three consumers at
 # 1,000 events/s, put → vector visible).
-BENCH_STACK_ENV   := STATE_DIR=.local/bench KINESIS=kinesalite LIMITS=aws KINESIS_PORT=54568 DYNAMODB_PORT=58000 S3_PORT=59000 S3_CONSOLE_PORT=59001
+BENCH_STACK_ENV   := STATE_DIR=.local/bench KINESIS=kinesalite LIMITS=aws KINESIS_PORT=24568 DYNAMODB_PORT=28000 S3_PORT=29000 S3_CONSOLE_PORT=29001
 BENCH_E2E_FLAGS   ?= --shards 8 --drain 2m --stack-dir .local/bench --report docs/BENCHMARKS.md
 BENCH_THROUGHPUT_FLAGS ?= --apps archive,metrics --concurrency 16 --duration 2m
 BENCH_LATENCY_FLAGS    ?= --rate 1000 --duration 1m
@@ -127,7 +130,7 @@ bench-e2e: build ## end-to-end benchmark (clickstream bench): a throughput and a
 
 # The chaos run (clickstream chaos, docs/CHAOS.md) on its own kinesis-local stack:
 # kill -9 consumers and reshard under load, then check every output against the stream.
-CHAOS_STACK_ENV := STATE_DIR=.local/chaos KINESIS_PORT=44568 DYNAMODB_PORT=48000 S3_PORT=49000 S3_CONSOLE_PORT=49001
+CHAOS_STACK_ENV := STATE_DIR=.local/chaos KINESIS_PORT=26568 DYNAMODB_PORT=26800 S3_PORT=26900 S3_CONSOLE_PORT=26901
 CHAOS_FLAGS     ?= --duration 5m
 
 .PHONY: chaos
