@@ -41,6 +41,7 @@ func consumeCommand(stderr io.Writer) *command {
 		logFormat, logLevel string
 		pprofAddr           string
 		maxBytesPerCall     int64
+		idle                time.Duration
 		leaseDuration       time.Duration
 		poll                time.Duration
 		shutdown            time.Duration
@@ -75,6 +76,14 @@ that record). Its checkpoints live under the application name esm-NAME; the
 handlers keep their per-shard state under NAME as in AWS, so do not run both
 hosts of one processor on the same tables at once.
 
+Every application reading a stream shares each shard's 5 GetRecords calls/s:
+with N of them, give each a --poll-interval of about N×200ms, or give the
+latency-critical one (vectors) more, e.g. vectors 340ms and two others 1s.
+Throttled calls back off (from --poll-interval, doubling) and are counted in
+clickstream_consumer_get_records_errors_total. A caught-up shard that returned nothing
+waits --idle-interval before the next call: a latency-critical consumer should
+set it to its --poll-interval.
+
 Bad records (not JSON, invalid events, corrupt KPL aggregates) are written to
 s3://BUCKET/PREFIX/errors/ with their reason and never stop a shard. Prometheus
 metrics (lag per shard, records/s, processor figures) and /healthz are served on
@@ -88,6 +97,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			fs.StringVar(&metricsAddr, "metrics-addr", DefaultConsumeMetricsAddr, `listen address of /metrics and /healthz ("" to disable)`)
 			fs.DurationVar(&leaseDuration, "lease-duration", consumers.DefaultLeaseDuration, "lease expiry without renewal: the fail-over time after a crash")
 			fs.DurationVar(&poll, "poll-interval", 200*time.Millisecond, "minimum time between GetRecords calls on a shard")
+			fs.DurationVar(&idle, "idle-interval", consumers.DefaultIdleInterval, "wait after an empty GetRecords on a caught-up shard (latency-critical consumers: set it to --poll-interval)")
 			fs.Int64Var(&maxBytesPerCall, "max-bytes-per-call", consumers.DefaultMaxBytesPerCall, "bytes of record data a GetRecords call asks for (from the mean record size; bounds memory per shard)")
 			fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "bound on the graceful stop")
 			fs.DurationVar(&archiveCfg.MaxAge, "archive-max-age", archive.DefaultMaxAge, "archive: longest a record waits before its file is written")
@@ -191,7 +201,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 					Stream: r.Stream, Processor: p, Kinesis: c.Kinesis,
 					Leases:     leases.NewDynamoStore(c.DynamoDB, r.LeasesTable),
 					DeadLetter: dlq, Owner: owner,
-					LeaseDuration: leaseDuration, PollInterval: poll, ShutdownTimeout: shutdown, MaxBytesPerCall: maxBytesPerCall,
+					LeaseDuration: leaseDuration, PollInterval: poll, ShutdownTimeout: shutdown, MaxBytesPerCall: maxBytesPerCall, IdleInterval: idle,
 					Logger: runnerLog(host, log, plog), Registerer: reg,
 				})
 				if err != nil {

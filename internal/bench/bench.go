@@ -366,6 +366,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		args := append([]string{"consume"}, apps...)
 		args = append(args, "--metrics-addr", a, "--prefix", prefix, "--archive-max-age", cfg.ArchiveMaxAge.String(),
 			"--poll-interval", cfg.PollIntervals[apps[0]].String())
+		if slices.Contains(apps, "vectors") {
+			// Latency-critical: an empty poll (MillisBehindLatest 0 when
+			// caught up) must not add a second to the next click.
+			args = append(args, "--idle-interval", cfg.PollIntervals[apps[0]].String())
+		}
 		return append(args, resFlags...)
 	}
 	consumersByApp := map[string]*component{}
