@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -42,6 +44,7 @@ func consumeCommand(stderr io.Writer) *command {
 		pprofAddr           string
 		maxBytesPerCall     int64
 		idle                time.Duration
+		memLimit            int64
 		leaseDuration       time.Duration
 		poll                time.Duration
 		shutdown            time.Duration
@@ -98,6 +101,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			fs.DurationVar(&leaseDuration, "lease-duration", consumers.DefaultLeaseDuration, "lease expiry without renewal: the fail-over time after a crash")
 			fs.DurationVar(&poll, "poll-interval", 200*time.Millisecond, "minimum time between GetRecords calls on a shard")
 			fs.DurationVar(&idle, "idle-interval", consumers.DefaultIdleInterval, "wait after an empty GetRecords on a caught-up shard (latency-critical consumers: set it to --poll-interval)")
+			fs.Int64Var(&memLimit, "memory-limit", 0, "soft memory limit of the Go runtime in bytes (0: --archive-memory-budget + 160 MiB when archive runs and GOMEMLIMIT is unset; negative: none)")
 			fs.Int64Var(&maxBytesPerCall, "max-bytes-per-call", consumers.DefaultMaxBytesPerCall, "bytes of record data a GetRecords call asks for (from the mean record size; bounds memory per shard)")
 			fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "bound on the graceful stop")
 			fs.DurationVar(&archiveCfg.MaxAge, "archive-max-age", archive.DefaultMaxAge, "archive: longest a record waits before its file is written")
@@ -209,6 +213,10 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 				}
 				runners = append(runners, runner)
 			}
+			if lim := memoryLimit(memLimit, os.Getenv("GOMEMLIMIT") != "", seen[archive.Name], cmp.Or(archiveCfg.MemoryBudget, archive.DefaultMemoryBudget)); lim > 0 {
+				debug.SetMemoryLimit(lim)
+				log.Info("soft memory limit", "bytes", lim)
+			}
 			if metricsAddr != "" {
 				mux := http.NewServeMux()
 				mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -227,6 +235,22 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			return err
 		},
 	}
+}
+
+// memoryLimit is the soft memory limit consume sets (0: none). The archive's
+// buffers are most of its heap, and with GOGC=100 the RSS can reach twice
+// the heap between collections; a limit of the budget plus room for
+// in-flight batches and uploads makes the collector work harder instead.
+func memoryLimit(flag int64, envSet, archiveRuns bool, budget int64) int64 {
+	switch {
+	case flag < 0:
+		return 0
+	case flag > 0:
+		return flag
+	case envSet || !archiveRuns:
+		return 0 // GOMEMLIMIT is applied by the runtime itself
+	}
+	return budget + 160<<20
 }
 
 // Hosts of `consume --host`.

@@ -44,9 +44,11 @@ type Config struct {
 	MaxPartitions int
 	// MemoryBudget bounds the estimated memory of all buffered rows of this
 	// Archive (all its shards): when it is exceeded, the shard holding more
-	// than its fair share flushes. Default 256 MiB. The estimate is within
-	// ~25% of the heap the rows hold; the process RSS is about twice the
-	// heap with GOGC=100, so set GOMEMLIMIT on small machines.
+	// than its fair share flushes. Default 128 MiB: ~340,000 buffered events
+	// of ~250 bytes (rows are buffered as raw bytes, ~400 heap bytes each;
+	// the estimate matches the heap). The process RSS is up to about twice
+	// the heap with GOGC=100: `clickstream consume` sets a soft memory limit
+	// of the budget + 160 MiB (--memory-limit) unless GOMEMLIMIT is set.
 	MemoryBudget int64
 
 	// Compression is the Parquet codec: "zstd" (default), "snappy", "gzip"
@@ -94,7 +96,7 @@ const (
 	DefaultFlushBytes        = 64 << 20
 	DefaultFlushRows         = 500_000
 	DefaultMaxPartitions     = 256
-	DefaultMemoryBudget      = 256 << 20
+	DefaultMemoryBudget      = 128 << 20
 	DefaultRowGroupRows      = 1_000_000
 	DefaultPageBytes         = 1 << 20
 	DefaultPartSize          = 8 << 20
@@ -258,7 +260,7 @@ BigQuery and DuckDB. Bad records go to PREFIX/errors/ with their reason.
 Each shard buffers events and flushes all of its partitions when the oldest
 buffered event is --max-age old (default 60s), when a partition holds
 --flush-bytes of raw events (64 MiB) or --flush-rows rows (500000), when the
-process's buffers exceed --memory-budget (256 MiB), and on shutdown. Smaller
+process's buffers exceed --archive-memory-budget (128 MiB), and on shutdown. Smaller
 values mean fresher data and smaller files.
 
 Exactly once: before uploading, a flush records its range and object names

@@ -56,7 +56,7 @@
 // (default 60s), when a partition reaches FlushBytes of raw events (64 MiB)
 // or FlushRows rows (500,000), before the shard would open more than
 // MaxPartitions partitions (256), when the process's buffers exceed
-// MemoryBudget (256 MiB; the shard holding at least its fair share
+// MemoryBudget (128 MiB; the shard holding at least its fair share
 // flushes), and on Flush (shard end, shutdown, end of a Lambda
 // invocation). Rows are buffered in compact form — the record's raw bytes
 // and its position, ~150 bytes over the event's size — and decoded into
