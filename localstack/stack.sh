@@ -49,7 +49,18 @@ data="$STATE_DIR/data"
 minio_bin="$CACHE_DIR/bin/minio-$MINIO_VERSION"
 
 log() { printf 'localstack: %s\n' "$*" >&2; }
-die() { printf 'localstack: error: %s\n' "$*" >&2; exit 1; }
+die() { printf 'localstack: error: %s\n' "$*" >&2; stop_started; exit 1; }
+
+# started: the services this `up` started (not those already running), so a
+# failed start-up stops exactly them and leaves nothing half-up behind.
+started=()
+stop_started() {
+  local name
+  [ ${#started[@]} -gt 0 ] || return 0
+  for name in "${started[@]}"; do stop_one "$name"; done
+  started=()
+  log "stopped what this start-up had started; fix the error above and run it again"
+}
 
 install_node() {
   if [ -f "$here/node_modules/.package-lock.json" ] &&
@@ -96,6 +107,7 @@ start() { # name cmd...
   # setsid: the service leads its own process group, so `down` stops it and its children.
   setsid "$@" >"$logs/$name.log" 2>&1 < /dev/null &
   echo $! >"$run/$name.pid"
+  started+=("$name")
 }
 
 wait_ready() { # name check-command...
@@ -207,19 +219,22 @@ up() {
   log "up: Kinesis ($KINESIS${LIMITS:+ behind the shard-limit proxy, limits $LIMITS, emulator on :$kport}) :$KINESIS_PORT, DynamoDB Local :$DYNAMODB_PORT, MinIO :$S3_PORT; env in $STATE_DIR/env"
 }
 
+stop_one() { # name: stop it by its PID file (its whole process group)
+  local name=$1 pid
+  [ -f "$run/$name.pid" ] || return 0
+  pid=$(cat "$run/$name.pid")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$run/$name.pid"
+}
+
 down() {
-  local name pid
-  for name in limitproxy kinesis dynamodb s3; do
-    [ -f "$run/$name.pid" ] || continue
-    pid=$(cat "$run/$name.pid")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
-      log "stopped $name (pid $pid)"
-    fi
-    rm -f "$run/$name.pid"
-  done
+  local name
+  for name in limitproxy kinesis dynamodb s3; do stop_one "$name"; done
   # In-memory emulators lose their data when stopped; drop MinIO's too so `up` starts clean.
   rm -rf "$data/minio" "$STATE_DIR/env"
 }
