@@ -71,25 +71,30 @@ func (pb *partBuf) keep(r *consumers.Record) {
 	})
 }
 
-// fillRows decodes buffered records from.. into dst as archive rows.
-func (pb *partBuf) fillRows(dst []Row, from int, shardID string) error {
-	for i := range dst {
-		br := &pb.recs[from+i]
-		e, err := event.Decode(br.data)
-		if err != nil {
-			// It was valid when buffered and decoding is deterministic.
-			return fmt.Errorf("decode buffered record %s/%d again: %w", br.seq, br.sub, err)
+// rows is a rowSource over the buffered records, decoding each chunk into
+// one reused buffer.
+func (pb *partBuf) rows(shardID string) rowSource {
+	var chunk []Row
+	return func(from, n int) ([]Row, error) {
+		chunk = slices.Grow(chunk[:0], n)[:n]
+		for i := range chunk {
+			br := &pb.recs[from+i]
+			e, err := event.Decode(br.data)
+			if err != nil {
+				// It was valid when buffered and decoding is deterministic.
+				return nil, fmt.Errorf("decode buffered record %s/%d again: %w", br.seq, br.sub, err)
+			}
+			r := consumers.Record{
+				Position: consumers.Position{SequenceNumber: br.seq, SubSequence: br.sub},
+				ShardID:  shardID, Data: br.data, Event: e,
+			}
+			if br.arrivalMS != 0 {
+				r.ArrivalTime = time.UnixMilli(br.arrivalMS).UTC()
+			}
+			chunk[i] = RowOf(&r)
 		}
-		r := consumers.Record{
-			Position: consumers.Position{SequenceNumber: br.seq, SubSequence: br.sub},
-			ShardID:  shardID, Data: br.data, Event: e,
-		}
-		if br.arrivalMS != 0 {
-			r.ArrivalTime = time.UnixMilli(br.arrivalMS).UTC()
-		}
-		dst[i] = RowOf(&r)
+		return chunk, nil
 	}
-	return nil
 }
 
 // shardProc archives one shard. Every flush writes ALL buffered rows of the
@@ -474,7 +479,7 @@ func (s *shardProc) uploadOne(ctx context.Context, o object) error {
 	// decoded a chunk at a time: all of a big partition's at once would be
 	// ~1 KB per event again, at the moment every shard flushes.
 	n := len(o.pb.recs)
-	body, err := s.a.enc.encodeChunksBytes(n, func(dst []Row, from int) error { return o.pb.fillRows(dst, from, s.id) }, int(o.pb.raw/8)+4096)
+	body, err := s.a.enc.encodeFromBytes(n, o.pb.rows(s.id), int(o.pb.raw/8)+4096)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", o.key, err)
 	}
