@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"time"
 
@@ -140,16 +141,22 @@ type loopState struct {
 	backlog    []pending // records that cannot be routed yet
 	spare      []pending // the previous incoming slice, for reuse
 	inFlight   int
-	rr         int // round-robin start over active lanes
+	flying     map[*request]struct{} // calls in flight (with a TTL only: for the queueing delay)
+	rr         int                   // round-robin start over active lanes
 	flushAll   bool
 	stopping   bool
 	used       map[string]struct{} // partition keys already in a call, per lane
 	aggs       []*kpl.Aggregator   // free aggregators, with their buffers
 	lastAsk    time.Time           // last shard map refresh requested
+	rateFrom   time.Time           // start of the drain rate's sample (with a TTL)
+	rateAcked  int                 // records acknowledged since rateFrom
 	lastWarn   time.Time
 }
 
-func (l *loopState) init() { l.used = make(map[string]struct{}) }
+func (l *loopState) init() {
+	l.used = make(map[string]struct{})
+	l.flying = make(map[*request]struct{})
+}
 
 // markActive lists a lane that has just received records. The loop scans
 // only listed lanes, so idle lanes of a many-shard stream cost nothing.
@@ -419,6 +426,9 @@ func (p *Producer) dispatch(now time.Time) {
 			return
 		}
 		p.lp.inFlight++
+		if p.cfg.recordTTL > 0 {
+			p.lp.flying[req] = struct{}{}
+		}
 		p.wg.Add(1)
 		go p.send(req)
 	}
@@ -556,6 +566,7 @@ func (p *Producer) send(req *request) {
 // failed entries are retried (rule 3) or reported.
 func (p *Producer) handle(res *result, now time.Time) {
 	p.lp.inFlight--
+	delete(p.lp.flying, res.req)
 	p.c.requests.Add(1)
 	p.m.requestDuration.Observe(res.dur.Seconds())
 	p.m.requestEntries.Observe(float64(len(res.req.entries)))
@@ -659,6 +670,7 @@ func (p *Producer) handle(res *result, now time.Time) {
 		p.lp.markActive(l)
 	}
 
+	p.lp.rateAcked += len(sent)
 	p.c.recordsSent.Add(int64(len(sent)))
 	p.c.bytesSent.Add(int64(sentBytes))
 	p.c.kinesisRecordsSent.Add(int64(kinesisRecs))
@@ -821,7 +833,64 @@ func (p *Producer) nextWake(now time.Time) time.Duration {
 	if len(p.lp.backlog) > 0 && p.cfg.recordTTL > 0 {
 		at(p.lp.backlog[0].enq.Add(p.cfg.recordTTL))
 	}
+	if p.cfg.recordTTL > 0 {
+		p.sampleRate(now)
+		p.setOldest(p.oldestEnqueued())
+		if len(p.lp.active) > 0 || p.lp.inFlight > 0 {
+			at(now.Add(time.Second)) // keep sampling while busy
+		}
+	}
 	return max(next.Sub(now), time.Millisecond)
+}
+
+// sampleRate updates the drain rate estimate about once a second: the
+// acknowledged records/s of the last sample, or the previous estimate
+// decayed by 10 % a second when that is higher — so a lull in Puts does
+// not forget the stream's capacity at once, while the oldest record's age
+// (backlogged) catches a stream that slowed down.
+func (p *Producer) sampleRate(now time.Time) {
+	if p.lp.rateFrom.IsZero() {
+		p.lp.rateFrom = now
+		return
+	}
+	el := now.Sub(p.lp.rateFrom)
+	if el < time.Second {
+		return
+	}
+	sample := float64(p.lp.rateAcked) / el.Seconds()
+	decayed := float64(p.drainRate.Load()) * math.Pow(0.9, el.Seconds())
+	p.drainRate.Store(int64(max(sample, decayed)))
+	p.lp.rateFrom, p.lp.rateAcked = now, 0
+}
+
+// oldestEnqueued is the enqueue time (UnixNano) of the oldest record the
+// loop holds — queued, in the backlog or in flight — or 0.
+func (p *Producer) oldestEnqueued() int64 {
+	var oldest time.Time
+	at := func(t time.Time) {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	for _, l := range p.lp.active {
+		if len(l.ready) > 0 {
+			at(l.ready[0].created())
+		} else if l.open != nil {
+			at(l.open.created())
+		}
+	}
+	if len(p.lp.backlog) > 0 {
+		at(p.lp.backlog[0].enq)
+	}
+	for req := range p.lp.flying {
+		for _, e := range req.entries {
+			at(e.created())
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return oldest.UnixNano()
 }
 
 // warn logs at most once every 5 seconds; the loop's errors come in bursts.

@@ -31,7 +31,7 @@ const (
 	DefaultLinger                             = 100 * time.Millisecond
 	DefaultAckLinger            time.Duration = 0
 	DefaultMaxAggregateBytes                  = 50 << 10 // the KPL's AggregationMaxSize
-	DefaultRecordTTL                          = time.Minute
+	DefaultRecordTTL            time.Duration = 0 // no expiry: see WithRecordTTL
 	DefaultMinRetryBackoff                    = 100 * time.Millisecond
 	DefaultMaxRetryBackoff                    = 2 * time.Second
 	DefaultShardRefreshInterval               = time.Minute
@@ -72,7 +72,7 @@ func defaultConfig() config {
 		recordTTL:            DefaultRecordTTL,
 		minRetryBackoff:      DefaultMinRetryBackoff,
 		maxRetryBackoff:      DefaultMaxRetryBackoff,
-		logger:               slog.New(slog.DiscardHandler),
+		logger:               slog.Default(),
 		shardRefreshInterval: DefaultShardRefreshInterval,
 		requestTimeout:       DefaultRequestTimeout,
 		maxInFlightRequests:  DefaultMaxInFlightRequests,
@@ -160,9 +160,23 @@ func WithMaxAggregateBytes(n int) Option { return func(c *config) { c.maxAggrega
 
 // WithRecordTTL bounds how long the producer tries to deliver a record,
 // counted from Put: buffering, lingering and retries included. Expired
-// records go to the failure callback with ErrRecordExpired. An aggregate
-// expires with its oldest record. 0 or less retries forever (until Close's
-// context ends). Default 1 minute.
+// records are failures like any other: counted, passed to the failure
+// callback with ErrRecordExpired and reported by the next Flush or Close
+// (or the batch's acknowledgement). An aggregate expires with its oldest
+// record.
+//
+// With a TTL set, Put also waits — back-pressure before expiry — while the
+// oldest buffered record has waited more than half the TTL: a record
+// admitted then would queue behind a backlog that already takes that long
+// to drain. (This is CoDel's idea, queueing delay rather than queue length
+// as the signal, so it adapts to whatever rate the stream absorbs.)
+//
+// Default 0: no expiry. A record is delivered, rejected permanently, or
+// abandoned when Close's context ends; a slow or throttled stream fills the
+// buffer and makes Put wait (WithMaxBufferedRecords). The KPL's RecordTtl
+// defaults to 30 s and fails records through their futures, which loses
+// data whenever a stream absorbs less than the buffer holds in 30 s; like
+// franz-go's default (no delivery timeout), this producer prefers waiting.
 func WithRecordTTL(d time.Duration) Option { return func(c *config) { c.recordTTL = d } }
 
 // WithMaxRetryBackoff caps the jittered exponential backoff before a shard's
@@ -175,10 +189,14 @@ func WithMaxRetryBackoff(d time.Duration) Option { return func(c *config) { c.ma
 // It runs on one producer goroutine, in order; the records count as buffered
 // until it returns, so Flush and Close wait for it. It should not block and
 // must not call Flush or Close (they would wait for it); to re-enqueue, use
-// TryPut. Default: none (failures are logged and counted).
+// TryPut. Default: none. With or without it, failures are counted (Stats),
+// logged at Warn (rate-limited) and reported by Flush and Close as a
+// *FailedError, unless their batch's acknowledgement reported them.
 func WithOnFailure(fn func(Record, error)) Option { return func(c *config) { c.onFailure = fn } }
 
-// WithLogger sets the logger. Default: discard.
+// WithLogger sets the logger; records that finally failed are logged at
+// Warn (at most every 5 s, with the count suppressed). Default
+// slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
 // WithRegisterer registers the producer's Prometheus metrics (prefixed

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -71,6 +72,35 @@ type PutError struct {
 
 func (e *PutError) Error() string { return fmt.Sprintf("put record: %s: %s", e.Code, e.Message) }
 
+// FailedError is what Flush and Close return when user records finally
+// failed since the previous Flush or Close reported failures: expired
+// (WithRecordTTL), rejected permanently by Kinesis, or abandoned by Close.
+// Records of acknowledged batches (TryPutBatchAck, PutBatchAck,
+// PutBatchWait) are reported to their callers instead and not counted
+// here. errors.Is(err, ErrRecordExpired) and errors.As(err, &*PutError)
+// look at the first failure.
+type FailedError struct {
+	// Records is the number of user records that failed.
+	Records int
+	// ByReason counts them by reason: "expired", "rejected" or "closed".
+	ByReason map[string]int
+	// First is the error of the first of them.
+	First error
+}
+
+func (e *FailedError) Error() string {
+	reasons := make([]string, 0, len(e.ByReason))
+	for _, r := range []string{"expired", "rejected", "closed"} {
+		if n := e.ByReason[r]; n > 0 {
+			reasons = append(reasons, fmt.Sprintf("%d %s", n, r))
+		}
+	}
+	return fmt.Sprintf("producers: %d records failed (%s); first: %v", e.Records, strings.Join(reasons, ", "), e.First)
+}
+
+// Unwrap returns the first failure's error.
+func (e *FailedError) Unwrap() error { return e.First }
+
 // Stats are the producer's counters since New.
 type Stats struct {
 	BufferedRecords    int64 // user records accepted by Put, not yet acknowledged or failed
@@ -117,8 +147,18 @@ type Producer struct {
 	refresh  chan struct{}  // ask the refresher for a new map (cap 1)
 	stop     chan struct{}  // closed by Close: the loop fails what is left and exits
 	loopDone chan struct{}  // closed when the loop has exited
-	failMu   sync.Mutex     // guards failq
+	failMu   sync.Mutex     // guards failq and unreported
 	failq    []failure      // failed records waiting for the callback goroutine
+	// unreported tallies failed records no acknowledgement reported, for
+	// the next Flush or Close; nil when there are none.
+	unreported *FailedError
+	// oldest is the enqueue time (UnixNano) of the oldest record the loop
+	// holds, 0 when none: the queueing delay Put waits on when a TTL is set.
+	oldest atomic.Int64
+	// drainRate is the loop's estimate of the records/s the stream
+	// acknowledges (with a TTL only): the buffer admits what drains in
+	// half the TTL.
+	drainRate atomic.Int64
 	failWake chan struct{}  // (cap 1)
 	wg       sync.WaitGroup // refresher, senders, callback goroutine
 	once     sync.Once      // Close runs once
@@ -298,7 +338,8 @@ func (p *Producer) admit(ctx context.Context, prs []pending, size int64, wait bo
 			p.mu.Unlock()
 			return ErrClosed
 		}
-		if p.bufRecs+len(prs) <= p.cfg.maxBufferedRecords && (p.bufBytes+size <= p.cfg.maxBufferedBytes || p.bufRecs == 0) {
+		if p.bufRecs+len(prs) <= p.cfg.maxBufferedRecords && (p.bufBytes+size <= p.cfg.maxBufferedBytes || p.bufRecs == 0) &&
+			(p.bufRecs == 0 || !p.backlogged(p.bufRecs+len(prs), time.Now())) {
 			break
 		}
 		if !wait {
@@ -330,6 +371,40 @@ func (p *Producer) admit(ctx context.Context, prs []pending, size int64, wait bo
 		p.signal()
 	}
 	return nil
+}
+
+// minDrainRate is the drain rate assumed until one is measured: about
+// what a kinesis-local stream holding 100,000 records absorbs, the slowest
+// endpoint measured. The estimate grows from there by up to TTL/2 ÷ round
+// trip per second, so a fast stream is not held back for long.
+const minDrainRate = 100
+
+// backlogged reports whether a buffer of n records could not be sent
+// within half the record TTL (see WithRecordTTL): more records than the
+// measured drain rate (at least minDrainRate) sends in that time, or the
+// oldest buffered record has already waited that long. Never without a
+// TTL.
+func (p *Producer) backlogged(n int, now time.Time) bool {
+	if p.cfg.recordTTL <= 0 {
+		return false
+	}
+	half := p.cfg.recordTTL / 2
+	if limit := float64(max(minDrainRate, p.drainRate.Load())) * half.Seconds(); float64(n) > limit {
+		return true
+	}
+	o := p.oldest.Load()
+	return o != 0 && now.UnixNano()-o > int64(half)
+}
+
+// setOldest publishes the loop's oldest enqueue time and wakes waiting
+// Puts when the backlog got younger.
+func (p *Producer) setOldest(t int64) {
+	if prev := p.oldest.Swap(t); prev != 0 && (t == 0 || t > prev) {
+		p.mu.Lock()
+		close(p.space)
+		p.space = make(chan struct{})
+		p.mu.Unlock()
+	}
 }
 
 func (p *Producer) signal() {
@@ -378,7 +453,23 @@ func (p *Producer) release(prs []pending, err error) {
 // waits until it is acknowledged or finally failed (failure callbacks
 // included), or ctx is done. Records Put meanwhile are sent promptly too,
 // but not waited for.
+//
+// It returns a *FailedError when records finally failed since the previous
+// Flush or Close reported failures (records of acknowledged batches
+// excepted: their callers were told), and ctx's error, wrapped, when ctx
+// ended first; then the failures stay for the next call.
 func (p *Producer) Flush(ctx context.Context) error {
+	if err := p.wait(ctx); err != nil {
+		return err
+	}
+	if err := p.takeFailures(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// wait is Flush without reporting failures.
+func (p *Producer) wait(ctx context.Context) error {
 	p.mu.Lock()
 	if p.epochCount > 0 {
 		p.sealed[p.epoch] = &epochState{count: p.epochCount, done: make(chan struct{})}
@@ -407,13 +498,29 @@ func (p *Producer) Flush(ctx context.Context) error {
 	return nil
 }
 
+// takeFailures returns and resets the failures not yet reported; nil when
+// there are none.
+func (p *Producer) takeFailures() error {
+	p.failMu.Lock()
+	defer p.failMu.Unlock()
+	if p.unreported == nil {
+		return nil
+	}
+	e := p.unreported
+	p.unreported = nil
+	return e
+}
+
 // Close stops accepting records (the Put methods return ErrClosed), sends
 // everything buffered and stops the producer's goroutines. If ctx ends
 // first, calls in flight are cancelled and every record not yet
 // acknowledged goes to the failure callback with an error wrapping
 // ErrClosed — some of those may have been written, since a cancelled call's
-// outcome is unknown — and Close returns ctx's error. Close unregisters the
-// metrics. Calling Close again waits for the first call to finish.
+// outcome is unknown. Close returns ctx's error (wrapped) in that case, and
+// a *FailedError (joined with it) when records failed since the previous
+// Flush or Close reported failures, abandoned ones included. Close
+// unregisters the metrics. Calling Close again waits for the first call to
+// finish.
 func (p *Producer) Close(ctx context.Context) error {
 	first := false
 	p.once.Do(func() { first = true })
@@ -429,7 +536,7 @@ func (p *Producer) Close(ctx context.Context) error {
 	p.closed = true
 	close(p.closing)
 	p.mu.Unlock()
-	err := p.Flush(ctx)
+	err := p.wait(ctx)
 	if err != nil {
 		p.cancel() // abort calls in flight
 	}
@@ -440,9 +547,9 @@ func (p *Producer) Close(ctx context.Context) error {
 	p.unreg()
 	close(p.done)
 	if err != nil {
-		return fmt.Errorf("close producer: %w", err)
+		err = fmt.Errorf("close producer: %w", err)
 	}
-	return nil
+	return errors.Join(err, p.takeFailures())
 }
 
 // Stats returns the producer's counters.
@@ -480,6 +587,18 @@ func (p *Producer) fail(recs []pending, err error, reason string) {
 	p.m.failures.WithLabelValues(reason).Add(float64(len(recs)))
 	p.failMu.Lock()
 	p.failq = append(p.failq, failure{recs: recs, err: err})
+	for i := range recs {
+		if recs[i].ack != nil {
+			continue // its batch's acknowledgement reports it
+		}
+		u := p.unreported
+		if u == nil {
+			u = &FailedError{ByReason: map[string]int{}, First: err}
+			p.unreported = u
+		}
+		u.Records++
+		u.ByReason[reason]++
+	}
 	p.failMu.Unlock()
 	select {
 	case p.failWake <- struct{}{}:

@@ -109,7 +109,7 @@ func checkDelivered(t *testing.T, f *fakeKinesis, want []Record, c deliveryCheck
 // newTest returns a producer with fast test timings; opts override them.
 func newTest(t *testing.T, client KinesisAPI, opts ...Option) *Producer {
 	t.Helper()
-	base := []Option{WithLinger(time.Millisecond), WithMaxRetryBackoff(5 * time.Millisecond), WithRecordTTL(30 * time.Second)}
+	base := []Option{WithLinger(time.Millisecond), WithMaxRetryBackoff(5 * time.Millisecond), quiet()}
 	p, err := New(client, "test-stream", append(base, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -370,8 +370,14 @@ func TestProducer_ExpiredRecordsGoToTheFailureCallback(t *testing.T) {
 			}
 		}
 		start := time.Now()
-		if err := p.Flush(t.Context()); err != nil { // returns once every record is reported
-			t.Fatal(err)
+		// Flush returns once every record is reported, and says they failed.
+		err = p.Flush(t.Context())
+		var fe *FailedError
+		if !errors.As(err, &fe) || fe.Records != len(want) || fe.ByReason["expired"] != len(want) || !errors.Is(err, ErrRecordExpired) {
+			t.Fatalf("Flush = %v, want a *FailedError of %d expired records", err, len(want))
+		}
+		if err := p.Flush(t.Context()); err != nil {
+			t.Fatalf("second Flush = %v, want nil: failures are reported once", err)
 		}
 		if took := time.Since(start); took > 10*time.Second {
 			t.Fatalf("records failed after %v, past their 10s TTL", took)
@@ -400,7 +406,10 @@ func TestProducer_PermanentErrorsFailWithoutRetry(t *testing.T) {
 	failed := make(chan error, 10)
 	p := newTest(t, f, WithOnFailure(func(_ Record, err error) { failed <- err }))
 	putAll(t, p, testRecords(3, 3, 10))
-	flush(t, p)
+	var fe *FailedError
+	if err := p.Flush(t.Context()); !errors.As(err, &fe) || fe.ByReason["rejected"] != 3 {
+		t.Fatalf("Flush = %v, want a *FailedError of 3 rejected records", err)
+	}
 	if calls, _, _, _, _ := f.stats(); calls != 1 {
 		t.Fatalf("%d calls; a permanent error must not be retried", calls)
 	}
