@@ -31,7 +31,7 @@ const (
 	DefaultLinger                             = 100 * time.Millisecond
 	DefaultAckLinger            time.Duration = 0
 	DefaultMaxAggregateBytes                  = 50 << 10 // the KPL's AggregationMaxSize
-	DefaultRecordTTL            time.Duration = 0 // no expiry: see WithRecordTTL
+	DefaultRecordTTL            time.Duration = 0        // no expiry: see WithRecordTTL
 	DefaultMinRetryBackoff                    = 100 * time.Millisecond
 	DefaultMaxRetryBackoff                    = 2 * time.Second
 	DefaultShardRefreshInterval               = time.Minute

@@ -10,8 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -141,14 +141,14 @@ type Producer struct {
 	closed     bool // Close started: no more records
 	closing    chan struct{}
 
-	wake     chan struct{}  // the loop has work (cap 1)
-	results  chan *result   // finished PutRecords calls
-	maps     chan shardMap  // shard maps from the refresher
-	refresh  chan struct{}  // ask the refresher for a new map (cap 1)
-	stop     chan struct{}  // closed by Close: the loop fails what is left and exits
-	loopDone chan struct{}  // closed when the loop has exited
-	failMu   sync.Mutex     // guards failq and unreported
-	failq    []failure      // failed records waiting for the callback goroutine
+	wake     chan struct{} // the loop has work (cap 1)
+	results  chan *result  // finished PutRecords calls
+	maps     chan shardMap // shard maps from the refresher
+	refresh  chan struct{} // ask the refresher for a new map (cap 1)
+	stop     chan struct{} // closed by Close: the loop fails what is left and exits
+	loopDone chan struct{} // closed when the loop has exited
+	failMu   sync.Mutex    // guards failq and unreported
+	failq    []failure     // failed records waiting for the callback goroutine
 	// unreported tallies failed records no acknowledgement reported, for
 	// the next Flush or Close; nil when there are none.
 	unreported *FailedError
@@ -159,13 +159,13 @@ type Producer struct {
 	// acknowledges (with a TTL only): the buffer admits what drains in
 	// half the TTL.
 	drainRate atomic.Int64
-	failWake chan struct{}  // (cap 1)
-	wg       sync.WaitGroup // refresher, senders, callback goroutine
-	once     sync.Once      // Close runs once
-	done     chan struct{}  // closed when Close has finished
-	unreg    func()         // unregisters the metrics
-	c        counters
-	lp       loopState // owned by the loop goroutine
+	failWake  chan struct{}  // (cap 1)
+	wg        sync.WaitGroup // refresher, senders, callback goroutine
+	once      sync.Once      // Close runs once
+	done      chan struct{}  // closed when Close has finished
+	unreg     func()         // unregisters the metrics
+	c         counters
+	lp        loopState // owned by the loop goroutine
 }
 
 type counters struct {
