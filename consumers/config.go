@@ -87,6 +87,19 @@ type Config struct {
 	// remaining shards are abandoned (their leases expire). Default 30s.
 	ShutdownTimeout time.Duration
 
+	// DedupWindow is how long after an event's arrival a copy of it (same
+	// event id, same shard) is recognised and marked Duplicate; see
+	// DedupWindow the type. It covers a producer's retry of a PutRecords
+	// call whose answer was lost: the producer's request timeout (30 s)
+	// plus its backoff. A restarted shard re-reads this much of the shard
+	// before its checkpoint to rebuild the window. Default 1 minute;
+	// negative disables de-duplication.
+	DedupWindow time.Duration
+	// DedupMaxIDs bounds the ids remembered per shard (about 40 bytes
+	// each): at 1,000 events/s per shard, 100,000 ids hold 100 s. Default
+	// 100,000; negative disables de-duplication.
+	DedupMaxIDs int
+
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the Prometheus metrics. Default nil: no metrics.
@@ -107,6 +120,8 @@ const (
 	DefaultMaxBackoff         = 10 * time.Second
 	DefaultCheckpointInterval = time.Second
 	DefaultShutdownTimeout    = 30 * time.Second
+	DefaultDedupWindow        = time.Minute
+	DefaultDedupMaxIDs        = 100_000
 )
 
 // withDefaults validates c and fills in defaults.
@@ -175,6 +190,18 @@ func (c Config) withDefaults() (Config, error) {
 		c.CheckpointInterval = 0
 	}
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	switch {
+	case c.DedupWindow == 0:
+		c.DedupWindow = DefaultDedupWindow
+	case c.DedupWindow < 0:
+		c.DedupWindow = 0
+	}
+	switch {
+	case c.DedupMaxIDs == 0:
+		c.DedupMaxIDs = DefaultDedupMaxIDs
+	case c.DedupMaxIDs < 0:
+		c.DedupMaxIDs = 0
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

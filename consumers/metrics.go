@@ -13,6 +13,7 @@ type metrics struct {
 	records     *prometheus.CounterVec // app, shard
 	bad         *prometheus.CounterVec // app, shard
 	outOfRange  *prometheus.CounterVec // app, shard
+	duplicates  *prometheus.CounterVec // app, shard
 	batches     *prometheus.CounterVec // app, shard
 	getErrors   *prometheus.CounterVec // app, kind
 	held        *prometheus.GaugeVec   // app
@@ -37,6 +38,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Bad records (undecodable, invalid, corrupt aggregates) per shard."}, []string{"app", "shard"}),
 		outOfRange: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "out_of_range_records_total",
 			Help: "Aggregated sub-records whose hash key is outside their shard's range (processed anyway)."}, []string{"app", "shard"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "duplicate_events_total",
+			Help: "Events dropped as copies of an event id already handed on the shard (a retried PutRecords)."}, []string{"app", "shard"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "get_records_total",
 			Help: "Successful GetRecords calls per shard."}, []string{"app", "shard"}),
 		getErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "get_records_errors_total",
@@ -69,6 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.records = register(m.records).(*prometheus.CounterVec)
 	m.bad = register(m.bad).(*prometheus.CounterVec)
 	m.outOfRange = register(m.outOfRange).(*prometheus.CounterVec)
+	m.duplicates = register(m.duplicates).(*prometheus.CounterVec)
 	m.batches = register(m.batches).(*prometheus.CounterVec)
 	m.getErrors = register(m.getErrors).(*prometheus.CounterVec)
 	m.held = register(m.held).(*prometheus.GaugeVec)
@@ -89,6 +93,7 @@ type shardMetrics struct {
 	records    prometheus.Counter
 	bad        prometheus.Counter
 	outOfRange prometheus.Counter
+	duplicates prometheus.Counter
 	batches    prometheus.Counter
 }
 
@@ -101,6 +106,7 @@ func (m *metrics) shard(app, shard string) shardMetrics {
 		records:    m.records.WithLabelValues(app, shard),
 		bad:        m.bad.WithLabelValues(app, shard),
 		outOfRange: m.outOfRange.WithLabelValues(app, shard),
+		duplicates: m.duplicates.WithLabelValues(app, shard),
 		batches:    m.batches.WithLabelValues(app, shard),
 	}
 }
@@ -114,7 +120,7 @@ func (m *metrics) dropShard(app, shard string) {
 	m.behind.DeleteLabelValues(app, shard)
 }
 
-func (s shardMetrics) observe(n, bad, oor int, behind int64) {
+func (s shardMetrics) observe(n, bad, oor, dups int, behind int64) {
 	if s.records == nil {
 		return
 	}
@@ -122,6 +128,7 @@ func (s shardMetrics) observe(n, bad, oor int, behind int64) {
 	s.records.Add(float64(n))
 	s.bad.Add(float64(bad))
 	s.outOfRange.Add(float64(oor))
+	s.duplicates.Add(float64(dups))
 	s.behind.Set(float64(behind))
 }
 

@@ -184,7 +184,14 @@ func (w *shardWorker) session() (err error) {
 		dec, _ = NewRecordDecoder(w.lease.ShardID, HashKeyRange{})
 	}
 
-	iter, err := w.iterator(start, "")
+	// A fresh de-duplication window per session, rebuilt from the records
+	// before the checkpoint so a replay decides as the first run did.
+	dedup := NewDedupWindow(w.r.cfg.DedupWindow, w.r.cfg.DedupMaxIDs)
+	var from time.Time // AT_TIMESTAMP start of the rebuild; zero: none
+	if dedup != nil && !start.IsZero() {
+		from = w.rebuildFrom(start)
+	}
+	iter, err := w.iterator(start, "", from)
 	if errors.Is(err, errShardGone) {
 		w.log.Error("shard vanished before it was read to the end: its remaining data expired", slog.String("checkpoint", start.String()))
 		return w.commit(ctx, true, true, -1)
@@ -223,7 +230,7 @@ func (w *shardWorker) session() (err error) {
 			w.r.m.getError(w.r.cfg.App, kind)
 			if kind == "expired_iterator" {
 				w.log.Debug("shard iterator expired; getting a new one")
-				if iter, err = w.iterator(start, lastRead); err != nil {
+				if iter, err = w.iterator(start, lastRead, from); err != nil {
 					return w.finish(sp, err)
 				}
 				continue
@@ -250,8 +257,13 @@ func (w *shardWorker) session() (err error) {
 			// Resuming at the checkpoint: AT_SEQUENCE_NUMBER re-reads the
 			// checkpointed record; drop its sub-records up to the checkpointed
 			// sub-sequence (the mid-aggregate resume harlow/kinesis-consumer gets wrong).
+			// Records before it (read since AT_TIMESTAMP) only rebuild the
+			// de-duplication window.
 			i := 0
 			for i < len(records) && !records[i].Position.After(skip) {
+				if records[i].Err == nil {
+					dedup.Seen(records[i].Event.ID, records[i].ArrivalTime)
+				}
 				i++
 			}
 			if i < len(records) || out.NextShardIterator == nil {
@@ -268,7 +280,7 @@ func (w *shardWorker) session() (err error) {
 		case shardEnd:
 			w.r.syncNow.Store(true) // emulators without ChildShards: list instead
 		}
-		if err := w.handle(ctx, sp, records, behind, shardEnd); err != nil {
+		if err := w.handle(ctx, sp, records, dedup, behind, shardEnd); err != nil {
 			return err
 		}
 		if shardEnd {
@@ -297,7 +309,8 @@ func (w *shardWorker) session() (err error) {
 
 // handle dead-letters the bad records, hands the batch to the processor and
 // records what it reports durable.
-func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []Record, behind int64, shardEnd bool) error {
+func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []Record, dedup *DedupWindow, behind int64, shardEnd bool) error {
+	dups := dedup.Mark(records)
 	var bad []Record
 	oor := 0
 	for i := range records {
@@ -316,7 +329,10 @@ func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []R
 	if oor > 0 {
 		w.log.Debug("sub-records outside the shard's hash key range (processed)", slog.Int("count", oor))
 	}
-	w.met.observe(len(records), len(bad), oor, behind)
+	if dups > 0 {
+		w.log.Debug("duplicate events dropped (same event id already handed on this shard)", slog.Int("count", dups))
+	}
+	w.met.observe(len(records), len(bad), oor, dups, behind)
 	if len(records) > 0 {
 		w.mu.Lock()
 		w.handed = records[len(records)-1].Position
@@ -468,16 +484,55 @@ func (w *shardWorker) deadLetter(ctx context.Context, bad []Record) error {
 	}
 }
 
+// rebuildFrom returns where to start reading so the de-duplication window
+// holds what it held when the checkpoint was written: DedupWindow before
+// the checkpointed record's arrival. Zero (no rebuild) when that record
+// cannot be read; the window then starts empty, which is logged.
+func (w *shardWorker) rebuildFrom(at Position) time.Time {
+	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(w.r.cfg.Stream), ShardId: aws.String(w.lease.ShardID),
+		ShardIteratorType: types.ShardIteratorTypeAtSequenceNumber, StartingSequenceNumber: aws.String(at.SequenceNumber)}
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			if stopped, serr := w.sleep(w.r.cfg.PollInterval << attempt); stopped || serr != nil {
+				return time.Time{}
+			}
+		}
+		cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
+		var it *kinesis.GetShardIteratorOutput
+		it, err = w.r.cfg.Kinesis.GetShardIterator(cctx, in)
+		var out *kinesis.GetRecordsOutput
+		if err == nil {
+			out, err = w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator, Limit: aws.Int32(1)}, noSDKRetries)
+		}
+		cancel()
+		if err == nil {
+			if len(out.Records) == 0 || out.Records[0].ApproximateArrivalTimestamp == nil {
+				err = errors.New("the checkpointed record is gone (past retention)")
+				break
+			}
+			return out.Records[0].ApproximateArrivalTimestamp.Add(-w.r.cfg.DedupWindow)
+		}
+		w.r.m.getError(w.r.cfg.App, errKind(err))
+	}
+	w.log.Warn("de-duplication window not rebuilt; copies of events from before the checkpoint are not recognised", slog.Any("err", err))
+	return time.Time{}
+}
+
 // iterator returns a shard iterator: after lastRead when set (a refreshed
-// iterator mid-session), else at the checkpoint (re-reading the
+// iterator mid-session), else at from when set (rebuilding the
+// de-duplication window), else at the checkpoint (re-reading the
 // checkpointed record, whose later sub-records may be pending), else at
 // TRIM_HORIZON. It retries transient errors until stopped.
-func (w *shardWorker) iterator(at Position, lastRead string) (*string, error) {
+func (w *shardWorker) iterator(at Position, lastRead string, from time.Time) (*string, error) {
 	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(w.r.cfg.Stream), ShardId: aws.String(w.lease.ShardID)}
 	switch {
 	case lastRead != "":
 		in.ShardIteratorType = types.ShardIteratorTypeAfterSequenceNumber
 		in.StartingSequenceNumber = aws.String(lastRead)
+	case !from.IsZero() && !at.IsZero():
+		in.ShardIteratorType = types.ShardIteratorTypeAtTimestamp
+		in.Timestamp = aws.Time(from)
 	case at.IsZero():
 		in.ShardIteratorType = types.ShardIteratorTypeTrimHorizon
 	default:

@@ -36,7 +36,15 @@ type Record struct {
 	// (the producer's shard map was stale). It is processed like any other
 	// and counted; KCL silently drops these.
 	OutOfRange bool
+	// Duplicate: a valid event whose id the runtime has already handed on
+	// this shard (a retried PutRecords wrote it twice; see DedupWindow).
+	// It is handed so positions stay contiguous; processors skip it.
+	Duplicate bool
 }
+
+// Applies reports whether the record is a valid event to apply: not bad,
+// not a duplicate.
+func (r *Record) Applies() bool { return r.Err == nil && !r.Duplicate }
 
 // Batch is the next run of records from one shard, in order.
 type Batch struct {

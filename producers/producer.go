@@ -300,6 +300,14 @@ func prepareBatch(rs []Record) ([]pending, int64, error) {
 	return prs, size, nil
 }
 
+// Validate checks r against Kinesis' limits as Put does: it returns an
+// error wrapping ErrRecordTooLarge or ErrInvalidRecord for a record Put
+// would refuse.
+func Validate(r Record) error {
+	_, err := prepare(r)
+	return err
+}
+
 // prepare validates r against Kinesis' limits and hashes it.
 func prepare(r Record) (pending, error) {
 	pk := r.PartitionKey

@@ -37,7 +37,10 @@ show. The sequence is deterministic for a given --seed.
 
 Stops after --duration or --events (whichever comes first; neither: until
 interrupted), prints a progress line every second on stderr and a summary on
-stdout. --bad-rate mixes in deliberately malformed events: the collector rejects
+stdout. sent= counts the events the receiver acknowledged: the collector's
+202, or Kinesis' PutRecords answer with --via kinesis — never events only
+buffered. Events that finally failed are listed with their reasons, and the
+exit status is non-zero when any did. --bad-rate mixes in deliberately malformed events: the collector rejects
 them (counted as rejected); via Kinesis they reach the consumers' dead-letter
 path.
 
@@ -105,8 +108,17 @@ path.
 			st, err := loadgen.Run(ctx, cfg, sink, progress)
 			err = errors.Join(err, cleanup())
 			fmt.Fprintln(stdout, st)
+			if reasons := st.Reasons(); len(reasons) > 0 {
+				fmt.Fprintf(stderr, "loadgen: %d events failed:\n", st.Failed)
+				for _, r := range reasons {
+					fmt.Fprintf(stderr, "  %s\n", r)
+				}
+			}
 			if errors.Is(err, context.Canceled) {
-				return nil
+				err = nil
+			}
+			if err == nil && st.Failed > 0 {
+				err = fmt.Errorf("%d of %d events failed (sent=%d counts only what the receiver acknowledged)", st.Failed, st.Generated, st.Sent)
 			}
 			return err
 		},

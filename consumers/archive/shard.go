@@ -159,6 +159,9 @@ func (s *shardProc) Process(ctx context.Context, b consumers.Batch) (consumers.P
 			// calling Process); the archive only counts it.
 			s.lastSeen = r.Position
 			s.a.m.badRecords.Inc()
+		case r.Duplicate:
+			// A copy of an event already archived (the runtime counts it).
+			s.lastSeen = r.Position
 		default:
 			if err := s.add(ctx, r, now); err != nil {
 				return s.fail(err)

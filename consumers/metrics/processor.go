@@ -400,7 +400,7 @@ func (sp *shardProc) Process(ctx context.Context, b consumers.Batch) (consumers.
 	sp.load = sp.load[:0]
 	for i := range b.Records {
 		r := &b.Records[i]
-		if r.Err != nil || !r.Position.After(sp.skipTo) {
+		if !r.Applies() || !r.Position.After(sp.skipTo) {
 			for m := 0; m < nm; m++ {
 				sp.refs = append(sp.refs, nil)
 			}
@@ -435,7 +435,7 @@ func (sp *shardProc) Process(ctx context.Context, b consumers.Batch) (consumers.
 		if !r.Position.After(sp.skipTo) {
 			continue
 		}
-		if r.Err == nil {
+		if r.Applies() {
 			refs := sp.refs[i*nm : (i+1)*nm]
 			wm := sp.prog.watermark(ooo)
 			var snap *progress

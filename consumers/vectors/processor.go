@@ -285,7 +285,7 @@ func (a *aggregator) group(recs []consumers.Record, cfg *Config, skip func(reaso
 	for i := range recs {
 		r := &recs[i]
 		e := &r.Event
-		if r.Err != nil || (e.Type != event.TypeClick && e.Type != event.TypeImpression) || e.UserID == "" {
+		if !r.Applies() || (e.Type != event.TypeClick && e.Type != event.TypeImpression) || e.UserID == "" {
 			a.idx = append(a.idx, -1)
 			continue
 		}

@@ -28,6 +28,44 @@ type Handler struct {
 	state func(shardID string) consumers.StateStore
 	log   *slog.Logger
 	now   func() time.Time
+
+	// dedup holds each shard's window of recent event ids across the
+	// invocations of this (warm) instance; see WithDedup.
+	dedupAge time.Duration
+	dedupIDs int
+	dedup    map[string]*consumers.DedupWindow
+}
+
+// maxDedupShards bounds the windows one instance keeps; an event source
+// mapping sends an instance one shard at a time, so more means it moved on.
+const maxDedupShards = 64
+
+// WithDedup sets the de-duplication window by event id (see
+// consumers.DedupWindow): copies of an event arriving within age of it on
+// the same shard, among the last maxIDs, are marked Duplicate and skipped.
+// In Lambda the window lives in the instance's memory: a cold start, or a
+// shard's batches reaching another instance, starts it empty, and a failed
+// batch drops it (the retry must not mistake its own records for copies).
+// Default consumers.DefaultDedupWindow and DefaultDedupMaxIDs; 0 or
+// negative disables.
+func WithDedup(age time.Duration, maxIDs int) Option {
+	return func(h *Handler) { h.dedupAge, h.dedupIDs = age, maxIDs }
+}
+
+// window returns the shard's de-duplication window, nil when disabled.
+func (h *Handler) window(shardID string) *consumers.DedupWindow {
+	if w, ok := h.dedup[shardID]; ok {
+		return w
+	}
+	w := consumers.NewDedupWindow(h.dedupAge, h.dedupIDs)
+	if w == nil {
+		return nil
+	}
+	if len(h.dedup) >= maxDedupShards {
+		clear(h.dedup)
+	}
+	h.dedup[shardID] = w
+	return w
 }
 
 // Option configures a Handler.
@@ -53,7 +91,9 @@ func New(p consumers.Processor, dlq consumers.DeadLetter, opts ...Option) (*Hand
 		return nil, errors.New("kinesisadapter: a Processor and a DeadLetter are required")
 	}
 	h := &Handler{proc: p, dlq: dlq, log: slog.New(slog.DiscardHandler), now: time.Now,
-		state: func(string) consumers.StateStore { return noState{} }}
+		state:    func(string) consumers.StateStore { return noState{} },
+		dedupAge: consumers.DefaultDedupWindow, dedupIDs: consumers.DefaultDedupMaxIDs,
+		dedup: map[string]*consumers.DedupWindow{}}
 	for _, o := range opts {
 		o(h)
 	}
@@ -130,7 +170,11 @@ func (h *Handler) handleShard(ctx context.Context, g shardGroup) (string, bool) 
 			last[i] = records[len(records)-1].Position
 		}
 	}
+	if dups := h.window(g.shardID).Mark(records); dups > 0 {
+		lg.Info("duplicate events skipped (same event id already handed on this shard)", slog.Int("count", dups))
+	}
 	firstNotDurable := func(durable consumers.Position) (string, bool) {
+		delete(h.dedup, g.shardID) // the retry re-reads records this window holds
 		for i, r := range g.records {
 			if last[i].After(durable) {
 				return r.Kinesis.SequenceNumber, false

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clickstream-go/clickstream/event"
+	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
+	"github.com/clickstream-go/clickstream/internal/kinesisproxy/proxytest"
 	"github.com/clickstream-go/clickstream/internal/testenv"
 	"github.com/clickstream-go/clickstream/kpl"
 	"github.com/clickstream-go/clickstream/producers"
@@ -216,4 +219,57 @@ func readStream(t *testing.T, kc *kinesis.Client, stream string, want int) []kpl
 		t.Fatal(err)
 	}
 	return out
+}
+
+// Behind shard limits far below what the producer is fed (the way a busy
+// kinesis-local or a shard at AWS's limit absorbs), every event loadgen
+// generated is either on the stream or reported failed: loadgen's sent=,
+// the producer's acknowledged count and the stream agree exactly. With a
+// short record TTL some records may expire — they must be counted as
+// failed, never as sent — and without one (the default) none may fail.
+func TestIntegration_LoadgenBehindSlowShardsCountsOnlyWhatKinesisAcknowledged(t *testing.T) {
+	c := testenv.Clients(t)
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+	}{
+		{"default-no-ttl", 0},
+		{"short-ttl", 1500 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stream := testenv.Stream(t, c, 2)
+			ps := proxytest.Start(t, c, kinesisproxy.Config{Limits: kinesisproxy.Limits{WriteRecordsPerSec: 100}})
+			p, err := producers.New(ps.Kinesis, stream, producers.WithAggregation(false), producers.WithRecordTTL(tc.ttl),
+				producers.WithLinger(10*time.Millisecond), producers.WithLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			const events = 1500 // 7.5 s of the two shards' 200 records/s
+			st, err := Run(context.Background(), Config{
+				GeneratorConfig: GeneratorConfig{Seed: 5}, Events: events, BatchSize: 500, Concurrency: 4,
+			}, ProducerSink{P: p}, io.Discard)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := p.Close(ctx); err != nil {
+				t.Fatalf("Close: %v (every failure was reported to loadgen through its batch)", err)
+			}
+			ack := p.Stats()
+			got := readStream(t, ps.Upstream, stream, int(st.Sent))
+			t.Logf("loadgen %s; producer acknowledged %d, failed %d, throttled %d; stream holds %d; reasons %q",
+				st, ack.RecordsSent, ack.RecordsFailed, ack.Throttles, len(got), st.Reasons())
+			if st.Sent+st.Failed != events || int64(len(got)) != st.Sent || ack.RecordsSent != st.Sent || ack.RecordsFailed != st.Failed {
+				t.Fatalf("loadgen sent=%d failed=%d, producer acknowledged %d failed %d, stream holds %d: they must agree",
+					st.Sent, st.Failed, ack.RecordsSent, ack.RecordsFailed, len(got))
+			}
+			if ack.Throttles == 0 {
+				t.Fatal("the proxy never throttled: the stream was not slower than the producer")
+			}
+			if tc.ttl == 0 && st.Failed != 0 {
+				t.Fatalf("%d events failed without a TTL: a slow stream must make Put wait, not drop", st.Failed)
+			}
+		})
+	}
 }

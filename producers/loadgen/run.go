@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -99,8 +100,9 @@ type Rejection struct {
 
 // Result is what a Sink did with a batch.
 type Result struct {
-	Accepted int         // records taken by the receiver
+	Accepted int         // records the receiver acknowledged
 	Rejected []Rejection // records refused individually (malformed ones, normally)
+	Failed   []Rejection // records the receiver took but could not deliver, with the reason
 	Retries  int         // requests repeated (429/503, transport errors)
 }
 
@@ -118,13 +120,16 @@ var ErrPermanent = errors.New("permanent error")
 
 // Stats summarises a run.
 type Stats struct {
-	Generated int64            // events generated, malformed included
-	Sent      int64            // events the sink accepted
-	Rejected  int64            // events refused individually
-	Failed    int64            // events the sink could not deliver
-	Retries   int64            // repeated requests
-	ByType    map[string]int64 // generated events by type, TypeMalformed for malformed ones
-	Elapsed   time.Duration
+	Generated int64 // events generated, malformed included
+	Sent      int64 // events the sink accepted
+	Rejected  int64 // events refused individually
+	Failed    int64 // events the sink could not deliver
+	// FailReasons counts Failed by reason (digits in the message replaced
+	// by N, so "after 3 attempts" and "after 4 attempts" are one reason).
+	FailReasons map[string]int64
+	Retries     int64            // repeated requests
+	ByType      map[string]int64 // generated events by type, TypeMalformed for malformed ones
+	Elapsed     time.Duration
 }
 
 // String is a one-line summary.
@@ -145,6 +150,44 @@ func (s Stats) String() string {
 // counters are updated by the senders and read by the progress ticker.
 type counters struct {
 	sent, rejected, failed, retries atomic.Int64
+
+	mu      sync.Mutex
+	reasons map[string]int64
+}
+
+var digits = regexp.MustCompile(`[0-9]+`)
+
+// fail counts n failed events for reason.
+func (c *counters) fail(n int64, reason string) {
+	if n <= 0 {
+		return
+	}
+	c.failed.Add(n)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reasons == nil {
+		c.reasons = map[string]int64{}
+	}
+	c.reasons[digits.ReplaceAllString(reason, "N")] += n
+}
+
+// Reasons returns the failure reasons, most frequent first, as lines
+// "COUNT × REASON".
+func (s Stats) Reasons() []string {
+	type kv struct {
+		r string
+		n int64
+	}
+	var all []kv
+	for r, n := range s.FailReasons {
+		all = append(all, kv{r, n})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].r < all[j].r })
+	out := make([]string, len(all))
+	for i, x := range all {
+		out[i] = fmt.Sprintf("%d × %s", x.n, x.r)
+	}
+	return out
 }
 
 // Run generates traffic per cfg and sends it to sink in batches until
@@ -186,15 +229,18 @@ func Run(ctx context.Context, cfg Config, sink Sink, progress io.Writer) (Stats,
 		wg.Go(func() {
 			for batch := range queues[i] {
 				if stopped.Load() { // a permanent error: don't hammer the receiver
-					c.failed.Add(int64(len(batch)))
+					c.fail(int64(len(batch)), "not sent after a permanent error")
 					continue
 				}
 				res, err := sink.Send(ctx, batch)
 				c.sent.Add(int64(res.Accepted))
 				c.rejected.Add(int64(len(res.Rejected)))
 				c.retries.Add(int64(res.Retries))
+				for _, f := range res.Failed {
+					c.fail(1, f.Error)
+				}
 				if err != nil {
-					c.failed.Add(int64(len(batch) - res.Accepted - len(res.Rejected)))
+					c.fail(int64(len(batch)-res.Accepted-len(res.Rejected)-len(res.Failed)), err.Error())
 					if errors.Is(err, ErrPermanent) {
 						permOnce.Do(func() { permErr = err; stopped.Store(true); stopGen() })
 					}
@@ -271,6 +317,7 @@ func Run(ctx context.Context, cfg Config, sink Sink, progress io.Writer) (Stats,
 	stopProgress()
 
 	st.Sent, st.Rejected, st.Failed, st.Retries = c.sent.Load(), c.rejected.Load(), c.failed.Load(), c.retries.Load()
+	st.FailReasons = c.reasons
 	st.Elapsed = time.Since(start)
 	if progress != nil {
 		fmt.Fprintf(progress, "loadgen done: %s\n", st)

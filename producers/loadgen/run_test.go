@@ -349,24 +349,33 @@ func TestCollectorSink_RejectsBadURLAsPermanent(t *testing.T) {
 	}
 }
 
-// putter is a fake producer.
+// putter is a fake producer: it acknowledges records, fails the one at
+// failAt with failErr, or refuses the batch with err.
 type putter struct {
 	got     []producers.Record
-	failAt  int
 	err     error
+	failAt  int
+	failErr error
 	flushed bool
 }
 
-func (p *putter) Put(ctx context.Context, r producers.Record) error {
-	if p.err != nil && len(p.got) == p.failAt {
+func (p *putter) PutBatchAck(ctx context.Context, rs []producers.Record, done func(error)) error {
+	if p.err != nil {
 		return p.err
 	}
-	p.got = append(p.got, r)
+	p.got = append(p.got, rs...)
+	if p.failErr == nil {
+		done(nil)
+		return nil
+	}
+	errs := make([]error, len(rs))
+	errs[p.failAt] = p.failErr
+	done(&producers.BatchError{Errs: errs, Failed: 1})
 	return nil
 }
 func (p *putter) Flush(context.Context) error { p.flushed = true; return nil }
 
-func TestProducerSink_PutsEveryRecordAndReportsWhatFailed(t *testing.T) {
+func TestProducerSink_CountsOnlyAcknowledgedRecordsAndReportsWhatFailed(t *testing.T) {
 	p := &putter{}
 	s := ProducerSink{P: p}
 	res, err := s.Send(context.Background(), records(3))
@@ -376,10 +385,33 @@ func TestProducerSink_PutsEveryRecordAndReportsWhatFailed(t *testing.T) {
 	if err := s.Flush(context.Background()); err != nil || !p.flushed {
 		t.Errorf("flush: %v %v", err, p.flushed)
 	}
-	p = &putter{err: producers.ErrClosed, failAt: 1}
-	res, err = ProducerSink{P: p}.Send(context.Background(), records(3))
-	if !errors.Is(err, ErrPermanent) || res.Accepted != 1 {
+	expired := fmt.Errorf("%w after 3 attempts", producers.ErrRecordExpired)
+	res, err = ProducerSink{P: &putter{failAt: 1, failErr: expired}}.Send(context.Background(), records(3))
+	if err != nil || res.Accepted != 2 || len(res.Failed) != 1 || res.Failed[0].Index != 1 || !strings.Contains(res.Failed[0].Error, "expired") {
+		t.Errorf("one record expired: res %+v err %v", res, err)
+	}
+	res, err = ProducerSink{P: &putter{err: producers.ErrClosed}}.Send(context.Background(), records(3))
+	if !errors.Is(err, ErrPermanent) || res.Accepted != 0 {
 		t.Errorf("closed producer: res %+v err %v", res, err)
+	}
+	big := records(2)
+	big[1].Data = make([]byte, producers.MaxRecordBytes+1)
+	p = &putter{}
+	res, err = ProducerSink{P: p}.Send(context.Background(), big)
+	if err != nil || res.Accepted != 1 || len(res.Rejected) != 1 || res.Rejected[0].Index != 1 || len(p.got) != 1 {
+		t.Errorf("too large a record: res %+v err %v", res, err)
+	}
+}
+
+func TestRun_CountsFailedRecordsByReason(t *testing.T) {
+	expired := fmt.Errorf("%w after 3 attempts", producers.ErrRecordExpired)
+	st, err := Run(context.Background(), Config{Events: 100, BatchSize: 10, Concurrency: 1},
+		ProducerSink{P: &putter{failAt: 0, failErr: expired}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Sent != 90 || st.Failed != 10 || len(st.Reasons()) != 1 || !strings.HasPrefix(st.Reasons()[0], "10 × producers: record TTL expired after N attempts") {
+		t.Fatalf("stats %s, reasons %q", st, st.Reasons())
 	}
 }
 

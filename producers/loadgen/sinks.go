@@ -214,41 +214,92 @@ func errText(b []byte) string {
 
 // Putter is the part of *producers.Producer that ProducerSink uses.
 type Putter interface {
-	Put(ctx context.Context, r producers.Record) error
+	PutBatchAck(ctx context.Context, rs []producers.Record, done func(error)) error
 	Flush(ctx context.Context) error
 }
 
 var _ Putter = (*producers.Producer)(nil)
 
+// DefaultAckGrace is how long ProducerSink still waits for Kinesis'
+// answer about records already handed to the producer once ctx is done.
+const DefaultAckGrace = 30 * time.Second
+
 // ProducerSink sends records straight to Kinesis with the producer
 // library (`--via kinesis`): no validation, so malformed records reach the
-// stream as bad records for the consumers' dead-letter paths. Put blocks
-// while the producer's buffer is full, which paces Run.
+// stream as bad records for the consumers' dead-letter paths. Send returns
+// when Kinesis acknowledged or finally failed every record of the batch, so
+// Result.Accepted counts records on the stream, not records buffered;
+// PutBatchAck blocks while the producer's buffer is full, which paces Run.
 type ProducerSink struct {
 	P Putter
+	// AckGrace bounds the wait for acknowledgements after ctx is done
+	// (an interrupted run still learns what its last batches did).
+	// Default DefaultAckGrace.
+	AckGrace time.Duration
 }
 
 var _ Sink = ProducerSink{}
 
-// Send puts each record. A record the producer refuses as too large is a
-// rejection; any other error stops the batch.
+// Send puts the batch and waits for Kinesis' answer. A record the producer
+// refuses up front (too large, invalid) is a rejection; a record that
+// finally failed (rejected by Kinesis, expired, abandoned) is in
+// Result.Failed with its reason.
 func (s ProducerSink) Send(ctx context.Context, batch []Record) (Result, error) {
 	var res Result
+	recs := make([]producers.Record, 0, len(batch))
+	idx := make([]int, 0, len(batch)) // batch index of recs[i]
 	for i, r := range batch {
-		err := s.P.Put(ctx, producers.Record{PartitionKey: r.PartitionKey, Data: r.Data})
-		switch {
-		case err == nil:
-			res.Accepted++
-		case errors.Is(err, producers.ErrRecordTooLarge):
+		pr := producers.Record{PartitionKey: r.PartitionKey, Data: r.Data}
+		if err := producers.Validate(pr); err != nil {
 			res.Rejected = append(res.Rejected, Rejection{Index: i, Error: err.Error()})
-		case errors.Is(err, producers.ErrClosed):
-			return res, fmt.Errorf("%w: put record: %w", ErrPermanent, err)
-		default:
-			return res, fmt.Errorf("put record: %w", err)
+			continue
 		}
+		recs, idx = append(recs, pr), append(idx, i)
+	}
+	if len(recs) == 0 {
+		return res, nil
+	}
+	done := make(chan error, 1)
+	if err := s.P.PutBatchAck(ctx, recs, func(err error) { done <- err }); err != nil {
+		if errors.Is(err, producers.ErrClosed) {
+			return res, fmt.Errorf("%w: put records: %w", ErrPermanent, err)
+		}
+		return res, fmt.Errorf("put records: %w", err)
+	}
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		grace := s.AckGrace
+		if grace <= 0 {
+			grace = DefaultAckGrace
+		}
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case err = <-done:
+		case <-t.C:
+			return res, fmt.Errorf("no answer from Kinesis within %s of the stop for %d records (they may still be written)", grace, len(recs))
+		}
+	}
+	var be *producers.BatchError
+	switch {
+	case err == nil:
+		res.Accepted = len(recs)
+	case errors.As(err, &be):
+		for i, e := range be.Errs {
+			if e == nil {
+				res.Accepted++
+			} else {
+				res.Failed = append(res.Failed, Rejection{Index: idx[i], Error: e.Error()})
+			}
+		}
+	default:
+		return res, fmt.Errorf("put records: %w", err)
 	}
 	return res, nil
 }
 
-// Flush waits until every record put so far is delivered or failed.
+// Flush waits until every record put so far is delivered or failed; it
+// reports failures no acknowledgement reported.
 func (s ProducerSink) Flush(ctx context.Context) error { return s.P.Flush(ctx) }

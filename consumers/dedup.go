@@ -1,0 +1,123 @@
+package consumers
+
+import (
+	"hash/maphash"
+	"time"
+)
+
+// Duplicate events, and why the runtime drops them by event id.
+//
+// A producer that retries a PutRecords call whose answer it never got (a
+// dropped connection, a timeout) writes the same events again, and an app
+// that retries a collector request whose 202 it lost does the same. Each
+// copy gets its own sequence number, so the processors' exactly-once
+// positions cannot tell them apart: the archive would keep two rows, the
+// vector and the CTR would count the event twice. Every event carries an
+// id (the collector and loadgen assign one), so the runtime keeps, per
+// shard, the ids of the most recent events and marks a record whose id it
+// has already handed as Duplicate; processors skip it.
+//
+// The window is per shard because a retry carries the same partition key
+// to the same shard. It is bounded by arrival time (DedupWindow: a copy
+// arriving longer after its original is not caught) and by count
+// (DedupMaxIDs, which bounds memory: about 40 bytes an id). After a
+// restart or a lease moving to another process, the runtime rebuilds the
+// window by reading the DedupWindow of records before the checkpoint
+// (GetShardIterator AT_TIMESTAMP), so the decisions of a replay are the
+// same as the first run's. Not covered: a copy that lands on a child shard
+// while its original went to the parent (a retry across a reshard), and
+// events without an id.
+
+// DedupWindow remembers the ids of one shard's most recent events. Ids are
+// kept as 64-bit hashes: two distinct ids collide with probability about
+// n/2^64 per lookup (n ids in the window), negligible next to the
+// duplicates it removes. Not safe for concurrent use.
+type DedupWindow struct {
+	maxAge int64 // ms
+	maxIDs int
+	seed   maphash.Seed
+	ids    map[uint64]struct{}
+	q      []dedupEntry // FIFO: q[head:] are in the window
+	head   int
+	newest int64 // latest arrival seen, ms
+}
+
+type dedupEntry struct {
+	h  uint64
+	at int64 // arrival, ms
+}
+
+// NewDedupWindow returns a window of ids of events that arrived within
+// maxAge of the newest, at most maxIDs of them; nil (which treats nothing
+// as seen) when either is not positive.
+func NewDedupWindow(maxAge time.Duration, maxIDs int) *DedupWindow {
+	if maxAge <= 0 || maxIDs <= 0 {
+		return nil
+	}
+	return &DedupWindow{maxAge: maxAge.Milliseconds(), maxIDs: maxIDs, seed: maphash.MakeSeed(), ids: make(map[uint64]struct{})}
+}
+
+// Seen reports whether id is in the window, and adds it when it is not.
+// Records must be presented in shard order; arrival is the Kinesis record's
+// ApproximateArrivalTimestamp.
+func (w *DedupWindow) Seen(id string, arrival time.Time) bool {
+	if w == nil || id == "" {
+		return false
+	}
+	at := arrival.UnixMilli()
+	if at > w.newest {
+		w.newest = at
+	}
+	for w.head < len(w.q) && w.q[w.head].at < w.newest-w.maxAge {
+		w.evict()
+	}
+	h := maphash.String(w.seed, id)
+	if _, ok := w.ids[h]; ok {
+		return true
+	}
+	if len(w.q)-w.head >= w.maxIDs {
+		w.evict()
+	}
+	if w.head > 1024 && 2*w.head > len(w.q) {
+		n := copy(w.q, w.q[w.head:])
+		clear(w.q[n:])
+		w.q, w.head = w.q[:n], 0
+	}
+	w.q = append(w.q, dedupEntry{h: h, at: at})
+	w.ids[h] = struct{}{}
+	return false
+}
+
+func (w *DedupWindow) evict() {
+	delete(w.ids, w.q[w.head].h)
+	w.q[w.head] = dedupEntry{}
+	w.head++
+}
+
+// Len is the number of ids in the window.
+func (w *DedupWindow) Len() int {
+	if w == nil {
+		return 0
+	}
+	return len(w.q) - w.head
+}
+
+// Mark sets Duplicate on every valid record of rs whose event id the
+// window has seen, adds the others' ids, and returns how many it marked.
+func (w *DedupWindow) Mark(rs []Record) int {
+	if w == nil {
+		return 0
+	}
+	n := 0
+	for i := range rs {
+		r := &rs[i]
+		if r.Err != nil || r.Duplicate {
+			continue
+		}
+		if w.Seen(r.Event.ID, r.ArrivalTime) {
+			r.Duplicate = true
+			n++
+		}
+	}
+	return n
+}
