@@ -122,6 +122,7 @@ type Faults struct {
 	ProxyRestarts             int
 	ProxyThrottled, Proxy500s int64
 	ProxyDropped              int64
+	ProxyDroppedAfter         int64 // of ProxyDropped: after the write was applied
 	// ReshardErrors are failed split/merge attempts (not fatal).
 	ReshardErrors []string
 	// Seen by the consumers (from their /metrics, sampled every 2s, so a
@@ -143,10 +144,13 @@ type Report struct {
 	Records      int // user records on the stream
 	Valid        int
 	Bad          int
-	Faults       Faults
-	Checks       []Check
-	Errors       []string
-	Elapsed      time.Duration
+	Duplicates   int // valid records that are copies of an event (retried PutRecords), skipped
+	CopiesLeft   int // copies outside the per-shard window (across a reshard): kept
+
+	Faults  Faults
+	Checks  []Check
+	Errors  []string
+	Elapsed time.Duration
 }
 
 // Passed reports whether every check passed and nothing went wrong.
@@ -246,6 +250,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r.rep.Shards, r.rep.Records, r.rep.Valid = truth.Shards, len(truth.Records), truth.Valid()
 	r.rep.Bad = r.rep.Records - r.rep.Valid
+	r.rep.Duplicates, r.rep.CopiesLeft = truth.Duplicates(), truth.CopiesLeft()
 	r.logf("stream: %d shards, %d user records (%d valid, %d bad); waiting for the consumers (up to %s)", len(truth.Shards), r.rep.Records, r.rep.Valid, r.rep.Bad, cfg.Drain)
 	loadEnd := time.Now()
 	if err := r.waitCaughtUp(ctx, truth, loadEnd); err != nil {
@@ -261,7 +266,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		st := r.proxy.Stats()
 		f := &r.rep.Faults
 		f.ProxyThrottled = st.PutEntriesThrottled + st.GetRecordsThrottled + st.InjectedErrors
-		f.Proxy500s, f.ProxyDropped = st.Injected500s, st.DroppedBefore+st.DroppedAfter
+		f.Proxy500s, f.ProxyDropped, f.ProxyDroppedAfter = st.Injected500s, st.DroppedBefore+st.DroppedAfter, st.DroppedAfter
 	}
 
 	r.logf("reading the outputs")
@@ -394,11 +399,10 @@ func (r *run) loadWithFaults(ctx context.Context) error {
 	}
 }
 
-// proxyFaults are injected through the proxy for 30% of the run. No
-// drop-after-write: a producer's retry would then put a second copy of an
-// event on the stream, which is a different record (the consumers keep both,
-// rightly) and would only blur what this run measures.
-var proxyFaults = kinesisproxy.Faults{ErrorRate: 0.03, Status500Rate: 0.01, DropRate: 0.01}
+// proxyFaults are injected through the proxy for 30% of the run. A drop
+// after the write makes the producer retry a call that succeeded, so the
+// stream holds copies of events; the consumers must skip them by event id.
+var proxyFaults = kinesisproxy.Faults{ErrorRate: 0.03, Status500Rate: 0.01, DropRate: 0.01, DropAfterRate: 0.01}
 
 // jitter returns d scaled by a random factor in [0.5, 1.5).
 func (r *run) jitter(d time.Duration) time.Duration {

@@ -55,6 +55,9 @@ func CheckArchive(records []consumers.Record, rows []archive.Row, prefix string,
 			wantDL[consumers.DeadLetterKey(prefix, *r)] = true
 			continue
 		}
+		if r.Duplicate {
+			continue // a copy: never archived
+		}
 		want[recordKey(r.ShardID, r.SequenceNumber, r.SubSequence)] = r
 	}
 	seen := map[string]int{}
@@ -147,7 +150,7 @@ func DirectVectors(records []consumers.Record, at time.Time, hl time.Duration) m
 	for i := range records {
 		r := &records[i]
 		e := &r.Event
-		if r.Err != nil || (e.Type != event.TypeClick && e.Type != event.TypeImpression) {
+		if !r.Applies() || (e.Type != event.TypeClick && e.Type != event.TypeImpression) {
 			continue
 		}
 		v := out[e.UserID]
@@ -276,7 +279,7 @@ func DirectMetrics(records []consumers.Record) map[string]*MetricGroup {
 	for i := range records {
 		r := &records[i]
 		e := &r.Event
-		if r.Err != nil {
+		if !r.Applies() {
 			continue
 		}
 		switch e.Type {

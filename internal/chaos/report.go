@@ -22,8 +22,8 @@ func (r *Report) WriteText(w io.Writer) error {
 			closed++
 		}
 	}
-	fmt.Fprintf(w, "stream %s: %d shards (%d open, %d closed), %d user records: %d valid events, %d bad\n\n",
-		r.Stream, len(r.Shards), open, closed, r.Records, r.Valid, r.Bad)
+	fmt.Fprintf(w, "stream %s: %d shards (%d open, %d closed), %d user records: %d valid events (%d of them copies from retried calls, skipped; %d copies across a reshard, kept), %d bad\n\n",
+		r.Stream, len(r.Shards), open, closed, r.Records, r.Valid, r.Duplicates, r.CopiesLeft, r.Bad)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "check\texpected\tgot\tresult")
 	fmt.Fprintln(tw, "-----\t--------\t---\t------")
@@ -46,8 +46,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "\nfaults injected: kill -9 %s; processes started %s; second process beside the first %s; splits %d, merges %d\n",
 		perApp(f.Kills), perApp(f.Starts), perApp(f.Concurrent), f.Splits, f.Merges)
 	if f.ProxyRestarts > 0 || f.ProxyThrottled > 0 {
-		fmt.Fprintf(w, "fault proxy: %d throttled (shard limits + injected), %d HTTP 500s, %d dropped connections, %d restarts\n",
-			f.ProxyThrottled, f.Proxy500s, f.ProxyDropped, f.ProxyRestarts)
+		fmt.Fprintf(w, "fault proxy: %d throttled (shard limits + injected), %d HTTP 500s, %d dropped connections (%d after the write), %d restarts\n",
+			f.ProxyThrottled, f.Proxy500s, f.ProxyDropped, f.ProxyDroppedAfter, f.ProxyRestarts)
 	}
 	fmt.Fprintf(w, "seen by the consumers: %.0f GetRecords/GetShardIterator errors (%.0f throttled), %.0f lease takes, %.0f leases lost\n",
 		f.GetErrors, f.Throttled, f.LeaseTakes, f.LeasesLost)

@@ -36,19 +36,54 @@ type ShardInfo struct {
 }
 
 // Truth is everything on the stream: every user record of every shard,
-// de-aggregated and decoded exactly as the consumer runtime does it.
+// de-aggregated and decoded exactly as the consumer runtime does it, and
+// with copies of an event (a retried PutRecords) marked Duplicate by the
+// runtime's own per-shard window, default size.
 type Truth struct {
 	Shards  []ShardInfo
 	Records []consumers.Record // valid and bad, in shard order per shard
 }
 
-// Valid counts the records whose event decoded and validated.
+// Valid counts the records whose event decoded and validated, copies
+// included.
 func (t *Truth) Valid() int {
 	n := 0
 	for i := range t.Records {
 		if t.Records[i].Err == nil {
 			n++
 		}
+	}
+	return n
+}
+
+// Duplicates counts the records marked Duplicate: copies the consumers
+// must skip.
+func (t *Truth) Duplicates() int {
+	n := 0
+	for i := range t.Records {
+		if t.Records[i].Duplicate {
+			n++
+		}
+	}
+	return n
+}
+
+// CopiesLeft counts events applied more than once by id after the
+// per-shard de-duplication: copies on another shard than their original
+// (a retry across a reshard) or outside the window. The consumers keep
+// them, as the truth does; the report shows how many there were.
+func (t *Truth) CopiesLeft() int {
+	seen := map[string]bool{}
+	n := 0
+	for i := range t.Records {
+		r := &t.Records[i]
+		if !r.Applies() || r.Event.ID == "" {
+			continue
+		}
+		if seen[r.Event.ID] {
+			n++
+		}
+		seen[r.Event.ID] = true
 	}
 	return n
 }
@@ -97,6 +132,7 @@ func ReadTruth(ctx context.Context, kc KinesisAPI, stream string) (*Truth, error
 			return nil, err
 		}
 		info.UserRecords = len(t.Records) - n0
+		consumers.NewDedupWindow(consumers.DefaultDedupWindow, consumers.DefaultDedupMaxIDs).Mark(t.Records[n0:])
 		t.Shards = append(t.Shards, info)
 	}
 	return t, nil

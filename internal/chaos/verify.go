@@ -153,6 +153,9 @@ func (r *run) faultChecks() []Check {
 		out = append(out, Check{Name: "faults: proxy throttles, 500s, drops, restart", Expected: "each ≥ 1",
 			Got: fmt.Sprintf("%d, %d, %d, %d", f.ProxyThrottled, f.Proxy500s, f.ProxyDropped, f.ProxyRestarts),
 			OK:  f.ProxyThrottled > 0 && f.Proxy500s > 0 && f.ProxyDropped > 0 && f.ProxyRestarts > 0})
+		out = append(out, Check{Name: "faults: drops after the write → copies on the stream", Expected: "each ≥ 1",
+			Got: fmt.Sprintf("%d, %d", f.ProxyDroppedAfter, r.rep.Duplicates),
+			OK:  f.ProxyDroppedAfter > 0 && r.rep.Duplicates > 0})
 	}
 	if !r.cfg.NoReshard {
 		c := Check{Name: "faults: split + merge", Expected: "1 + 1", Got: fmt.Sprintf("%d + %d", f.Splits, f.Merges), OK: f.Splits == 1 && f.Merges == 1}
