@@ -48,6 +48,8 @@ func consumeCommand(stderr io.Writer) *command {
 		leaseDuration       time.Duration
 		poll                time.Duration
 		shutdown            time.Duration
+		dedupWindow         time.Duration
+		dedupMaxIDs         int
 		archiveCfg          archive.Config
 		vectorsCfg          vectors.Config
 		metricsCfg          metrics.Config
@@ -88,7 +90,16 @@ waits --idle-interval before the next call: a latency-critical consumer should
 set it to its --poll-interval.
 
 Bad records (not JSON, invalid events, corrupt KPL aggregates) are written to
-s3://BUCKET/PREFIX/errors/ with their reason and never stop a shard. Prometheus
+s3://BUCKET/PREFIX/errors/ with their reason and never stop a shard.
+
+Copies of an event (the same id twice on a shard: a producer retried a
+PutRecords call, or an app a collector request, whose answer was lost) are
+applied once: every application remembers the ids of the last --dedup-window
+(1m) of each shard, at most --dedup-max-ids, skips later copies and counts them
+in clickstream_consumer_duplicate_events_total. A restarted shard re-reads the
+window before its checkpoint to rebuild it. Not caught: a copy arriving later
+than the window, one that lands on a child shard while its original is on the
+parent (a retry across a reshard), and events without an id. Prometheus
 metrics (lag per shard, records/s, processor figures) and /healthz are served on
 --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every shard.
 
@@ -104,6 +115,8 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			fs.Int64Var(&memLimit, "memory-limit", 0, "soft memory limit of the Go runtime in bytes (0: --archive-memory-budget + 160 MiB when archive runs and GOMEMLIMIT is unset; negative: none)")
 			fs.Int64Var(&maxBytesPerCall, "max-bytes-per-call", consumers.DefaultMaxBytesPerCall, "bytes of record data a GetRecords call asks for (from the mean record size; bounds memory per shard)")
 			fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "bound on the graceful stop")
+			fs.DurationVar(&dedupWindow, "dedup-window", consumers.DefaultDedupWindow, "skip a copy of an event id arriving within this long of it on the same shard (negative: off)")
+			fs.IntVar(&dedupMaxIDs, "dedup-max-ids", consumers.DefaultDedupMaxIDs, "event ids remembered per shard for --dedup-window, ~40 bytes each (negative: off)")
 			fs.DurationVar(&archiveCfg.MaxAge, "archive-max-age", archive.DefaultMaxAge, "archive: longest a record waits before its file is written")
 			fs.StringVar(&archiveCfg.Compression, "archive-compression", archive.CompressionZstd, "archive: Parquet codec zstd, snappy, gzip or none")
 			fs.Int64Var(&archiveCfg.MemoryBudget, "archive-memory-budget", archive.DefaultMemoryBudget, "archive: bytes of buffered rows (raw events + ~150 B each) before the largest shard flushes")
@@ -206,6 +219,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 					Leases:     leases.NewDynamoStore(c.DynamoDB, r.LeasesTable),
 					DeadLetter: dlq, Owner: owner,
 					LeaseDuration: leaseDuration, PollInterval: poll, ShutdownTimeout: shutdown, MaxBytesPerCall: maxBytesPerCall, IdleInterval: idle,
+					DedupWindow: dedupWindow, DedupMaxIDs: dedupMaxIDs,
 					Logger: runnerLog(host, log, plog), Registerer: reg,
 				})
 				if err != nil {
