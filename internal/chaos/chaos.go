@@ -402,7 +402,7 @@ func (r *run) loadWithFaults(ctx context.Context) error {
 // proxyFaults are injected through the proxy for 30% of the run. A drop
 // after the write makes the producer retry a call that succeeded, so the
 // stream holds copies of events; the consumers must skip them by event id.
-var proxyFaults = kinesisproxy.Faults{ErrorRate: 0.03, Status500Rate: 0.01, DropRate: 0.01, DropAfterRate: 0.01}
+var proxyFaults = kinesisproxy.Faults{ErrorRate: 0.03, Status500Rate: 0.01, DropRate: 0.01, DropAfterRate: 0.02}
 
 // jitter returns d scaled by a random factor in [0.5, 1.5).
 func (r *run) jitter(d time.Duration) time.Duration {
