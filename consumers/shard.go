@@ -147,7 +147,9 @@ func (w *shardWorker) run() {
 		}
 		if stopped {
 			// Nothing is buffered (the processor was closed): release as is.
-			_ = w.commit(w.ctx, false, true, 3)
+			if err := w.commit(w.ctx, false, true, 3); err != nil && !errors.Is(err, leases.ErrLeaseLost) {
+				w.log.Warn("lease release failed; it will expire", slog.Any("err", err))
+			}
 			return
 		}
 	}
@@ -296,8 +298,12 @@ func (w *shardWorker) session() (err error) {
 			return nil
 		}
 		if w.commitDue() {
+			// One attempt: the next batch tries again, so a failure here
+			// only delays the checkpoint.
 			if err := w.commit(ctx, false, false, 0); errors.Is(err, leases.ErrLeaseLost) {
 				return err
+			} else if err != nil {
+				errs.log(w.log, slog.LevelWarn, "checkpoint failed; retrying after the next batch", err)
 			}
 		}
 		iter = out.NextShardIterator

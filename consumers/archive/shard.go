@@ -266,7 +266,11 @@ func (s *shardProc) Flush(ctx context.Context) (consumers.Position, error) {
 		s.log.Info("interrupted flush not replayed to its end; deleting its objects",
 			slog.String("to", p.To.String()), slog.String("last_seen", s.lastSeen.String()))
 		for _, k := range p.Keys {
-			_ = s.a.store.AbortUploads(ctx, k)
+			// Best effort: an upload left open costs storage until it is
+			// aborted, never a wrong row.
+			if err := s.a.store.AbortUploads(ctx, k); err != nil {
+				s.log.Warn("abort of open multipart uploads failed; their parts are billed until aborted", slog.String("key", k), slog.Any("err", err))
+			}
 		}
 		if err := s.a.store.Delete(ctx, p.Keys); err != nil {
 			return s.fail(err)
