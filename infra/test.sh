@@ -3,8 +3,11 @@
 # `make test`). Nothing here reaches AWS or the internet:
 #
 #   1. terraform fmt -check
-#   2. terraform init from the preinstalled provider mirror, with the
-#      committed lock files (-lockfile=readonly), for infra/ and examples/minimal
+#   2. terraform init with the committed lock files (-lockfile=readonly), for
+#      infra/ and examples/minimal: providers from your own Terraform CLI
+#      config when TF_CLI_CONFIG_FILE is set, else from a filesystem mirror
+#      when one holds hashicorp/aws 5.100.0 (TF_PROVIDER_MIRROR, default
+#      /opt/tf-plugins: offline), else from the registry (needs internet)
 #   3. terraform validate, both
 #   4. terraform test: tests/*.tftest.hcl against the mock aws provider
 #   5. apply -> re-plan (must be empty) -> destroy against moto_server on
@@ -18,7 +21,7 @@
 set -euo pipefail
 
 INFRA=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-MIRROR=/opt/tf-plugins # must match terraformrc
+MIRROR=${TF_PROVIDER_MIRROR:-/opt/tf-plugins}
 PROVIDER_DIR=$MIRROR/registry.terraform.io/hashicorp/aws/5.100.0
 START=$SECONDS
 
@@ -36,19 +39,29 @@ import sys
 major, minor = (int(x) for x in sys.argv[1].split(".")[:2])
 sys.exit(0 if (major, minor) >= (1, 9) else 1)
 EOF
-[ -d "$PROVIDER_DIR" ] || fail "the AWS provider mirror is missing: expected hashicorp/aws 5.100.0 under $MIRROR (terraform cannot download it offline)"
 if [ "${INFRA_TEST_MOTO:-1}" != 0 ]; then
   command -v moto_server >/dev/null || fail "moto_server is not installed (Python moto[server]); set INFRA_TEST_MOTO=0 to skip the apply/destroy run"
   python3 -c 'import boto3' 2>/dev/null || fail "python3 cannot import boto3 (installed with moto); needed by tests/moto/check.py"
 fi
 
-export TF_CLI_CONFIG_FILE=$INFRA/terraformrc
 export CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
 unset TF_DATA_DIR TF_WORKSPACE
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/clickstream-infra-test.XXXXXX")
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
+
+# Where the AWS provider comes from (see 2. above).
+if [ -n "${TF_CLI_CONFIG_FILE:-}" ]; then
+  provider_note="providers per $TF_CLI_CONFIG_FILE"
+elif [ -d "$PROVIDER_DIR" ]; then
+  printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' "$MIRROR" >"$WORK/terraformrc"
+  export TF_CLI_CONFIG_FILE=$WORK/terraformrc
+  provider_note="providers from the mirror $MIRROR"
+else
+  provider_note="providers from the registry (no mirror at $MIRROR)"
+fi
+echo "infra: $provider_note"
 MOTO_PID=
 TEST_PID=
 cleanup() {
