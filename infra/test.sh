@@ -4,10 +4,10 @@
 #
 #   1. terraform fmt -check
 #   2. terraform init with the committed lock files (-lockfile=readonly), for
-#      infra/ and examples/minimal: providers from your own Terraform CLI
-#      config when TF_CLI_CONFIG_FILE is set, else from a filesystem mirror
-#      when one holds hashicorp/aws 5.100.0 (TF_PROVIDER_MIRROR, default
-#      /opt/tf-plugins: offline), else from the registry (needs internet)
+#      infra/ and examples/minimal: providers from a filesystem mirror when
+#      one holds hashicorp/aws 5.100.0 (TF_PROVIDER_MIRROR, default
+#      /opt/tf-plugins: offline), else per your Terraform CLI config
+#      (TF_CLI_CONFIG_FILE, when that file exists), else from the registry
 #   3. terraform validate, both
 #   4. terraform test: tests/*.tftest.hcl against the mock aws provider
 #   5. apply -> re-plan (must be empty) -> destroy against moto_server on
@@ -52,13 +52,14 @@ LOGS=$WORK/logs
 mkdir -p "$LOGS"
 
 # Where the AWS provider comes from (see 2. above).
-if [ -n "${TF_CLI_CONFIG_FILE:-}" ]; then
-  provider_note="providers per $TF_CLI_CONFIG_FILE"
-elif [ -d "$PROVIDER_DIR" ]; then
+if [ -d "$PROVIDER_DIR" ]; then
   printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' "$MIRROR" >"$WORK/terraformrc"
   export TF_CLI_CONFIG_FILE=$WORK/terraformrc
   provider_note="providers from the mirror $MIRROR"
+elif [ -n "${TF_CLI_CONFIG_FILE:-}" ] && [ -f "$TF_CLI_CONFIG_FILE" ]; then
+  provider_note="providers per $TF_CLI_CONFIG_FILE"
 else
+  unset TF_CLI_CONFIG_FILE # a setting naming a missing file only makes terraform warn
   provider_note="providers from the registry (no mirror at $MIRROR)"
 fi
 echo "infra: $provider_note"
