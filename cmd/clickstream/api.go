@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"io"
 	"net/http"
 	"time"
@@ -77,7 +78,7 @@ once when it resolves (run one api process with alerts per deployment, or pass
 				return err
 			}
 			defer stopPprof()
-			defs, err := loadDefinitions(definitions)
+			defs, err := apps.LoadDefinitions(definitions)
 			if err != nil {
 				return err
 			}

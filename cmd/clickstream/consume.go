@@ -18,10 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"github.com/clickstream-go/clickstream/consumers/archive"
 	"github.com/clickstream-go/clickstream/consumers/leases"
-	"github.com/clickstream-go/clickstream/consumers/metrics"
-	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/lambdas/esm"
@@ -31,13 +30,9 @@ import (
 // DefaultConsumeMetricsAddr serves /metrics and /healthz of `clickstream consume`.
 const DefaultConsumeMetricsAddr = "127.0.0.1:9464"
 
-// processorNames are the processors `consume` can run, in help order.
-var processorNames = []string{archive.Name, vectors.DefaultName, metrics.AppName}
-
 func consumeCommand(stderr io.Writer) *command {
 	var (
 		r                   setup.Resources
-		prefix              string
 		owner               string
 		metricsAddr         string
 		logFormat, logLevel string
@@ -50,10 +45,7 @@ func consumeCommand(stderr io.Writer) *command {
 		shutdown            time.Duration
 		dedupWindow         time.Duration
 		dedupMaxIDs         int
-		archiveCfg          archive.Config
-		vectorsCfg          vectors.Config
-		metricsCfg          metrics.Config
-		definitions         string
+		settings            apps.Settings
 		host                string
 		lambdaBatch         int
 		lambdaWindow        time.Duration
@@ -99,14 +91,14 @@ applied once: every application remembers the ids of the last --dedup-window
 in clickstream_consumer_duplicate_events_total. A restarted shard re-reads the
 window before its checkpoint to rebuild it. Not caught: a copy arriving later
 than the window, one that lands on a child shard while its original is on the
-parent (a retry across a reshard), and events without an id. Prometheus
-metrics (lag per shard, records/s, processor figures) and /healthz are served on
---metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every shard.
+parent (a retry across a reshard), and events without an id.
+
+Prometheus metrics (lag per shard, records/s, processor figures) and /healthz
+are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every shard.
 
 ` + consumers.Help,
 		flags: func(fs *flag.FlagSet) {
 			resourceFlags(fs, &r)
-			fs.StringVar(&prefix, "prefix", "", "key prefix in the bucket for the archive and dead letters")
 			fs.StringVar(&owner, "owner", "", "unique name of this process in the lease table (default hostname-pid-random)")
 			fs.StringVar(&metricsAddr, "metrics-addr", DefaultConsumeMetricsAddr, `listen address of /metrics and /healthz ("" to disable)`)
 			fs.DurationVar(&leaseDuration, "lease-duration", consumers.DefaultLeaseDuration, "lease expiry without renewal: the fail-over time after a crash")
@@ -117,16 +109,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 			fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "bound on the graceful stop")
 			fs.DurationVar(&dedupWindow, "dedup-window", consumers.DefaultDedupWindow, "skip a copy of an event id arriving within this long of it on the same shard (negative: off)")
 			fs.IntVar(&dedupMaxIDs, "dedup-max-ids", consumers.DefaultDedupMaxIDs, "event ids remembered per shard for --dedup-window, ~40 bytes each (negative: off)")
-			fs.DurationVar(&archiveCfg.MaxAge, "archive-max-age", archive.DefaultMaxAge, "archive: longest a record waits before its file is written")
-			fs.StringVar(&archiveCfg.Compression, "archive-compression", archive.CompressionZstd, "archive: Parquet codec zstd, snappy, gzip or none")
-			fs.Int64Var(&archiveCfg.MemoryBudget, "archive-memory-budget", archive.DefaultMemoryBudget, "archive: bytes of buffered rows (raw events + ~150 B each) before the largest shard flushes")
-			fs.DurationVar(&vectorsCfg.HalfLife, "half-life", 7*24*time.Hour, "vectors: half-life of the decay in event time (fixed for a table's life)")
-			fs.IntVar(&vectorsCfg.MaxFeatures, "max-features", 500, "vectors: features kept per user (the weakest are pruned)")
-			fs.IntVar(&vectorsCfg.Concurrency, "vectors-concurrency", 32, "vectors: DynamoDB writes in flight")
-			fs.StringVar(&definitions, "definitions", "", "metrics: definitions file (YAML; default the built-in access and engagement metrics)")
-			fs.DurationVar(&metricsCfg.AllowedLateness, "allowed-lateness", time.Hour, "metrics: how long late events still correct a window")
-			fs.DurationVar(&metricsCfg.OutOfOrderness, "out-of-orderness", 5*time.Second, "metrics: watermark delay behind the largest event time")
-			fs.DurationVar(&metricsCfg.Retention, "retention", 30*24*time.Hour, "metrics: TTL of stored windows")
+			apps.Flags(fs, &settings)
 			fs.StringVar(&host, "host", hostRuntime, `how processors run: "runtime" (long-running consumers) or "lambda" (the Lambda handlers under a local event source mapping)`)
 			fs.IntVar(&lambdaBatch, "lambda-batch-size", 0, "--host lambda: Kinesis records per invocation (0: infra's defaults, archive 10000, vectors 1000, metrics 5000)")
 			fs.DurationVar(&lambdaWindow, "lambda-batching-window", -1, "--host lambda: how long a batch waits to fill (negative: archive --archive-max-age, vectors 0, metrics 10s)")
@@ -135,7 +118,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 		},
 		run: func(ctx context.Context, args []string) error {
 			if len(args) == 0 {
-				return usageErr("name at least one processor: %s", strings.Join(processorNames, ", "))
+				return usageErr("name at least one processor: %s", strings.Join(apps.Names(), ", "))
 			}
 			if host != hostRuntime && host != hostLambda {
 				return usageErr("--host must be %s or %s, not %q", hostRuntime, hostLambda, host)
@@ -157,7 +140,12 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 				owner = consumers.DefaultOwner()
 			}
 			reg := newRegistry()
-			dlq := consumers.NewS3DeadLetter(c.S3, r.Bucket, prefix)
+			settings.Bucket, settings.VectorsTable, settings.MetricsTable = r.Bucket, r.VectorsTable, r.MetricsTable
+			settings.Logger, settings.Registerer = log, reg
+			if settings.Metrics.Definitions, err = apps.LoadDefinitions(settings.DefinitionsFile); err != nil {
+				return usageErr("--definitions: %v", err)
+			}
+			dlq := consumers.NewS3DeadLetter(c.S3, r.Bucket, settings.Prefix)
 			seen := map[string]bool{}
 			var runners []*consumers.Runner
 			for _, name := range args {
@@ -165,55 +153,22 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 					return usageErr("processor %q named twice", name)
 				}
 				seen[name] = true
-				plog := log.With("app", name)
+				app, err := apps.Lookup(name)
+				if err != nil {
+					return usageErr("%v", err)
+				}
 				var p consumers.Processor
 				if host == hostLambda {
-					ac := archiveCfg
-					ac.Registerer = reg
-					vc := vectorsCfg
-					vc.Registerer = reg
-					mc := metricsCfg
-					mc.Registerer = reg
-					if mc.Definitions, err = loadDefinitions(definitions); err != nil {
-						return err
-					}
-					p, err = lambdaMapping(name, c, functions.Config{
-						Stream: r.Stream, Bucket: r.Bucket, Prefix: prefix,
-						VectorsTable: r.VectorsTable, MetricsTable: r.MetricsTable, LeasesTable: r.LeasesTable,
-						StateOwner: owner, Archive: ac, Vectors: vc, Metrics: mc, Logger: log,
+					p, err = lambdaMapping(app, c, functions.Config{
+						Stream: r.Stream, LeasesTable: r.LeasesTable, StateOwner: owner, Settings: settings,
 					}, lambdaBatch, lambdaWindow)
-					if err != nil {
-						return err
-					}
-				}
-				switch name {
-				case archive.Name, vectors.DefaultName, metrics.AppName:
-					if p != nil {
-						break // --host lambda
-					}
-					switch name {
-					case archive.Name:
-						cfg := archiveCfg
-						cfg.Bucket, cfg.Prefix, cfg.Logger, cfg.Registerer = r.Bucket, prefix, plog, reg
-						p, err = archive.New(c.S3, cfg)
-					case vectors.DefaultName:
-						cfg := vectorsCfg
-						cfg.Table, cfg.Logger, cfg.Registerer = r.VectorsTable, plog, reg
-						p, err = vectors.New(c.DynamoDB, cfg)
-					case metrics.AppName:
-						cfg := metricsCfg
-						if cfg.Definitions, err = loadDefinitions(definitions); err != nil {
-							return err
-						}
-						cfg.Logger, cfg.Registerer = plog, reg
-						p, err = metrics.NewProcessor(metrics.NewDynamoStore(c.DynamoDB, r.MetricsTable), cfg)
-					}
-				default:
-					return usageErr("unknown processor %q (choose from %s)", name, strings.Join(processorNames, ", "))
+				} else {
+					p, err = app.New(c, settings)
 				}
 				if err != nil {
 					return fmt.Errorf("%s: %w", name, err)
 				}
+				plog := log.With("app", name)
 				runner, err := consumers.NewRunner(consumers.Config{
 					Stream: r.Stream, Processor: p, Kinesis: c.Kinesis,
 					Leases:     leases.NewDynamoStore(c.DynamoDB, r.LeasesTable),
@@ -227,7 +182,7 @@ metrics (lag per shard, records/s, processor figures) and /healthz are served on
 				}
 				runners = append(runners, runner)
 			}
-			if lim := memoryLimit(memLimit, os.Getenv("GOMEMLIMIT") != "", seen[archive.Name], cmp.Or(archiveCfg.MemoryBudget, archive.DefaultMemoryBudget)); lim > 0 {
+			if lim := memoryLimit(memLimit, os.Getenv("GOMEMLIMIT") != "", seen[archive.Name], cmp.Or(settings.Archive.MemoryBudget, archive.DefaultMemoryBudget)); lim > 0 {
 				debug.SetMemoryLimit(lim)
 				log.Info("soft memory limit", "bytes", lim)
 			}
@@ -273,26 +228,21 @@ const (
 	hostLambda  = "lambda"
 )
 
-// lambdaMapping builds function name's Lambda handler exactly as its main
+// lambdaMapping builds app's Lambda function handler exactly as its main
 // does and puts it behind a local event source mapping with infra's default
 // batch size and window (or the flags' values).
-func lambdaMapping(name string, c *awsx.Clients, cfg functions.Config, batch int, window time.Duration) (consumers.Processor, error) {
-	defBatch, defWindow := map[string]int{archive.Name: 10000, vectors.DefaultName: 1000, metrics.AppName: 5000}, map[string]time.Duration{
-		archive.Name: cmp.Or(cfg.Archive.MaxAge, archive.DefaultMaxAge), vectors.DefaultName: 0, metrics.AppName: 10 * time.Second}
-	if _, ok := defBatch[name]; !ok {
-		return nil, usageErr("unknown processor %q (choose from %s)", name, strings.Join(processorNames, ", "))
-	}
+func lambdaMapping(app apps.App, c *awsx.Clients, cfg functions.Config, batch int, window time.Duration) (consumers.Processor, error) {
 	if batch <= 0 {
-		batch = defBatch[name]
+		batch = app.LambdaBatchSize
 	}
 	if window < 0 {
-		window = defWindow[name]
+		window = app.LambdaBatchingWindow(cfg.Settings)
 	}
-	h, err := functions.NewConsumer(name, c, cfg)
+	h, err := functions.NewConsumer(app.Name, c, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
-	return esm.New(name, h.Handle, esm.Config{Stream: cfg.Stream, Region: c.Config.Region,
+	return esm.New(app.Name, h.Handle, esm.Config{Stream: cfg.Stream, Region: c.Config.Region,
 		BatchSize: batch, BatchingWindow: window, Logger: cfg.Logger.With("host", hostLambda)})
 }
 
@@ -303,18 +253,6 @@ func runnerLog(host string, log, plog *slog.Logger) *slog.Logger {
 		return log
 	}
 	return plog
-}
-
-// loadDefinitions reads a metrics definitions file, or returns the built-ins for "".
-func loadDefinitions(path string) (*metrics.Definitions, error) {
-	if path == "" {
-		return metrics.DefaultDefinitions(), nil
-	}
-	d, err := metrics.LoadDefinitions(path)
-	if err != nil {
-		return nil, fmt.Errorf("--definitions: %w", err)
-	}
-	return d, nil
 }
 
 // serveBackground listens on addr (failing now if it cannot) and serves h

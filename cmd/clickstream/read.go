@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"io"
 	"strings"
 	"time"
@@ -141,7 +142,7 @@ func metricsQueryCommand(stdout io.Writer) *command {
 				}
 				q.Dims[k] = v
 			}
-			defs, err := loadDefinitions(definitions)
+			defs, err := apps.LoadDefinitions(definitions)
 			if err != nil {
 				return err
 			}
@@ -167,7 +168,7 @@ func metricsListCommand(stdout io.Writer) *command {
 			fs.StringVar(&definitions, "definitions", "", "metrics definitions file (default the built-ins)")
 		},
 		run: func(ctx context.Context, args []string) error {
-			defs, err := loadDefinitions(definitions)
+			defs, err := apps.LoadDefinitions(definitions)
 			if err != nil {
 				return err
 			}

@@ -15,8 +15,8 @@ import (
 	"github.com/clickstream-go/clickstream/consumers"
 )
 
-// AppName is the processor's lease namespace.
-const AppName = "metrics"
+// Name is the application's name, its lease namespace.
+const Name = "metrics"
 
 // Config configures the metrics Processor (`clickstream consume metrics`).
 // Zero fields take the documented defaults.
@@ -125,7 +125,7 @@ func NewProcessor(store Store, cfg Config) (*Processor, error) {
 }
 
 // Name implements consumers.Processor: "metrics".
-func (p *Processor) Name() string { return AppName }
+func (p *Processor) Name() string { return Name }
 
 // OpenShard implements consumers.Processor. It loads the shard's saved
 // progress; rows are loaded lazily when a record needs one.

@@ -29,9 +29,12 @@ var (
 	ErrAtOutOfRange = errors.New("at is too far before the user's events")
 )
 
+// Name is the application's name, its lease namespace (Config.Name may
+// override it, to run a second vectors application on one stream).
+const Name = "vectors"
+
 // Defaults.
 const (
-	DefaultName                = "vectors"
 	DefaultHalfLife            = 7 * 24 * time.Hour
 	DefaultMaxFeatures         = 500
 	DefaultMaxFeatureNameBytes = 256
@@ -109,7 +112,7 @@ type Config struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Name == "" {
-		c.Name = DefaultName
+		c.Name = Name
 	}
 	if c.Table == "" {
 		c.Table = setup.DefaultVectorsTable

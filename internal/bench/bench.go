@@ -30,6 +30,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"io"
 	"net"
 	"net/http"
@@ -282,7 +283,7 @@ func sharedPollIntervals(apps []string, combined bool) map[string]time.Duration 
 }
 
 // consumerApps are the processors, in report order.
-var consumerApps = []string{"archive", "vectors", "metrics"}
+var consumerApps = apps.Names()
 
 // sample is one second's view of the counters.
 type sample struct {

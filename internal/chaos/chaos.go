@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -110,7 +111,7 @@ func (c *Config) defaults() error {
 }
 
 // Apps are the consumer applications, in report order.
-var Apps = []string{"archive", "vectors", "metrics"}
+var Apps = apps.Names()
 
 // Faults counts what was injected and what the components saw.
 type Faults struct {

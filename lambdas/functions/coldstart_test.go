@@ -3,6 +3,7 @@ package functions_test
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +19,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/clickstream-go/clickstream/internal/testenv"
-	"github.com/clickstream-go/clickstream/lambdas/functions"
 )
 
 // runtimeAPI is a minimal Lambda Runtime API (2018-06-01): it hands out one
@@ -97,7 +97,7 @@ func TestColdStart_BootstrapAnswersItsFirstInvocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	post, _ := json.Marshal(apiRequest(http.MethodPost, "/v1/events", "k1", `{"type":"click","ts":"2026-11-22T10:00:00Z","user_id":"u-1"}`))
-	for _, fn := range append(append([]string{}, functions.Consumers...), "collector") {
+	for _, fn := range append(append([]string{}, apps.Names()...), "collector") {
 		t.Run(fn, func(t *testing.T) {
 			bin := filepath.Join(dir, fn)
 			build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "lambda.norpc", "-ldflags", "-s -w", "-o", bin, "../"+fn)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,8 +56,8 @@ func newEnv(t *testing.T, c *awsx.Clients, bucket, prefix string) env {
 }
 
 func (e env) config() functions.Config {
-	return functions.Config{Stream: "clickstream-events", Bucket: e.bucket, Prefix: e.prefix,
-		VectorsTable: e.vectorsTable, MetricsTable: e.metricsTable, LeasesTable: e.lse, StateOwner: "test"}
+	return functions.Config{Stream: "clickstream-events", LeasesTable: e.lse, StateOwner: "test",
+		Settings: apps.Settings{Bucket: e.bucket, Prefix: e.prefix, VectorsTable: e.vectorsTable, MetricsTable: e.metricsTable}}
 }
 
 func (e env) handler(t *testing.T, name string) functions.KinesisHandler {
@@ -117,7 +118,7 @@ func TestConsumers_GoldenEvents(t *testing.T) {
 	c := testenv.Clients(t)
 	bucket := testenv.Bucket(t, c)
 	for _, ev := range goldenEvents {
-		for _, name := range functions.Consumers {
+		for _, name := range apps.Names() {
 			t.Run(ev+"/"+name, func(t *testing.T) {
 				e := newEnv(t, c, bucket, ev+"/"+name+"/")
 				resp, err := e.handler(t, name)(context.Background(), readEvent(t, ev))
@@ -141,7 +142,7 @@ func TestConsumers_FailureReportsTheFirstRecordAndTheRetryConverges(t *testing.T
 	c := testenv.Clients(t)
 	ev := readEvent(t, "mixed")
 	ctx := context.Background()
-	for _, name := range functions.Consumers {
+	for _, name := range apps.Names() {
 		t.Run(name, func(t *testing.T) {
 			bucket := testenv.Bucket(t, c)
 			e := newEnv(t, c, bucket, "")

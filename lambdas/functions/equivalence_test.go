@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -132,7 +133,7 @@ func TestHosts_LongRunningAndLambdaGiveIdenticalOutputs(t *testing.T) {
 	}
 	runners = append(runners, runner(ap, rt), runner(vp, rt), runner(mp, rt))
 	// The Lambda host, as `clickstream consume --host lambda` builds it.
-	for _, name := range functions.Consumers {
+	for _, name := range apps.Names() {
 		cfg := lm.config()
 		cfg.Stream = stream
 		h, err := functions.NewConsumer(name, c, cfg)

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"github.com/clickstream-go/clickstream/consumers/archive"
 	"github.com/clickstream-go/clickstream/consumers/leases"
 	"github.com/clickstream-go/clickstream/consumers/metrics"
@@ -31,12 +32,9 @@ import (
 // The consumer functions, named like their processors (and lease namespaces).
 const (
 	Archive = archive.Name
-	Vectors = vectors.DefaultName
-	Metrics = metrics.AppName
+	Vectors = vectors.Name
+	Metrics = metrics.Name
 )
-
-// Consumers lists the consumer functions.
-var Consumers = []string{Archive, Vectors, Metrics}
 
 // Environment variables (infra/lambda.tf); the CLI's flags with the
 // CLICKSTREAM_ prefix.
@@ -56,13 +54,14 @@ const (
 )
 
 // Config configures the handlers. Zero fields take the defaults of
-// `clickstream consume` (DESIGN.md §5 names).
+// `clickstream consume`.
 type Config struct {
-	Stream       string // default "clickstream-events"
-	Bucket       string // default "clickstream-archive"
-	Prefix       string // default "" (bucket root)
-	VectorsTable string // default "clickstream-user-vectors"
-	MetricsTable string // default "clickstream-metrics"
+	// Settings are the applications' outputs (bucket, prefix, tables) and
+	// their own settings, as `clickstream consume` takes them; Logger is
+	// the handlers' logger (default: discard).
+	apps.Settings
+
+	Stream string // default "clickstream-events"
 	// LeasesTable keeps per-shard state (archive) under the function's
 	// application name. Default "clickstream-leases".
 	LeasesTable string
@@ -73,21 +72,12 @@ type Config struct {
 	// mid-flush may leave duplicate rows; see archive's package doc).
 	NoState bool
 
-	// Archive, Vectors and Metrics are the processors' settings; their
-	// Bucket/Prefix/Table fields are taken from the fields above.
-	Archive archive.Config
-	Vectors vectors.Config
-	Metrics metrics.Config
-
 	// Collector settings: the API keys come from the Secrets Manager secret
 	// APIKeysSecretARN (a JSON array of strings), or APIKeys.
 	APIKeysSecretARN string
 	APIKeys          []string
 	AllowedOrigins   []string
 	InsecureNoAuth   bool
-
-	// Logger receives the handlers' logs. Default: discard.
-	Logger *slog.Logger
 }
 
 func (c *Config) withDefaults() {
@@ -117,8 +107,9 @@ func cmpOr(a, b string) string {
 func ConfigFromEnv(lookup func(string) (string, bool)) (Config, slog.Level, error) {
 	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
 	c := Config{
-		Stream: get(EnvStream), Bucket: get(EnvBucket), Prefix: get(EnvPrefix),
-		VectorsTable: get(EnvVectorsTable), MetricsTable: get(EnvMetricsTable), LeasesTable: get(EnvLeasesTable),
+		Settings: apps.Settings{Bucket: get(EnvBucket), Prefix: get(EnvPrefix),
+			VectorsTable: get(EnvVectorsTable), MetricsTable: get(EnvMetricsTable)},
+		Stream: get(EnvStream), LeasesTable: get(EnvLeasesTable),
 		StateOwner: get(EnvStateLeaseOwner), APIKeysSecretARN: get(EnvAPIKeysSecret),
 		APIKeys: splitList(get(EnvAPIKeys)), AllowedOrigins: splitList(get(EnvAllowedOrigins)),
 	}
@@ -157,40 +148,22 @@ type KinesisHandler = func(context.Context, events.KinesisEvent) (events.Kinesis
 // the long-running runtime.
 func NewConsumer(name string, c *awsx.Clients, cfg Config) (*kinesisadapter.Handler, error) {
 	cfg.withDefaults()
-	log := cfg.Logger.With(slog.String("app", name))
-	var (
-		p    consumers.Processor
-		err  error
-		opts = []kinesisadapter.Option{kinesisadapter.WithLogger(log)}
-	)
-	switch name {
-	case Archive:
-		ac := cfg.Archive
-		ac.Bucket, ac.Prefix, ac.Logger = cfg.Bucket, cfg.Prefix, log
-		p, err = archive.New(c.S3, ac)
+	app, err := apps.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("consumer function: %w", err)
+	}
+	p, err := app.New(c, cfg.Settings)
+	if err != nil {
+		return nil, err
+	}
+	opts := []kinesisadapter.Option{kinesisadapter.WithLogger(cfg.Logger.With(slog.String("app", name)))}
+	if app.LambdaState && !cfg.NoState {
 		// The archive buffers a batch and flushes it at the end of the
 		// invocation; its pending-flush state makes a retry after a crash
-		// mid-flush rewrite the same objects (exactly once).
-		if !cfg.NoState {
-			opts = append(opts, kinesisadapter.WithStateStore(
-				kinesisadapter.LeaseState(leases.NewDynamoStore(c.DynamoDB, cfg.LeasesTable), name, cfg.Stream, cfg.StateOwner)))
-		}
-	case Vectors:
-		vc := cfg.Vectors
-		vc.Table, vc.Logger = cfg.VectorsTable, log
-		// Exactly once through the per-shard guard in every item: no state.
-		p, err = vectors.New(c.DynamoDB, vc)
-	case Metrics:
-		mc := cfg.Metrics
-		mc.Logger = log
-		// Per-shard partial rows and the shard's progress row live in the
-		// metrics table, exactly as with the long-running consumer: no state.
-		p, err = metrics.NewProcessor(metrics.NewDynamoStore(c.DynamoDB, cfg.MetricsTable), mc)
-	default:
-		return nil, fmt.Errorf("unknown consumer function %q (want %s)", name, strings.Join(Consumers, ", "))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("new %s processor: %w", name, err)
+		// mid-flush rewrite the same objects (exactly once). Vectors and
+		// metrics keep their positions in their own tables.
+		opts = append(opts, kinesisadapter.WithStateStore(
+			kinesisadapter.LeaseState(leases.NewDynamoStore(c.DynamoDB, cfg.LeasesTable), name, cfg.Stream, cfg.StateOwner)))
 	}
 	return kinesisadapter.New(p, consumers.NewS3DeadLetter(c.S3, cfg.Bucket, cfg.Prefix), opts...)
 }

@@ -1,5 +1,7 @@
 // Command build makes the Lambda deployment zips (what `make lambdas` runs):
-// for each function it builds lambdas/NAME as the executable "bootstrap"
+// for each function it builds its main — lambdas/consumer for each
+// application of consumers/apps (stamped -X main.function=NAME),
+// lambdas/collector for the collector — as the executable "bootstrap"
 // for provided.al2023 — GOOS=linux, GOARCH=arm64 (or -arch), CGO_ENABLED=0,
 // -trimpath, -buildvcs=false, -tags lambda.norpc, -ldflags "-s -w -X
 // main.version=VERSION" — and writes dist/lambda-NAME.zip holding only
@@ -19,13 +21,24 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"github.com/clickstream-go/clickstream/lambdas/internal/lambdazip"
 )
 
-// functions are the Lambda mains under lambdas/, built in this order.
-var functions = []string{"archive", "vectors", "metrics", "collector"}
+// functions are the Lambda functions, built in this order: one per
+// application, then the collector.
+var functions = append(apps.Names(), "collector")
+
+// mainOf is the package a function is built from, and its -X stamps.
+func mainOf(name string) (pkg, ldflags string) {
+	if name == "collector" {
+		return "./lambdas/collector", ""
+	}
+	return "./lambdas/consumer", " -X main.function=" + name
+}
 
 func main() {
 	var (
@@ -39,6 +52,12 @@ func main() {
 	names := flag.Args()
 	if len(names) == 0 {
 		names = functions
+	}
+	for _, n := range names {
+		if !slices.Contains(functions, n) {
+			fmt.Fprintf(os.Stderr, "build: unknown function %q (choose from %s)\n", n, strings.Join(functions, ", "))
+			os.Exit(2)
+		}
 	}
 	ctx := context.Background()
 	b := builder{goCmd: *gobin, version: *version, arch: *arch}
@@ -81,7 +100,7 @@ func (b builder) buildAll(ctx context.Context, out string, names []string) error
 	return nil
 }
 
-// build compiles lambdas/NAME and zips it into zipPath.
+// build compiles function name's main and zips it into zipPath.
 func (b builder) build(ctx context.Context, name, zipPath string) error {
 	tmp, err := os.MkdirTemp("", "lambda-"+name+"-")
 	if err != nil {
@@ -89,8 +108,9 @@ func (b builder) build(ctx context.Context, name, zipPath string) error {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "bootstrap")
+	pkg, stamps := mainOf(name)
 	cmd := exec.CommandContext(ctx, b.goCmd, "build", "-trimpath", "-buildvcs=false", "-tags", "lambda.norpc",
-		"-ldflags", "-s -w -buildid= -X main.version="+b.version, "-o", bin, "./lambdas/"+name)
+		"-ldflags", "-s -w -buildid= -X main.version="+b.version+stamps, "-o", bin, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+b.arch, "GOFLAGS=")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
