@@ -5,6 +5,7 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := bin/clickstream
+LAB       := bin/clickstream-lab
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 STACK     := localstack/stack.sh
@@ -31,6 +32,10 @@ help: ## list the targets
 .PHONY: build
 build: ## build bin/clickstream
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/clickstream
+
+.PHONY: build-lab
+build-lab: build ## build bin/clickstream-lab (bench and chaos; starts bin/clickstream)
+	$(GO) build -trimpath -o $(LAB) ./cmd/clickstream-lab
 
 # The Lambda zips infra/*.tf deploys: dist/lambda-{archive,vectors,metrics,collector}.zip
 # (linux/arm64, CGO off, -trimpath, -tags lambda.norpc, fixed zip mtimes: reproducible).
@@ -119,25 +124,25 @@ BENCH_THROUGHPUT_FLAGS ?= --apps archive,metrics --concurrency 16 --duration 2m
 BENCH_LATENCY_FLAGS    ?= --rate 1000 --duration 1m
 
 .PHONY: bench-e2e
-bench-e2e: build ## end-to-end benchmark (clickstream bench): a throughput and a latency run on kinesalite behind the shard-limit proxy; updates docs/BENCHMARKS.md
+bench-e2e: build-lab ## end-to-end benchmark (clickstream-lab bench): a throughput and a latency run on kinesalite behind the shard-limit proxy; updates docs/BENCHMARKS.md
 	@$(BENCH_STACK_ENV) $(STACK) up
 	@set -o pipefail; source .local/bench/env && \
-	  $(BIN) bench $(BENCH_E2E_FLAGS) $(BENCH_THROUGHPUT_FLAGS) --name 'Throughput run' \
+	  $(LAB) bench $(BENCH_E2E_FLAGS) $(BENCH_THROUGHPUT_FLAGS) --name 'Throughput run' \
 	    --log-dir .local/bench/throughput --profile-dir .local/bench/throughput/profiles && \
-	  $(BIN) bench $(BENCH_E2E_FLAGS) $(BENCH_LATENCY_FLAGS) --name 'Latency run' --report-append \
+	  $(LAB) bench $(BENCH_E2E_FLAGS) $(BENCH_LATENCY_FLAGS) --name 'Latency run' --report-append \
 	    --log-dir .local/bench/latency --profile-dir .local/bench/latency/profiles; rc=$$?; \
 	  $(BENCH_STACK_ENV) $(STACK) down; exit $$rc
 
-# The chaos run (clickstream chaos, docs/CHAOS.md) on its own kinesis-local stack:
+# The chaos run (clickstream-lab chaos, docs/CHAOS.md) on its own kinesis-local stack:
 # kill -9 consumers and reshard under load, then check every output against the stream.
 CHAOS_STACK_ENV := STATE_DIR=.local/chaos KINESIS_PORT=26568 DYNAMODB_PORT=26800 S3_PORT=26900 S3_CONSOLE_PORT=26901
 CHAOS_FLAGS     ?= --duration 5m
 
 .PHONY: chaos
-chaos: build ## chaos run on a private stack: kill -9 consumers, split/merge shards under load, then a pass/fail table of the outputs
+chaos: build-lab ## chaos run on a private stack: kill -9 consumers, split/merge shards under load, then a pass/fail table of the outputs
 	@$(CHAOS_STACK_ENV) $(STACK) up
 	@set -o pipefail; source .local/chaos/env && \
-	  $(BIN) chaos $(CHAOS_FLAGS) --log-dir .local/chaos/components; rc=$$?; \
+	  $(LAB) chaos $(CHAOS_FLAGS) --log-dir .local/chaos/components; rc=$$?; \
 	  $(CHAOS_STACK_ENV) $(STACK) down; exit $$rc
 
 .PHONY: fuzz

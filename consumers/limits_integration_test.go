@@ -8,8 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy/proxytest"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
 )
 
 // Behind the shard-limit proxy (5 GetRecords calls/s per shard, as on AWS,

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy/proxytest"
 	"github.com/clickstream-go/clickstream/internal/testenv"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
 )
 
 // Behind the shard-limit proxy with limits far below kinesis-local's own

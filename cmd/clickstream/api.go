@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/clickstream-go/clickstream/consumers/apps"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"net/http"
 	"time"
@@ -22,7 +23,7 @@ import (
 // DefaultAPIAddr is where `clickstream api` listens (DESIGN.md §5).
 const DefaultAPIAddr = "127.0.0.1:8081"
 
-func apiCommand(stderr io.Writer) *command {
+func apiCommand(stderr io.Writer) *cli.Command {
 	var (
 		r                   setup.Resources
 		addr                string
@@ -35,10 +36,10 @@ func apiCommand(stderr io.Writer) *command {
 		logFormat, logLevel string
 		pprofAddr           string
 	)
-	return &command{
-		name:  "api",
-		short: "read API (vectors, metrics), dashboard and alerts",
-		long: `Serves what the consumers computed, for recommendation services, dashboards and
+	return &cli.Command{
+		Name:  "api",
+		Short: "read API (vectors, metrics), dashboard and alerts",
+		Long: `Serves what the consumers computed, for recommendation services, dashboards and
 people:
 
   GET /v1/users/{user_id}/vector?k=20&at=RFC3339   a user's top features, decayed to
@@ -53,7 +54,7 @@ It also evaluates the alert rules of the metrics definitions every
 --alert-interval and posts Slack-compatible webhooks once when an alert fires and
 once when it resolves (run one api process with alerts per deployment, or pass
 --no-alerts to the others).`,
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
 			resourceFlags(fs, &r)
 			fs.StringVar(&addr, "addr", DefaultAPIAddr, "listen address")
 			fs.StringVar(&definitions, "definitions", "", "metrics definitions file (YAML; default the built-ins); must match the consumer's")
@@ -65,9 +66,9 @@ once when it resolves (run one api process with alerts per deployment, or pass
 			logFlags(fs, &logFormat, &logLevel)
 			pprofFlag(fs, &pprofAddr)
 		},
-		run: func(ctx context.Context, args []string) error {
+		Run: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
-				return usageErr("api takes no arguments")
+				return cli.UsageErr("api takes no arguments")
 			}
 			log, err := newLogger(stderr, logFormat, logLevel)
 			if err != nil {

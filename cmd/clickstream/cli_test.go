@@ -3,16 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"flag"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"strings"
 	"testing"
 )
 
 // walk visits every command of the tree with its path.
-func walk(c *command, path []string, fn func(path []string, c *command)) {
-	path = append(path, c.name)
+func walk(c *cli.Command, path []string, fn func(path []string, c *cli.Command)) {
+	path = append(path, c.Name)
 	fn(path, c)
-	for _, s := range c.subs {
+	for _, s := range c.Subs {
 		walk(s, path, fn)
 	}
 }
@@ -20,8 +20,8 @@ func walk(c *command, path []string, fn func(path []string, c *command)) {
 func TestEveryCommandHasHelp(t *testing.T) {
 	var out, errw bytes.Buffer
 	root := rootCommand(&out, &errw)
-	walk(root, nil, func(path []string, c *command) {
-		if c != root && c.short == "" {
+	walk(root, nil, func(path []string, c *cli.Command) {
+		if c != root && c.Short == "" {
 			t.Errorf("%s: no short description", strings.Join(path, " "))
 		}
 		out.Reset()
@@ -32,7 +32,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		if !strings.HasPrefix(out.String(), "Usage: "+strings.Join(path, " ")) {
 			t.Errorf("%v: help does not start with its usage line:\n%s", args, out.String())
 		}
-		if c.run != nil && c.flags != nil && !strings.Contains(out.String(), "CLICKSTREAM_") {
+		if c.Run != nil && c.Flags != nil && !strings.Contains(out.String(), "CLICKSTREAM_") {
 			t.Errorf("%v: help does not name the environment variables of its flags", args)
 		}
 	})
@@ -47,41 +47,6 @@ func TestUnknownCommandAndFlagAreUsageErrors(t *testing.T) {
 		if !strings.HasPrefix(errw.String(), "clickstream: ") || strings.Contains(errw.String(), "usage: ") || len(errw.String()) < 20 {
 			t.Errorf("%v: unhelpful error %q", args, errw.String())
 		}
-	}
-}
-
-func TestFlagsAnywhereAndEnvironment(t *testing.T) {
-	var got []string
-	var owner, level string
-	c := &command{
-		name: "consume",
-		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&owner, "owner", "default", "")
-			fs.StringVar(&level, "log-level", "info", "")
-		},
-		run: func(ctx context.Context, args []string) error { got = args; return nil },
-	}
-	t.Setenv("CLICKSTREAM_LOG_LEVEL", "debug")
-	t.Setenv("CLICKSTREAM_OWNER", "from-env")
-	var out bytes.Buffer
-	if err := c.execute(context.Background(), nil, []string{"archive", "--owner", "a", "vectors", "--", "--metrics"}, &out, &out); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(got, " ") != "archive vectors --metrics" {
-		t.Errorf("positional = %q", got)
-	}
-	if owner != "a" {
-		t.Errorf("flag did not override the environment: owner = %q", owner)
-	}
-	if level != "debug" {
-		t.Errorf("environment not applied: log-level = %q", level)
-	}
-	t.Setenv("CLICKSTREAM_OWNER", "")
-	if err := c.execute(context.Background(), nil, nil, &out, &out); err != nil {
-		t.Fatal(err)
-	}
-	if owner != "" {
-		t.Errorf("empty environment variable should set the empty value, got %q", owner)
 	}
 }
 

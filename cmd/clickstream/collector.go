@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"time"
 
@@ -32,21 +33,21 @@ func logFlags(fs *flag.FlagSet, format, level *string) {
 	fs.StringVar(level, "log-level", "info", "log level: debug, info, warn, error")
 }
 
-func collectorCommand(stderr io.Writer) *command {
+func collectorCommand(stderr io.Writer) *cli.Command {
 	var (
 		cfg                 collector.Config
 		stream              string
-		keys, origins       stringList
+		keys, origins       cli.StringList
 		logFormat, logLevel string
 		pprofAddr           string
 		aggregate           bool
 		linger, ackLinger   time.Duration
 		maxBuffered         int
 	)
-	return &command{
-		name:  "collector",
-		short: "HTTP collector: POST /v1/events → Kinesis",
-		long: `Runs the HTTP collector for apps that cannot hold AWS credentials.
+	return &cli.Command{
+		Name:  "collector",
+		Short: "HTTP collector: POST /v1/events → Kinesis",
+		Long: `Runs the HTTP collector for apps that cannot hold AWS credentials.
 
   POST /v1/events   a JSON array of events, NDJSON (Content-Type: application/x-ndjson)
                     or one JSON object; optional Content-Encoding: gzip.
@@ -79,7 +80,7 @@ re-encoded canonically and put on the stream with partition key user_id (or id),
 batched and KPL-aggregated by the producer library. SIGINT/SIGTERM drain in-flight
 requests, ship what the spool holds (for up to 30s; the rest waits in DIR for the next
 start) and flush the producer before exiting.`,
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.Addr, "addr", collector.DefaultAddr, "listen address")
 			fs.StringVar(&stream, "stream", setup.DefaultStream, "Kinesis stream name")
 			fs.Var(&keys, "api-key", "accepted API key (repeatable or comma-separated)")
@@ -99,9 +100,9 @@ start) and flush the producer before exiting.`,
 			logFlags(fs, &logFormat, &logLevel)
 			pprofFlag(fs, &pprofAddr)
 		},
-		run: func(ctx context.Context, args []string) error {
+		Run: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
-				return usageErr("collector takes no arguments")
+				return cli.UsageErr("collector takes no arguments")
 			}
 			log, err := newLogger(stderr, logFormat, logLevel)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"time"
 
@@ -14,17 +15,17 @@ import (
 )
 
 // archiveCompactCommand is `clickstream archive compact`.
-func archiveCompactCommand(stdout io.Writer) *command {
+func archiveCompactCommand(stdout io.Writer) *cli.Command {
 	var (
 		bucket, prefix, typ, hour, from, to string
 		small, target                       int64
 		minAge                              time.Duration
 		compression                         string
 	)
-	return &command{
-		name:  "compact",
-		short: "merge an hour's small archive files into large ones (idempotent)",
-		long: `Merges the small Parquet objects of event-time hours into large ones, per
+	return &cli.Command{
+		Name:  "compact",
+		Short: "merge an hour's small archive files into large ones (idempotent)",
+		Long: `Merges the small Parquet objects of event-time hours into large ones, per
 partition (type, day, hour). The Lambda archive writes one object set per
 invocation, so an hour of a busy stream can hold thousands of small files,
 which cost PUT requests and slow Athena, Spark and DuckDB down; run this once
@@ -41,7 +42,7 @@ under PREFIX/compaction/ is written before a merge and removed after its
 inputs are deleted, so an interrupted run is finished by the next one, and a
 run on a compacted hour changes nothing. Between writing a merged object and
 deleting its inputs, readers briefly see those rows twice.`,
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&bucket, "bucket", setup.DefaultBucket, "S3 bucket of the archive")
 			fs.StringVar(&prefix, "prefix", "", "key prefix of the archive")
 			fs.StringVar(&typ, "type", "", "only this event type")
@@ -53,26 +54,26 @@ deleting its inputs, readers briefly see those rows twice.`,
 			fs.DurationVar(&minAge, "min-age", archive.DefaultCompactMinAge, "refuse hours that ended less than this long ago (the archive may still write to them)")
 			fs.StringVar(&compression, "compression", archive.CompressionZstd, "Parquet codec of merged objects: zstd, snappy, gzip or none")
 		},
-		run: func(ctx context.Context, args []string) error {
+		Run: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
-				return usageErr("archive compact takes no arguments")
+				return cli.UsageErr("archive compact takes no arguments")
 			}
 			now := time.Now()
 			var hours []time.Time
 			switch {
 			case hour != "" && (from != "" || to != ""):
-				return usageErr("give --hour or --from/--to, not both")
+				return cli.UsageErr("give --hour or --from/--to, not both")
 			case from != "" || to != "":
 				if from == "" || to == "" {
-					return usageErr("--from and --to go together")
+					return cli.UsageErr("--from and --to go together")
 				}
 				f, err := metrics.ParseTime(from, now)
 				if err != nil {
-					return usageErr("--from: %v", err)
+					return cli.UsageErr("--from: %v", err)
 				}
 				t, err := metrics.ParseTime(to, now)
 				if err != nil {
-					return usageErr("--to: %v", err)
+					return cli.UsageErr("--to: %v", err)
 				}
 				for h := f.UTC().Truncate(time.Hour); h.Before(t); h = h.Add(time.Hour) {
 					hours = append(hours, h)
@@ -80,7 +81,7 @@ deleting its inputs, readers briefly see those rows twice.`,
 			case hour != "":
 				h, err := metrics.ParseTime(hour, now)
 				if err != nil {
-					return usageErr("--hour: %v", err)
+					return cli.UsageErr("--hour: %v", err)
 				}
 				hours = []time.Time{h}
 			default:

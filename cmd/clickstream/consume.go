@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"log/slog"
 	"net"
@@ -30,7 +31,7 @@ import (
 // DefaultConsumeMetricsAddr serves /metrics and /healthz of `clickstream consume`.
 const DefaultConsumeMetricsAddr = "127.0.0.1:9464"
 
-func consumeCommand(stderr io.Writer) *command {
+func consumeCommand(stderr io.Writer) *cli.Command {
 	var (
 		r                   setup.Resources
 		owner               string
@@ -50,11 +51,11 @@ func consumeCommand(stderr io.Writer) *command {
 		lambdaBatch         int
 		lambdaWindow        time.Duration
 	)
-	return &command{
-		name:  "consume",
-		args:  "NAME...",
-		short: "run consumers: archive, vectors, metrics",
-		long: `Runs one or more processors on the stream, each as its own application with its
+	return &cli.Command{
+		Name:  "consume",
+		Args:  "NAME...",
+		Short: "run consumers: archive, vectors, metrics",
+		Long: `Runs one or more processors on the stream, each as its own application with its
 own leases and checkpoints, in one process:
 
   archive   every valid event as Parquet in S3 (s3://BUCKET/PREFIX/events/...)
@@ -97,7 +98,7 @@ Prometheus metrics (lag per shard, records/s, processor figures) and /healthz
 are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every shard.
 
 ` + consumers.Help,
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
 			resourceFlags(fs, &r)
 			fs.StringVar(&owner, "owner", "", "unique name of this process in the lease table (default hostname-pid-random)")
 			fs.StringVar(&metricsAddr, "metrics-addr", DefaultConsumeMetricsAddr, `listen address of /metrics and /healthz ("" to disable)`)
@@ -116,12 +117,12 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			logFlags(fs, &logFormat, &logLevel)
 			pprofFlag(fs, &pprofAddr)
 		},
-		run: func(ctx context.Context, args []string) error {
+		Run: func(ctx context.Context, args []string) error {
 			if len(args) == 0 {
-				return usageErr("name at least one processor: %s", strings.Join(apps.Names(), ", "))
+				return cli.UsageErr("name at least one processor: %s", strings.Join(apps.Names(), ", "))
 			}
 			if host != hostRuntime && host != hostLambda {
-				return usageErr("--host must be %s or %s, not %q", hostRuntime, hostLambda, host)
+				return cli.UsageErr("--host must be %s or %s, not %q", hostRuntime, hostLambda, host)
 			}
 			log, err := newLogger(stderr, logFormat, logLevel)
 			if err != nil {
@@ -143,19 +144,19 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			settings.Bucket, settings.VectorsTable, settings.MetricsTable = r.Bucket, r.VectorsTable, r.MetricsTable
 			settings.Logger, settings.Registerer = log, reg
 			if settings.Metrics.Definitions, err = apps.LoadDefinitions(settings.DefinitionsFile); err != nil {
-				return usageErr("--definitions: %v", err)
+				return cli.UsageErr("--definitions: %v", err)
 			}
 			dlq := consumers.NewS3DeadLetter(c.S3, r.Bucket, settings.Prefix)
 			seen := map[string]bool{}
 			var runners []*consumers.Runner
 			for _, name := range args {
 				if seen[name] {
-					return usageErr("processor %q named twice", name)
+					return cli.UsageErr("processor %q named twice", name)
 				}
 				seen[name] = true
 				app, err := apps.Lookup(name)
 				if err != nil {
-					return usageErr("%v", err)
+					return cli.UsageErr("%v", err)
 				}
 				var p consumers.Processor
 				if host == hostLambda {

@@ -15,10 +15,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
-	"github.com/clickstream-go/clickstream/internal/chaos"
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy/proxytest"
 	"github.com/clickstream-go/clickstream/internal/testenv"
+	"github.com/clickstream-go/clickstream/lab/chaos"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
 	"github.com/clickstream-go/clickstream/producers"
 	"github.com/clickstream-go/clickstream/producers/loadgen"
 )

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 	"github.com/clickstream-go/clickstream/producers/loadgen"
 )
 
-func loadgenCommand(stdout, stderr io.Writer) *command {
+func loadgenCommand(stdout, stderr io.Writer) *cli.Command {
 	var (
 		cfg       loadgen.Config
 		via       string
@@ -25,10 +26,10 @@ func loadgenCommand(stdout, stderr io.Writer) *command {
 		aggregate bool
 		quiet     bool
 	)
-	return &command{
-		name:  "loadgen",
-		short: "generate synthetic traffic (clicks, impressions, access logs)",
-		long: `Generates realistic synthetic traffic and sends it through the HTTP collector
+	return &cli.Command{
+		Name:  "loadgen",
+		Short: "generate synthetic traffic (clicks, impressions, access logs)",
+		Long: `Generates realistic synthetic traffic and sends it through the HTTP collector
 (--via collector, the default) or straight to Kinesis with the producer library
 (--via kinesis). Users browse in sessions and see Zipf-popular items, click at a
 per-placement CTR, and API routes log nginx cache statuses whose hit rate drifts
@@ -46,7 +47,7 @@ path.
 
   clickstream loadgen --rate 500 --duration 1m
   clickstream loadgen --via kinesis --events 100000 --bad-rate 0.001`,
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&via, "via", "collector", "where to send: collector (HTTP) or kinesis (producer library)")
 			fs.StringVar(&url, "url", "http://127.0.0.1:8080", "collector base URL (--via collector)")
 			fs.StringVar(&apiKey, "api-key", "", "collector API key (--via collector)")
@@ -69,12 +70,12 @@ path.
 			fs.DurationVar(&cfg.LateMax, "late-max", loadgen.DefaultLateMax, "largest lateness of a late event")
 			fs.BoolVar(&quiet, "quiet", false, "no progress lines")
 		},
-		run: func(ctx context.Context, args []string) error {
+		Run: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
-				return usageErr("loadgen takes no arguments")
+				return cli.UsageErr("loadgen takes no arguments")
 			}
 			if cfg.BadRate < 0 || cfg.BadRate > 1 {
-				return usageErr("--bad-rate must be within 0..1, not %g", cfg.BadRate)
+				return cli.UsageErr("--bad-rate must be within 0..1, not %g", cfg.BadRate)
 			}
 			var progress io.Writer = stderr
 			if quiet {
@@ -103,7 +104,7 @@ path.
 					return p.Close(cctx)
 				}
 			default:
-				return usageErr("--via must be collector or kinesis, not %q", via)
+				return cli.UsageErr("--via must be collector or kinesis, not %q", via)
 			}
 			st, err := loadgen.Run(ctx, cfg, sink, progress)
 			err = errors.Join(err, cleanup())

@@ -5,14 +5,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 )
 
@@ -26,26 +25,13 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := rootCommand(stdout, stderr)
-	err := root.execute(ctx, nil, args, stdout, stderr)
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage):
-		fmt.Fprintf(stderr, "clickstream: %s\n", strings.TrimPrefix(err.Error(), errUsage.Error()+": "))
-		return 2
-	case errors.Is(err, context.Canceled):
-		return 0
-	default:
-		fmt.Fprintf(stderr, "clickstream: %v\n", err)
-		return 1
-	}
+	return cli.Main(ctx, rootCommand(stdout, stderr), args, stdout, stderr)
 }
 
-func rootCommand(stdout, stderr io.Writer) *command {
-	return &command{
-		name: "clickstream",
-		long: `Clickstream moves click, impression and access-log events from apps and servers
+func rootCommand(stdout, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name: "clickstream",
+		Long: `Clickstream moves click, impression and access-log events from apps and servers
 through a partitioned Kinesis stream (partition key = user id) into three outputs:
 a Parquet archive in S3, per-user click vectors in DynamoDB, and minute-window
 metrics with a dashboard and alerts.
@@ -53,7 +39,7 @@ metrics with a dashboard and alerts.
   producers (library, collector, loadgen) → Kinesis → consumers (archive, vectors, metrics) → S3 / DynamoDB
 
 Local use: make up && source .local/env && clickstream setup`,
-		subs: []*command{
+		Subs: []*cli.Command{
 			setupCommand(stdout),
 			collectorCommand(stderr),
 			loadgenCommand(stdout, stderr),
@@ -63,18 +49,16 @@ Local use: make up && source .local/env && clickstream setup`,
 			metricsCommand(stdout),
 			archiveCommand(stdout),
 			streamCommand(stdout),
-			benchCommand(stdout, stderr),
-			chaosCommand(stdout, stderr),
 			versionCommand(stdout),
 		},
 	}
 }
 
-func versionCommand(stdout io.Writer) *command {
-	return &command{
-		name:  "version",
-		short: "print the version",
-		run: func(ctx context.Context, args []string) error {
+func versionCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Short: "print the version",
+		Run: func(ctx context.Context, args []string) error {
 			v := version
 			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 				v = bi.Main.Version
@@ -89,7 +73,7 @@ func versionCommand(stdout io.Writer) *command {
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageErr("--log-level: %v", err)
+		return nil, cli.UsageErr("--log-level: %v", err)
 	}
 	opts := &slog.HandlerOptions{Level: lv}
 	switch format {
@@ -98,6 +82,6 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	default:
-		return nil, usageErr("--log-format must be text or json, not %q", format)
+		return nil, cli.UsageErr("--log-format must be text or json, not %q", format)
 	}
 }

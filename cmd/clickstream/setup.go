@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"time"
 
@@ -21,30 +22,30 @@ func resourceFlags(fs *flag.FlagSet, r *setup.Resources) {
 	fs.StringVar(&r.LeasesTable, "leases-table", r.LeasesTable, "DynamoDB table of shard leases and checkpoints")
 }
 
-func setupCommand(stdout io.Writer) *command {
+func setupCommand(stdout io.Writer) *cli.Command {
 	var (
 		r       setup.Resources
 		timeout time.Duration
 	)
-	return &command{
-		name:  "setup",
-		short: "create the stream, tables and bucket if missing (idempotent)",
-		long: `Creates what the pipeline needs, if missing, and prints what it created or found:
+	return &cli.Command{
+		Name:  "setup",
+		Short: "create the stream, tables and bucket if missing (idempotent)",
+		Long: `Creates what the pipeline needs, if missing, and prints what it created or found:
 the Kinesis stream (provisioned with --shards, or --on-demand), the DynamoDB
 tables for leases/checkpoints, user vectors and metrics (on-demand capacity;
 TTL on the metrics table), and the S3 bucket. Running it again changes nothing.
 
 Meant for the local stack and tests; on AWS, Terraform in infra/ creates the
 same resources with the same names.`,
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
 			resourceFlags(fs, &r)
 			fs.IntVar(&r.Shards, "shards", r.Shards, "shard count of a new provisioned stream")
 			fs.BoolVar(&r.OnDemand, "on-demand", false, "create the stream in on-demand capacity mode (not supported by kinesalite)")
 			fs.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")
 		},
-		run: func(ctx context.Context, args []string) error {
+		Run: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
-				return usageErr("setup takes no arguments")
+				return cli.UsageErr("setup takes no arguments")
 			}
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"sort"
 	"text/tabwriter"
@@ -20,11 +21,11 @@ import (
 	"github.com/clickstream-go/clickstream/kpl"
 )
 
-func streamCommand(stdout io.Writer) *command {
-	return &command{
-		name:  "stream",
-		short: "inspect the Kinesis stream",
-		subs:  []*command{streamStatsCommand(stdout)},
+func streamCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "stream",
+		Short: "inspect the Kinesis stream",
+		Subs:  []*cli.Command{streamStatsCommand(stdout)},
 	}
 }
 
@@ -37,25 +38,25 @@ type shardStats struct {
 	types                   map[string]int
 }
 
-func streamStatsCommand(stdout io.Writer) *command {
+func streamStatsCommand(stdout io.Writer) *cli.Command {
 	var (
 		stream  string
 		timeout time.Duration
 	)
-	return &command{
-		name:  "stats",
-		short: "read every shard from the oldest record and count what is there",
-		long: `Reads every shard of the stream from TRIM_HORIZON to the latest record and prints,
+	return &cli.Command{
+		Name:  "stats",
+		Short: "read every shard from the oldest record and count what is there",
+		Long: `Reads every shard of the stream from TRIM_HORIZON to the latest record and prints,
 per shard, the Kinesis records, the user records inside them (KPL aggregates are
 de-aggregated), bytes, events per type and undecodable or invalid events.
 
 It is a diagnostic for small streams (the local stack, tests, demos): on a large
 stream it reads everything retained, at the 5 GetRecords calls/s/shard limit.`,
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&stream, "stream", setup.DefaultStream, "Kinesis stream name")
 			fs.DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long")
 		},
-		run: func(ctx context.Context, args []string) error {
+		Run: func(ctx context.Context, args []string) error {
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			c, err := awsx.Load(ctx)

@@ -11,7 +11,7 @@ import (
 // Requests counts the AWS API calls the process makes, by service and
 // operation (one per logical call; the SDK's retries of a call are not
 // counted again). It is what AWS bills for — DynamoDB writes, S3 PUTs,
-// Kinesis PutRecords — so operators and `clickstream bench` read cost per
+// Kinesis PutRecords — so operators and `clickstream-lab bench` read cost per
 // event from it. Register it on the process registry to expose it as
 // clickstream_aws_requests_total.
 var Requests = prometheus.NewCounterVec(prometheus.CounterOpts{

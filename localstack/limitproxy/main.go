@@ -1,4 +1,4 @@
-// Command limitproxy runs the shard-limit proxy (internal/kinesisproxy) in
+// Command limitproxy runs the shard-limit proxy (localstack/kinesisproxy) in
 // front of a Kinesis emulator: AWS's per-shard throughput limits, enforced
 // the way AWS enforces them, and faults injected on demand. stack.sh starts
 // it with LIMITS=aws; see localstack/README.md.
@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
 )
 
 func main() {

@@ -19,10 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clickstream-go/clickstream/event"
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy/proxytest"
 	"github.com/clickstream-go/clickstream/internal/testenv"
 	"github.com/clickstream-go/clickstream/kpl"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
 	"github.com/clickstream-go/clickstream/producers"
 	"github.com/clickstream-go/clickstream/producers/collector"
 )

@@ -1,5 +1,5 @@
 // Package chaos runs the whole pipeline under faults and then verifies its
-// outputs against the stream itself — `clickstream chaos` and `make chaos`
+// outputs against the stream itself — `clickstream-lab chaos` and `make chaos`
 // (docs/CHAOS.md). While synthetic load is produced it SIGKILLs and restarts
 // each consumer process at random times (sometimes running two processes of
 // one application side by side so leases change hands), splits and merges

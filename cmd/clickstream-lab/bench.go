@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,22 +13,23 @@ import (
 	"time"
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
-	"github.com/clickstream-go/clickstream/internal/bench"
 	"github.com/clickstream-go/clickstream/internal/setup"
+	"github.com/clickstream-go/clickstream/lab/bench"
 )
 
-func benchCommand(stdout, stderr io.Writer) *command {
+func benchCommand(stdout, stderr io.Writer) *cli.Command {
 	var (
+		binary   string
 		cfg      bench.Config
 		report   string
 		appendTo bool
 		stackDir string
-		apps     stringList
+		apps     cli.StringList
 	)
-	return &command{
-		name:  "bench",
-		short: "end-to-end benchmark: loadgen → collector → stream → consumers, with a report",
-		long: `Creates a fresh stream (--shards), tables and archive prefix, starts the collector,
+	return &cli.Command{
+		Name:  "bench",
+		Short: "end-to-end benchmark: loadgen → collector → stream → consumers, with a report",
+		Long: `Creates a fresh stream (--shards), tables and archive prefix, starts the collector,
 each consumer (archive, vectors, metrics) and the API as separate processes of this
 binary, drives synthetic load through the collector for --duration (at --rate, or as
 fast as it goes), waits for the consumers to catch up, and prints a markdown report:
@@ -53,7 +55,8 @@ vectors there are no vector probes, without vectors and metrics no API. Resource
 ` + "`make bench-e2e`" + ` runs it twice on a kinesalite stack behind the shard-limit proxy:
 a throughput run of archive and metrics at full speed, then a latency run of all
 three consumers at 1,000 events/s.`,
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
+			binaryFlag(fs, &binary)
 			fs.IntVar(&cfg.Shards, "shards", 8, "shards of the benchmark stream")
 			fs.StringVar(&cfg.Bucket, "bucket", setup.DefaultBucket, "bucket for the archive (a fresh bench/ prefix is used)")
 			fs.Float64Var(&cfg.Rate, "rate", 0, "target events/s (0: as fast as the pipeline takes them)")
@@ -75,11 +78,11 @@ three consumers at 1,000 events/s.`,
 			fs.DurationVar(&cfg.ProfileFor, "profile-for", 0, "length of the CPU profiles (default a third of --duration, at most 30s)")
 			fs.StringVar(&stackDir, "stack-dir", "", "local stack state dir (e.g. .local): also account the emulators' CPU and RSS")
 		},
-		run: func(ctx context.Context, args []string) error {
+		Run: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
-				return usageErr("bench takes no arguments")
+				return cli.UsageErr("bench takes no arguments")
 			}
-			exe, err := os.Executable()
+			exe, err := productBinary(binary)
 			if err != nil {
 				return err
 			}

@@ -18,9 +18,9 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy/proxytest"
 	"github.com/clickstream-go/clickstream/internal/testenv"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
 )
 
 // noRetries makes the SDK report the proxy's first answer.

@@ -7,7 +7,7 @@ import (
 )
 
 // Process is a component started as a child process of the clickstream
-// binary, exported for the chaos run (internal/chaos), which kills and
+// binary, exported for the chaos run (lab/chaos), which kills and
 // restarts consumers the way the benchmark starts them.
 type Process struct{ c *component }
 

@@ -191,7 +191,7 @@ func UpdateReport(path, section string) error {
 		if head == "" {
 			head = "# Benchmarks\n\n"
 		}
-		head = strings.TrimRight(head, "\n") + "\n\n## End-to-end (`make bench-e2e`)\n\nWritten by `clickstream bench`; the latest run and the one before it.\n\n"
+		head = strings.TrimRight(head, "\n") + "\n\n## End-to-end (`make bench-e2e`)\n\nWritten by `clickstream-lab bench`; the latest run and the one before it.\n\n"
 	}
 	var out strings.Builder
 	out.WriteString(head)

@@ -19,9 +19,9 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
-	"github.com/clickstream-go/clickstream/internal/bench"
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
 	"github.com/clickstream-go/clickstream/internal/setup"
+	"github.com/clickstream-go/clickstream/lab/bench"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
 )
 
 // Config configures a chaos run. Zero fields take the defaults in brackets.
@@ -47,7 +47,7 @@ type Config struct {
 	// NoReshard skips the split and the merge.
 	NoReshard bool
 	// NoProxy runs the components straight against the emulator instead of
-	// through the in-process shard-limit/fault proxy (internal/kinesisproxy:
+	// through the in-process shard-limit/fault proxy (localstack/kinesisproxy:
 	// AWS's per-shard limits, a window of throttling, 500s and dropped
 	// connections, and a restart of the proxy).
 	NoProxy bool

@@ -4,27 +4,28 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
-	"os"
 	"time"
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
-	"github.com/clickstream-go/clickstream/internal/chaos"
 	"github.com/clickstream-go/clickstream/internal/setup"
+	"github.com/clickstream-go/clickstream/lab/chaos"
 )
 
-// errChaosFailed makes `clickstream chaos` exit non-zero after printing its table.
+// errChaosFailed makes `clickstream-lab chaos` exit non-zero after printing its table.
 var errChaosFailed = errors.New("chaos run failed: see the table above")
 
-func chaosCommand(stdout, stderr io.Writer) *command {
+func chaosCommand(stdout, stderr io.Writer) *cli.Command {
 	var (
-		cfg  chaos.Config
-		seed uint64
+		binary string
+		cfg    chaos.Config
+		seed   uint64
 	)
-	return &command{
-		name:  "chaos",
-		short: "run the pipeline under faults, then verify every output against the stream",
-		long: `Creates a fresh stream (--shards), tables and archive prefix, starts one consumer
+	return &cli.Command{
+		Name:  "chaos",
+		Short: "run the pipeline under faults, then verify every output against the stream",
+		Long: `Creates a fresh stream (--shards), tables and archive prefix, starts one consumer
 process per application (archive, vectors, metrics) and produces synthetic load
 (loadgen --via kinesis at --rate) for --duration while injecting faults:
 
@@ -53,7 +54,8 @@ outputs alone:
 It prints a pass/fail table and the faults injected, and exits 1 on any loss,
 duplicate or difference. ` + "`make chaos`" + ` runs it for 5 minutes on a private
 kinesis-local stack.`,
-		flags: func(fs *flag.FlagSet) {
+		Flags: func(fs *flag.FlagSet) {
+			binaryFlag(fs, &binary)
 			fs.IntVar(&cfg.Shards, "shards", 4, "shards of the fresh stream (before the split and merge)")
 			fs.StringVar(&cfg.Bucket, "bucket", setup.DefaultBucket, "bucket for the archive (a fresh chaos/ prefix is used)")
 			fs.Float64Var(&cfg.Rate, "rate", 250, "load in events/s")
@@ -69,11 +71,11 @@ kinesis-local stack.`,
 			fs.StringVar(&cfg.LogDir, "log-dir", "", "directory for the components' logs (default a temporary one)")
 			fs.BoolVar(&cfg.Keep, "keep", false, "keep the stream, tables and archive objects")
 		},
-		run: func(ctx context.Context, args []string) error {
+		Run: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
-				return usageErr("chaos takes no arguments")
+				return cli.UsageErr("chaos takes no arguments")
 			}
-			exe, err := os.Executable()
+			exe, err := productBinary(binary)
 			if err != nil {
 				return err
 			}

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
 )
 
 // UpstreamEnv names the emulator behind a stack started with LIMITS=aws

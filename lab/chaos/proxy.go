@@ -10,10 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/clickstream-go/clickstream/internal/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
 )
 
-// faultProxy is the shard-limit/fault proxy (internal/kinesisproxy) served
+// faultProxy is the shard-limit/fault proxy (localstack/kinesisproxy) served
 // in-process in front of the emulator: the components talk to Kinesis only
 // through it, the ground truth and resharding bypass it. Restart closes it
 // with every connection and serves a new one on the same address.

@@ -1,7 +1,7 @@
 // Package bench drives the whole pipeline on a local (or real) stack and
 // measures it: loadgen → collector → stream → archive, vectors and metrics
 // consumers, each component in its own process so its CPU time and peak RSS
-// can be read from /proc. It backs `clickstream bench` and `make bench-e2e`.
+// can be read from /proc. It backs `clickstream-lab bench` and `make bench-e2e`.
 //
 // What it measures, and how:
 //   - sustained events/s: events acknowledged by Kinesis (producer counter of
