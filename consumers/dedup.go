@@ -24,9 +24,10 @@ import (
 // restart or a lease moving to another process, the runtime rebuilds the
 // window by reading the DedupWindow of records before the checkpoint
 // (GetShardIterator AT_TIMESTAMP), so the decisions of a replay are the
-// same as the first run's. Not covered: a copy that lands on a child shard
-// while its original went to the parent (a retry across a reshard), and
-// events without an id.
+// same as the first run's. A child shard's window starts with the last
+// DedupWindow of its parents' records, so a retry across a reshard (the
+// original on the parent, the copy on the child) is caught too. Not
+// covered: events without an id.
 
 // DedupWindow remembers the ids of one shard's most recent events. Ids are
 // kept as 64-bit hashes: two distinct ids collide with probability about

@@ -171,3 +171,26 @@ func TestRunner_CopyAfterTheCheckpointIsRecognisedByTheNextOwner(t *testing.T) {
 		t.Fatalf("second owner applied %v and %d duplicates; want only e-10 and e-11, and 7 duplicates", second.applied, dups)
 	}
 }
+
+// A producer's retry across a reshard: the original went to the parent, the
+// copy (same partition key) lands on a child. The child's window is seeded
+// with the parent's last records, so the copy is still recognised.
+func TestRunner_CopyOnAChildShardOfItsOriginalIsRecognised(t *testing.T) {
+	e := newEnv(t, 1)
+	putEvents(t, e, ids("e", 0, 10))
+	reshard(t, e, 2)
+	putEvents(t, e, ids("e", 6, 10)) // the retry, now routed to a child
+	putEvents(t, e, ids("e", 10, 12))
+
+	a := newApplier()
+	rr := start(t, e.config(t, a, "owner-1"))
+	waitFor(t, 30*time.Second, "every record handed", func() bool {
+		applied, _, dups := a.counts()
+		return applied+dups >= 12+4
+	})
+	rr.stop(t)
+	applied, twice, dups := a.counts()
+	if applied != 12 || twice != 0 || dups != 4 {
+		t.Fatalf("applied %d events (%d twice), %d duplicates; want 12 once each and the 4 copies on the child skipped", applied, twice, dups)
+	}
+}

@@ -190,8 +190,15 @@ func (w *shardWorker) session() (err error) {
 	// before the checkpoint so a replay decides as the first run did.
 	dedup := NewDedupWindow(w.r.cfg.DedupWindow, w.r.cfg.DedupMaxIDs)
 	var from time.Time // AT_TIMESTAMP start of the rebuild; zero: none
-	if dedup != nil && !start.IsZero() {
-		from = w.rebuildFrom(start)
+	if dedup != nil {
+		// Parents first: a retry across a reshard puts the copy on this
+		// shard and the original on a parent.
+		for _, parent := range w.info.Parents {
+			w.seedFromParent(dedup, parent)
+		}
+		if !start.IsZero() {
+			from = w.rebuildFrom(w.lease.ShardID, start)
+		}
 	}
 	iter, err := w.iterator(start, "", from)
 	if errors.Is(err, errShardGone) {
@@ -490,12 +497,80 @@ func (w *shardWorker) deadLetter(ctx context.Context, bad []Record) error {
 	}
 }
 
-// rebuildFrom returns where to start reading so the de-duplication window
-// holds what it held when the checkpoint was written: DedupWindow before
-// the checkpointed record's arrival. Zero (no rebuild) when that record
-// cannot be read; the window then starts empty, which is logged.
-func (w *shardWorker) rebuildFrom(at Position) time.Time {
-	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(w.r.cfg.Stream), ShardId: aws.String(w.lease.ShardID),
+// seedFromParent adds to the window the ids of a finished parent's records
+// that arrived within DedupWindow of its last one (its final checkpoint).
+// Reading a little more than the child needs changes no decision: entries
+// older than the window are evicted before any lookup.
+func (w *shardWorker) seedFromParent(dedup *DedupWindow, parent string) {
+	cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
+	l, err := w.r.cfg.Leases.Get(cctx, w.r.cfg.App, parent)
+	cancel()
+	if err != nil || l.Checkpoint.IsZero() {
+		if err != nil && !errors.Is(err, leases.ErrNotFound) {
+			w.log.Warn("de-duplication window not seeded from a parent shard", slog.String("parent", parent), slog.Any("err", err))
+		}
+		return
+	}
+	from := w.rebuildFrom(parent, l.Checkpoint)
+	if from.IsZero() {
+		return
+	}
+	dec, _ := NewRecordDecoder(parent, HashKeyRange{}) // a zero range never fails
+	iter, err := w.shardIterator(parent, &kinesis.GetShardIteratorInput{ShardIteratorType: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(from)})
+	var recs []Record
+	for err == nil && iter != nil {
+		var out *kinesis.GetRecordsOutput
+		cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
+		out, err = w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter}, noSDKRetries)
+		cancel()
+		if err != nil {
+			if errKind(err) == "throttled" {
+				if stopped, serr := w.sleep(w.r.cfg.PollInterval); stopped || serr != nil {
+					return
+				}
+				err = nil
+			}
+			continue
+		}
+		recs = recs[:0]
+		for i := range out.Records {
+			kr := &out.Records[i]
+			recs = dec.Append(recs, KinesisRecord{SequenceNumber: aws.ToString(kr.SequenceNumber), PartitionKey: aws.ToString(kr.PartitionKey),
+				ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp), Data: kr.Data})
+		}
+		for i := range recs {
+			if recs[i].Err == nil && !recs[i].Position.After(l.Checkpoint) {
+				dedup.Seen(recs[i].Event.ID, recs[i].ArrivalTime)
+			}
+		}
+		iter = out.NextShardIterator
+		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
+			break // an emulator that never ends a closed shard's iterator
+		}
+	}
+	if err != nil {
+		w.log.Warn("de-duplication window not seeded from a parent shard", slog.String("parent", parent), slog.Any("err", err))
+	}
+}
+
+// shardIterator gets an iterator on shard with one call.
+func (w *shardWorker) shardIterator(shard string, in *kinesis.GetShardIteratorInput) (*string, error) {
+	in.StreamName, in.ShardId = aws.String(w.r.cfg.Stream), aws.String(shard)
+	cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
+	defer cancel()
+	out, err := w.r.cfg.Kinesis.GetShardIterator(cctx, in)
+	if err != nil {
+		return nil, err
+	}
+	return out.ShardIterator, nil
+}
+
+// rebuildFrom returns where to start reading shard so the de-duplication
+// window holds what it held when the checkpoint at was written: DedupWindow
+// before the checkpointed record's arrival. Zero (no rebuild) when that
+// record cannot be read; the window then starts empty, which is logged.
+func (w *shardWorker) rebuildFrom(shard string, at Position) time.Time {
+	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(w.r.cfg.Stream), ShardId: aws.String(shard),
 		ShardIteratorType: types.ShardIteratorTypeAtSequenceNumber, StartingSequenceNumber: aws.String(at.SequenceNumber)}
 	var err error
 	for attempt := range 3 {
@@ -521,7 +596,7 @@ func (w *shardWorker) rebuildFrom(at Position) time.Time {
 		}
 		w.r.m.getError(w.r.cfg.App, errKind(err))
 	}
-	w.log.Warn("de-duplication window not rebuilt; copies of events from before the checkpoint are not recognised", slog.Any("err", err))
+	w.log.Warn("de-duplication window not rebuilt; copies of events from before the checkpoint are not recognised", slog.String("from_shard", shard), slog.Any("err", err))
 	return time.Time{}
 }
 

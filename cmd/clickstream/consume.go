@@ -90,9 +90,9 @@ PutRecords call, or an app a collector request, whose answer was lost) are
 applied once: every application remembers the ids of the last --dedup-window
 (1m) of each shard, at most --dedup-max-ids, skips later copies and counts them
 in clickstream_consumer_duplicate_events_total. A restarted shard re-reads the
-window before its checkpoint to rebuild it. Not caught: a copy arriving later
-than the window, one that lands on a child shard while its original is on the
-parent (a retry across a reshard), and events without an id.
+window before its checkpoint to rebuild it, and a child shard starts with its
+parents' last window (a retry across a reshard). Not caught: a copy arriving
+later than the window, and events without an id.
 
 Prometheus metrics (lag per shard, records/s, processor figures) and /healthz
 are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every shard.

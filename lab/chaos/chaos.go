@@ -146,7 +146,7 @@ type Report struct {
 	Valid        int
 	Bad          int
 	Duplicates   int // valid records that are copies of an event (retried PutRecords), skipped
-	CopiesLeft   int // copies outside the per-shard window (across a reshard): kept
+	CopiesLeft   int // copies the window cannot see (too late, or on an unrelated shard): kept
 
 	Faults  Faults
 	Checks  []Check

@@ -22,7 +22,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			closed++
 		}
 	}
-	fmt.Fprintf(w, "stream %s: %d shards (%d open, %d closed), %d user records: %d valid events (%d of them copies from retried calls, skipped; %d copies across a reshard, kept), %d bad\n\n",
+	fmt.Fprintf(w, "stream %s: %d shards (%d open, %d closed), %d user records: %d valid events (%d of them copies from retried calls, skipped; %d copies out of the window's reach, kept), %d bad\n\n",
 		r.Stream, len(r.Shards), open, closed, r.Records, r.Valid, r.Duplicates, r.CopiesLeft, r.Bad)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "check\texpected\tgot\tresult")

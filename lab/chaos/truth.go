@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -69,9 +70,9 @@ func (t *Truth) Duplicates() int {
 }
 
 // CopiesLeft counts events applied more than once by id after the
-// per-shard de-duplication: copies on another shard than their original
-// (a retry across a reshard) or outside the window. The consumers keep
-// them, as the truth does; the report shows how many there were.
+// de-duplication: copies outside the window, or on a shard that is neither
+// their original's nor its child. The consumers keep them, as the truth
+// does; the report shows how many there were.
 func (t *Truth) CopiesLeft() int {
 	seen := map[string]bool{}
 	n := 0
@@ -116,6 +117,7 @@ func ReadTruth(ctx context.Context, kc KinesisAPI, stream string) (*Truth, error
 		return nil, err
 	}
 	t := &Truth{}
+	span := map[string][2]int{} // shard → its records in t.Records
 	for _, sh := range shards {
 		info := ShardInfo{ID: aws.ToString(sh.ShardId), Open: sh.SequenceNumberRange == nil || sh.SequenceNumberRange.EndingSequenceNumber == nil}
 		for _, p := range []*string{sh.ParentShardId, sh.AdjacentParentShardId} {
@@ -132,10 +134,37 @@ func ReadTruth(ctx context.Context, kc KinesisAPI, stream string) (*Truth, error
 			return nil, err
 		}
 		info.UserRecords = len(t.Records) - n0
-		consumers.NewDedupWindow(consumers.DefaultDedupWindow, consumers.DefaultDedupMaxIDs).Mark(t.Records[n0:])
+		span[info.ID] = [2]int{n0, len(t.Records)}
+		markCopies(t.Records, span, info)
 		t.Shards = append(t.Shards, info)
 	}
 	return t, nil
+}
+
+// markCopies marks the copies among shard info's records as the consumer
+// runtime does: a window per shard, seeded with the records of each parent
+// (in id order) that arrived within the window of the parent's last one,
+// then fed the shard's own records in order. Shards are read in id order, so
+// a shard's parents are already in records.
+func markCopies(records []consumers.Record, span map[string][2]int, info ShardInfo) {
+	w := consumers.NewDedupWindow(consumers.DefaultDedupWindow, consumers.DefaultDedupMaxIDs)
+	parents := slices.Clone(info.Parents)
+	slices.Sort(parents)
+	for _, p := range parents {
+		sp, ok := span[p]
+		if !ok || sp[0] == sp[1] {
+			continue
+		}
+		prs := records[sp[0]:sp[1]]
+		from := prs[len(prs)-1].ArrivalTime.Add(-consumers.DefaultDedupWindow)
+		for i := range prs {
+			if prs[i].Err == nil && !prs[i].ArrivalTime.Before(from) {
+				w.Seen(prs[i].Event.ID, prs[i].ArrivalTime)
+			}
+		}
+	}
+	sp := span[info.ID]
+	w.Mark(records[sp[0]:sp[1]])
 }
 
 func readShard(ctx context.Context, kc KinesisAPI, stream, shardID string, hr consumers.HashKeyRange, dst []consumers.Record) ([]consumers.Record, int, error) {
