@@ -72,7 +72,7 @@ type S3API interface {
 var _ S3API = (*s3.Client)(nil)
 
 // S3DeadLetter writes each bad record as one JSON object (DeadLetterEntry)
-// at DeadLetterKey under s3://Bucket/Prefix (DESIGN.md §4).
+// at DeadLetterKey under s3://Bucket/Prefix (docs/DESIGN.md §4.1).
 type S3DeadLetter struct {
 	client S3API
 	bucket string

@@ -113,8 +113,8 @@ type Shard struct {
 
 // StateStore lets a processor keep small per-shard state (up to a few
 // hundred KiB; DynamoDB items are at most 400 KB) next to the checkpoint.
-// Archive records its pending flush there before uploading (DESIGN.md
-// "Exactly once, concretely").
+// Archive records its pending flush there before uploading (docs/DESIGN.md
+// §4.4).
 type StateStore interface {
 	// Load returns the state last saved for the shard; nil when none.
 	Load(ctx context.Context) ([]byte, error)

@@ -20,7 +20,7 @@ import (
 	"github.com/clickstream-go/clickstream/internal/setup"
 )
 
-// DefaultAPIAddr is where `clickstream api` listens (DESIGN.md §5).
+// DefaultAPIAddr is where `clickstream api` listens (docs/DESIGN.md §5).
 const DefaultAPIAddr = "127.0.0.1:8081"
 
 func apiCommand(stderr io.Writer) *cli.Command {

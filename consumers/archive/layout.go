@@ -35,7 +35,7 @@ func (p Partition) Date() string {
 func (p Partition) HourString() string { return fmt.Sprintf("%02d", p.Hour.Hour()) }
 
 // Dir returns the partition's key prefix under prefix:
-// PREFIX/events/type=T/dt=YYYY-MM-DD/hour=HH/ (DESIGN.md §4).
+// PREFIX/events/type=T/dt=YYYY-MM-DD/hour=HH/ (docs/DESIGN.md §4.1).
 func (p Partition) Dir(prefix string) string {
 	return normPrefix(prefix) + "events/type=" + EscapePartitionValue(p.Type) +
 		"/dt=" + p.Date() + "/hour=" + p.HourString() + "/"

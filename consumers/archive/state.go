@@ -12,7 +12,7 @@ import (
 )
 
 // shardState is what the archive keeps in the runtime's per-shard
-// StateStore, next to the checkpoint (DESIGN.md §4 "Exactly once,
+// StateStore, next to the checkpoint (docs/DESIGN.md §4.4 "Exactly once,
 // concretely"):
 //
 //   - Written: every record of the shard at or before it is in S3. Records

@@ -3,16 +3,7 @@
 // per placement, latency percentiles, unique users — or any metric declared
 // in a definitions file) into per-shard partial rows in DynamoDB, merges
 // them at read time for the read API, the dashboard and `clickstream
-// metrics query`, and evaluates alert rules on them.
-//
-// Exactly once: each partial row (metric, group, window, shard) is
-// overwritten, never incremented, and records the shard position it is
-// complete up to; the shard's progress row keeps the watermark state as of
-// the position it was saved at. A replay after a crash — cut into different
-// batches, in the runtime or in Lambda — skips what each row already holds
-// and makes the same lateness decisions, so counts converge to the exact
-// values. Windows are published when the shard's watermark (largest event
-// time minus OutOfOrderness, advanced by processing time when the shard is
-// idle at its tip) passes their end; later events within AllowedLateness
-// rewrite them; later still are dropped and counted per metric.
+// metrics query`, and evaluates alert rules on them. Each partial row is
+// overwritten, never incremented, and records the position it is complete
+// up to, so replays converge to exact counts (docs/DESIGN.md §4.3).
 package metrics

@@ -11,7 +11,7 @@ import (
 
 // Forward decay with per-user landmarks.
 //
-// The model (DESIGN.md §4) is clicks_f(t) = Σ w·2^(−(t−ts)/H). Forward decay
+// The model (docs/DESIGN.md §4.2) is clicks_f(t) = Σ w·2^(−(t−ts)/H). Forward decay
 // stores s = Σ w·2^((ts−L)/H) for a landmark L and scales at read time:
 // clicks_f(t) = s·2^((L−t)/H). Every update is then a commutative ADD.
 //

@@ -127,7 +127,7 @@ func counterCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
 	return n
 }
 
-// The JSON shape is a contract (DESIGN.md §4).
+// The JSON shape is a contract (docs/DESIGN.md §4.2).
 func TestHandler_ResponseHasTheDesignedJSONShape(t *testing.T) {
 	var calls []call
 	h, _ := NewHandler(fakeGetter(&calls), HandlerConfig{})

@@ -17,7 +17,7 @@ import (
 )
 
 // Vector is a user's vector decayed to AsOf: the read API's JSON shape
-// (DESIGN.md §4), shared with the Go client.
+// (docs/DESIGN.md §4.2), shared with the Go client.
 type Vector = client.Vector
 
 // Feature is one feature of a Vector.

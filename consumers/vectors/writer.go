@@ -70,7 +70,7 @@ type writeResult struct {
 }
 
 // writer applies one user's events with the exactly-once protocol of
-// DESIGN.md §4: the optimistic ADD; on a failed condition, the item that
+// docs/DESIGN.md §4.2: the optimistic ADD; on a failed condition, the item that
 // came back with it says why — unknown user (create), events already applied
 // (retry with only the newer ones, or nothing), another landmark (use it, or
 // rebase), too many features or an oversized delta (rewrite and prune).

@@ -21,7 +21,7 @@ import (
 	"github.com/clickstream-go/clickstream/internal/awsx"
 )
 
-// Default resource names (DESIGN.md §5). Every one is overridable.
+// Default resource names (docs/DESIGN.md §5). Every one is overridable.
 const (
 	DefaultStream       = "clickstream-events"
 	DefaultShards       = 4

@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// Vector is a user's vector, decayed to AsOf (DESIGN.md §4 read shape).
+// Vector is a user's vector, decayed to AsOf (docs/DESIGN.md §4.2 read shape).
 type Vector struct {
 	UserID        string    `json:"user_id"`
 	AsOf          time.Time `json:"as_of"`
