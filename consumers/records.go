@@ -1,13 +1,11 @@
 package consumers
 
 import (
-	"crypto/md5"
-	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"time"
 
 	"github.com/clickstream-go/clickstream/event"
+	"github.com/clickstream-go/clickstream/internal/hashkey"
 	"github.com/clickstream-go/clickstream/kpl"
 )
 
@@ -29,46 +27,6 @@ type HashKeyRange struct {
 // IsZero reports whether the range is unknown.
 func (r HashKeyRange) IsZero() bool { return r.Start == "" && r.End == "" }
 
-// uint128 is a hash key. Hand-written rather than big.Int: the range check
-// runs for every aggregated sub-record, and big.Int costs allocations there.
-type uint128 struct{ hi, lo uint64 }
-
-func (a uint128) less(b uint128) bool { return a.hi < b.hi || (a.hi == b.hi && a.lo < b.lo) }
-
-// parseUint128 parses a decimal hash key.
-func parseUint128(s string) (uint128, error) {
-	if s == "" || len(s) > 39 {
-		return uint128{}, fmt.Errorf("hash key %q: not a 128-bit decimal", s)
-	}
-	var v uint128
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return uint128{}, fmt.Errorf("hash key %q: not a decimal", s)
-		}
-		// v = v*10 + d, detecting overflow of 128 bits.
-		hiHi, hiLo := bits.Mul64(v.hi, 10)
-		loHi, loLo := bits.Mul64(v.lo, 10)
-		lo, carry := bits.Add64(loLo, uint64(c-'0'), 0)
-		hi, carry2 := bits.Add64(hiLo, loHi, carry)
-		if hiHi != 0 || carry2 != 0 {
-			return uint128{}, fmt.Errorf("hash key %q: exceeds 128 bits", s)
-		}
-		v = uint128{hi, lo}
-	}
-	return v, nil
-}
-
-// hashKeyOf is the hash key Kinesis routes a record by: the explicit hash key
-// if any, else the MD5 of the partition key as a big-endian 128-bit integer.
-func hashKeyOf(partitionKey, explicitHashKey string) (uint128, error) {
-	if explicitHashKey != "" {
-		return parseUint128(explicitHashKey)
-	}
-	sum := md5.Sum([]byte(partitionKey))
-	return uint128{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:])}, nil
-}
-
 // RecordDecoder turns the Kinesis records of one shard into user records:
 // KPL de-aggregation (MD5 verified), event decoding, and the hash-key range
 // check of aggregated sub-records. The long-running runtime and the Lambda
@@ -76,7 +34,7 @@ func hashKeyOf(partitionKey, explicitHashKey string) (uint128, error) {
 type RecordDecoder struct {
 	shardID    string
 	checkRange bool
-	start, end uint128
+	rng        hashkey.Range
 	sub        []kpl.Record // reused across Append calls
 }
 
@@ -88,10 +46,7 @@ func NewRecordDecoder(shardID string, r HashKeyRange) (*RecordDecoder, error) {
 		return d, nil
 	}
 	var err error
-	if d.start, err = parseUint128(r.Start); err != nil {
-		return nil, fmt.Errorf("shard %s range: %w", shardID, err)
-	}
-	if d.end, err = parseUint128(r.End); err != nil {
+	if d.rng, err = hashkey.ParseRange(r.Start, r.End); err != nil {
 		return nil, fmt.Errorf("shard %s range: %w", shardID, err)
 	}
 	d.checkRange = true
@@ -136,11 +91,11 @@ func (d *RecordDecoder) Append(dst []Record, kr KinesisRecord) []Record {
 		if d.checkRange {
 			// A sub-record with an unparsable explicit hash key is routed by its
 			// partition key: still processed, judged by what Kinesis would do.
-			hk, herr := hashKeyOf(s.PartitionKey, s.ExplicitHashKey)
+			hk, herr := hashkey.Route(s.PartitionKey, s.ExplicitHashKey)
 			if herr != nil {
-				hk, _ = hashKeyOf(s.PartitionKey, "")
+				hk = hashkey.Of(s.PartitionKey)
 			}
-			r.OutOfRange = hk.less(d.start) || d.end.less(hk)
+			r.OutOfRange = !d.rng.Contains(hk)
 		}
 		r.Event, r.Err = event.Decode(s.Data)
 		dst = append(dst, r)

@@ -263,7 +263,7 @@ func (p *Producer) route(pr pending, now time.Time) {
 		return
 	}
 	s := p.lp.shards[i]
-	l := s.lanes[pr.hash.lo%uint64(len(s.lanes))]
+	l := s.lanes[pr.hash.Lo%uint64(len(s.lanes))]
 	p.lp.markActive(l)
 	if !l.hasData() {
 		l.ackDue = time.Time{}

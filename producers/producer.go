@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/clickstream-go/clickstream/internal/hashkey"
 )
 
 // Record is one user record: an event and the key that routes it.
@@ -323,11 +325,11 @@ func prepare(r Record) (pending, error) {
 	var h hashKey
 	if r.ExplicitHashKey != "" {
 		var err error
-		if h, err = parseHashKey(r.ExplicitHashKey); err != nil {
+		if h, err = hashkey.Parse(r.ExplicitHashKey); err != nil {
 			return pending{}, fmt.Errorf("%w: explicit hash key %.50q: %w", ErrInvalidRecord, r.ExplicitHashKey, err)
 		}
 	} else {
-		h = hashOf(pk)
+		h = hashkey.Of(pk)
 	}
 	return pending{rec: r, hash: h, size: len(r.Data) + len(pk) + len(r.ExplicitHashKey)}, nil
 }

@@ -3,13 +3,14 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"math/big"
 	"sort"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/clickstream-go/clickstream/internal/hashkey"
 )
 
 // openShards returns the open shards sorted by starting hash key.
@@ -24,29 +25,20 @@ func openShards(ctx context.Context, kc KinesisAPI, stream string) ([]types.Shar
 			open = append(open, s)
 		}
 	}
-	sort.Slice(open, func(i, j int) bool { return hashKey(open[i], true).Cmp(hashKey(open[j], true)) < 0 })
+	sort.Slice(open, func(i, j int) bool { return shardRange(open[i]).Start.Less(shardRange(open[j]).Start) })
 	return open, nil
 }
 
-func hashKey(s types.Shard, start bool) *big.Int {
-	v := aws.ToString(s.HashKeyRange.EndingHashKey)
-	if start {
-		v = aws.ToString(s.HashKeyRange.StartingHashKey)
-	}
-	n, _ := new(big.Int).SetString(v, 10)
-	if n == nil {
-		n = new(big.Int)
-	}
-	return n
+// shardRange is a listed shard's hash key range (Kinesis lists valid ones).
+func shardRange(s types.Shard) hashkey.Range {
+	r, _ := hashkey.ParseRange(aws.ToString(s.HashKeyRange.StartingHashKey), aws.ToString(s.HashKeyRange.EndingHashKey))
+	return r
 }
 
 // SplitMiddle splits shard of stream at the middle of its hash-key range
 // and waits until the stream is ACTIVE again.
 func SplitMiddle(ctx context.Context, kc KinesisAPI, stream string, shard types.Shard) error {
-	lo, hi := hashKey(shard, true), hashKey(shard, false)
-	mid := new(big.Int).Add(lo, hi)
-	mid.Rsh(mid, 1)
-	mid.Add(mid, big.NewInt(1))
+	mid := shardRange(shard).Middle()
 	if _, err := kc.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String(stream),
 		ShardToSplit: shard.ShardId, NewStartingHashKey: aws.String(mid.String())}); err != nil {
 		return fmt.Errorf("split %s: %w", aws.ToString(shard.ShardId), err)
@@ -108,8 +100,7 @@ func (r *run) merge(ctx context.Context) {
 	open, err := openShards(ctx, kc, r.res.Stream)
 	var pairs [][2]types.Shard
 	for i := 0; err == nil && i+1 < len(open); i++ {
-		end := new(big.Int).Add(hashKey(open[i], false), big.NewInt(1))
-		if end.Cmp(hashKey(open[i+1], true)) == 0 {
+		if shardRange(open[i]).End.Next() == shardRange(open[i+1]).Start {
 			pairs = append(pairs, [2]types.Shard{open[i], open[i+1]})
 		}
 	}

@@ -1,56 +1,25 @@
 package kinesisproxy
 
 import (
-	"crypto/md5"
-	"encoding/binary"
-	"fmt"
-	"math/big"
 	"slices"
 	"strings"
+
+	"github.com/clickstream-go/clickstream/internal/hashkey"
 )
 
-// hashKey is a 128-bit Kinesis hash key.
-type hashKey struct{ hi, lo uint64 }
-
-func (a hashKey) cmp(b hashKey) int {
-	switch {
-	case a.hi < b.hi:
-		return -1
-	case a.hi > b.hi:
-		return 1
-	case a.lo < b.lo:
-		return -1
-	case a.lo > b.lo:
-		return 1
-	}
-	return 0
-}
-
-// partitionHash is where Kinesis puts a partition key: MD5 of its UTF-8
-// bytes, read as an unsigned big-endian 128-bit integer.
-func partitionHash(key string) hashKey {
-	s := md5.Sum([]byte(key))
-	return hashKey{binary.BigEndian.Uint64(s[:8]), binary.BigEndian.Uint64(s[8:])}
-}
+// hashKey is a point of Kinesis' hash key space (package hashkey).
+type hashKey = hashkey.Key
 
 // parseHashKey reads a decimal hash key (ExplicitHashKey, HashKeyRange).
-func parseHashKey(s string) (hashKey, error) {
-	b, ok := new(big.Int).SetString(s, 10)
-	if !ok || b.Sign() < 0 || b.BitLen() > 128 {
-		return hashKey{}, fmt.Errorf("hash key %q is not an integer in [0, 2^128)", s)
-	}
-	var buf [16]byte
-	b.FillBytes(buf[:])
-	return hashKey{binary.BigEndian.Uint64(buf[:8]), binary.BigEndian.Uint64(buf[8:])}, nil
-}
+func parseHashKey(s string) (hashKey, error) { return hashkey.Parse(s) }
 
 // entryHash is the hash a record is routed by: its explicit hash key when
 // it has one, else MD5 of its partition key.
 func entryHash(partitionKey string, explicit *string) (hashKey, error) {
-	if explicit != nil && *explicit != "" {
-		return parseHashKey(*explicit)
+	if explicit != nil {
+		return hashkey.Route(partitionKey, *explicit)
 	}
-	return partitionHash(partitionKey), nil
+	return hashkey.Of(partitionKey), nil
 }
 
 // shardRange is one open shard and the hash keys it holds (inclusive).
@@ -65,7 +34,7 @@ type shardMap []shardRange
 
 func newShardMap(rs []shardRange) shardMap {
 	m := slices.Clone(rs)
-	slices.SortFunc(m, func(a, b shardRange) int { return a.start.cmp(b.start) })
+	slices.SortFunc(m, func(a, b shardRange) int { return a.start.Compare(b.start) })
 	return m
 }
 
@@ -73,12 +42,12 @@ func newShardMap(rs []shardRange) shardMap {
 // read mid-reshard can have a gap).
 func (m shardMap) route(h hashKey) string {
 	i, _ := slices.BinarySearchFunc(m, h, func(s shardRange, h hashKey) int {
-		if s.end.cmp(h) < 0 {
+		if s.end.Compare(h) < 0 {
 			return -1
 		}
 		return 1
 	})
-	if i < len(m) && m[i].start.cmp(h) <= 0 {
+	if i < len(m) && m[i].start.Compare(h) <= 0 {
 		return m[i].id
 	}
 	return ""

@@ -3,6 +3,7 @@ package kinesisproxy
 import (
 	"crypto/md5"
 	"encoding/base64"
+	"github.com/clickstream-go/clickstream/internal/hashkey"
 	"math/big"
 	"strings"
 	"testing"
@@ -33,27 +34,27 @@ func fourShards(t *testing.T) shardMap {
 
 func TestPartitionHash_IsMD5AsBigEndian128BitInteger(t *testing.T) {
 	for _, k := range []string{"", "u-42", "a", "user-with-a-long-id-ümlaut"} {
-		h := partitionHash(k)
+		h := hashkey.Of(k)
 		want := new(big.Int)
 		sum := md5sum(k)
 		want.SetBytes(sum[:])
 		if got := mustKey(t, want.String()); got != h {
-			t.Errorf("%q: hash %x%016x, want %s", k, h.hi, h.lo, want)
+			t.Errorf("%q: hash %x%016x, want %s", k, h.Hi, h.Lo, want)
 		}
 	}
 	// A known value: MD5("a") = 0cc175b9c0f1b6a831c399e269772661.
-	if h := partitionHash("a"); h.hi != 0x0cc175b9c0f1b6a8 || h.lo != 0x31c399e269772661 {
-		t.Fatalf("MD5(a) = %016x%016x", h.hi, h.lo)
+	if h := hashkey.Of("a"); h.Hi != 0x0cc175b9c0f1b6a8 || h.Lo != 0x31c399e269772661 {
+		t.Fatalf("MD5(a) = %016x%016x", h.Hi, h.Lo)
 	}
 }
 
 func TestParseHashKey_AcceptsTheWholeKeySpaceOnly(t *testing.T) {
 	maxKey := "340282366920938463463374607431768211455" // 2^128 - 1
-	if k := mustKey(t, maxKey); k.hi != ^uint64(0) || k.lo != ^uint64(0) {
-		t.Fatalf("max key = %x %x", k.hi, k.lo)
+	if k := mustKey(t, maxKey); k.Hi != ^uint64(0) || k.Lo != ^uint64(0) {
+		t.Fatalf("max key = %x %x", k.Hi, k.Lo)
 	}
-	if k := mustKey(t, "18446744073709551616"); k.hi != 1 || k.lo != 0 { // 2^64
-		t.Fatalf("2^64 = %x %x", k.hi, k.lo)
+	if k := mustKey(t, "18446744073709551616"); k.Hi != 1 || k.Lo != 0 { // 2^64
+		t.Fatalf("2^64 = %x %x", k.Hi, k.Lo)
 	}
 	for _, bad := range []string{"340282366920938463463374607431768211456", "-1", "", "12a", "0x10"} {
 		if _, err := parseHashKey(bad); err == nil {
@@ -81,8 +82,8 @@ func TestShardMap_RoutesEveryHashToTheShardWhoseRangeHoldsIt(t *testing.T) {
 	}
 	// Partition keys: the top two bits of MD5 pick the shard.
 	for _, k := range []string{"u-1", "u-2", "u-3", "u-42", "a"} {
-		h := partitionHash(k)
-		want := "shardId-00000000000" + string(rune('0'+h.hi>>62))
+		h := hashkey.Of(k)
+		want := "shardId-00000000000" + string(rune('0'+h.Hi>>62))
 		if got := m.route(h); got != want {
 			t.Errorf("key %q routed to %s, want %s", k, got, want)
 		}
