@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickstream-go/clickstream/consumers/leases"
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // callTimeout bounds one AWS call, so a hung connection cannot stall a shard.
@@ -118,13 +118,13 @@ func (w *shardWorker) run() {
 	defer w.abort()
 	defer w.r.m.dropShard(w.r.cfg.App, w.lease.ShardID)
 	w.log.Info("shard started", slog.String("checkpoint", w.checkpoint.String()))
-	bo := backoff{min: w.r.cfg.PollInterval, max: w.r.cfg.MaxBackoff}
+	bo := retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff}
 	var errs errLog
 	for {
 		began := time.Now()
 		err := w.session()
 		if time.Since(began) > 2*w.r.cfg.MaxBackoff {
-			bo.reset() // a long healthy session: start backing off afresh
+			bo.Reset() // a long healthy session: start backing off afresh
 		}
 		switch {
 		case err == nil:
@@ -140,7 +140,7 @@ func (w *shardWorker) run() {
 		}
 		w.r.m.procError(w.r.cfg.App)
 		errs.log(w.log, slog.LevelError, "shard session failed; replaying from checkpoint", err)
-		stopped, err := w.sleep(bo.next())
+		stopped, err := w.sleep(bo.Next())
 		if err != nil {
 			w.log.Info("shard abandoned")
 			return
@@ -210,7 +210,7 @@ func (w *shardWorker) session() (err error) {
 	}
 
 	var (
-		bo       = backoff{min: w.r.cfg.PollInterval, max: w.r.cfg.MaxBackoff}
+		bo       = retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff}
 		errs     errLog
 		lastRead string    // sequence number of the last Kinesis record read
 		nextCall time.Time // pacing: not before this
@@ -245,10 +245,10 @@ func (w *shardWorker) session() (err error) {
 				continue
 			}
 			errs.log(w.log, slog.LevelWarn, "get records failed; backing off", err, slog.String("kind", kind))
-			nextCall = called.Add(bo.next())
+			nextCall = called.Add(bo.Next())
 			continue
 		}
-		bo.reset()
+		bo.Reset()
 		records := make([]Record, 0, len(out.Records))
 		for i := range out.Records {
 			kr := &out.Records[i]
@@ -435,7 +435,7 @@ func (w *shardWorker) commit(ctx context.Context, finished, release bool, retrie
 	if release {
 		w.released.Store(true) // the coordinator stops renewing it
 	}
-	bo := backoff{min: 100 * time.Millisecond, max: w.r.cfg.MaxBackoff}
+	bo := retry.Backoff{Min: 100 * time.Millisecond, Max: w.r.cfg.MaxBackoff}
 	for attempt := 0; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
 		err := w.r.cfg.Leases.Update(cctx, w.lease, u)
@@ -460,19 +460,14 @@ func (w *shardWorker) commit(ctx context.Context, finished, release bool, retrie
 			return fmt.Errorf("checkpoint %s: %w", w.lease.ShardID, err)
 		}
 		w.log.Warn("checkpoint failed; retrying", slog.Any("err", err))
-		t := time.NewTimer(bo.next())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-		case <-t.C:
-		}
+		_ = retry.Sleep(ctx, bo.Next()) // a done ctx ends the loop above
 	}
 }
 
 // deadLetter stores bad records, retrying until it succeeds or the shard is
 // abandoned: a checkpoint never passes a bad record that is not stored.
 func (w *shardWorker) deadLetter(ctx context.Context, bad []Record) error {
-	bo := backoff{min: 100 * time.Millisecond, max: w.r.cfg.MaxBackoff}
+	bo := retry.Backoff{Min: 100 * time.Millisecond, Max: w.r.cfg.MaxBackoff}
 	var errs errLog
 	for {
 		cctx, cancel := context.WithTimeout(ctx, callTimeout)
@@ -487,12 +482,8 @@ func (w *shardWorker) deadLetter(ctx context.Context, bad []Record) error {
 		}
 		w.r.m.deadLetter(w.r.cfg.App, "error")
 		errs.log(w.log, slog.LevelError, "dead-letter write failed; retrying (the shard waits)", err, slog.Int("records", len(bad)))
-		t := time.NewTimer(bo.next())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := retry.Sleep(ctx, bo.Next()); err != nil {
+			return err
 		}
 	}
 }
@@ -620,7 +611,7 @@ func (w *shardWorker) iterator(at Position, lastRead string, from time.Time) (*s
 		in.ShardIteratorType = types.ShardIteratorTypeAtSequenceNumber
 		in.StartingSequenceNumber = aws.String(at.SequenceNumber)
 	}
-	bo := backoff{min: w.r.cfg.PollInterval, max: w.r.cfg.MaxBackoff}
+	bo := retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff}
 	var errs errLog
 	for {
 		cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
@@ -643,7 +634,7 @@ func (w *shardWorker) iterator(at Position, lastRead string, from time.Time) (*s
 			}
 		}
 		errs.log(w.log, slog.LevelWarn, "get shard iterator failed; backing off", err, slog.String("kind", kind))
-		if stopped, err := w.sleep(bo.next()); stopped || err != nil {
+		if stopped, err := w.sleep(bo.Next()); stopped || err != nil {
 			if err == nil {
 				err = errStopped
 			}
@@ -699,20 +690,6 @@ func (s shardState) Save(ctx context.Context, state []byte) error {
 	w.state = slices.Clone(state)
 	return nil
 }
-
-// backoff is capped exponential back-off with ±20% jitter.
-type backoff struct{ min, max, cur time.Duration }
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(b.cur*2, b.max)
-	}
-	return time.Duration(float64(b.cur) * (0.8 + 0.4*rand.Float64()))
-}
-
-func (b *backoff) reset() { b.cur = 0 }
 
 // errLog rate-limits repeated error logs: the first is logged, then at most
 // one per errLogEvery with the count of suppressed ones.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/clickstream-go/clickstream/internal/retry"
 	"github.com/clickstream-go/clickstream/kpl"
 )
 
@@ -717,15 +717,10 @@ func classify(err error) (reason string, permanent bool) {
 }
 
 // backoff is the wait before a shard's n-th consecutive retry: exponential
-// from the minimum, capped, with "equal jitter" (half fixed, half random) so
-// that shards throttled together do not retry together.
+// from the minimum, capped, with equal jitter (package retry) so that shards
+// throttled together do not retry together.
 func (p *Producer) backoff(n int) time.Duration {
-	d := p.cfg.minRetryBackoff
-	for i := 1; i < n && d < p.cfg.maxRetryBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, p.cfg.maxRetryBackoff)
-	return d/2 + rand.N(d/2+1)
+	return retry.Delay(n, p.cfg.minRetryBackoff, p.cfg.maxRetryBackoff)
 }
 
 // askRefresh asks the refresher for a new shard map, at most once a second.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/clickstream-go/clickstream/internal/cli"
+	"github.com/clickstream-go/clickstream/internal/retry"
 	"io"
 	"sort"
 	"text/tabwriter"
@@ -137,7 +138,7 @@ func readShard(ctx context.Context, kc *kinesis.Client, stream string, sh types.
 		out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
 		var thr *types.ProvisionedThroughputExceededException
 		if errors.As(err, &thr) {
-			if err := sleepCtx(ctx, backoff); err != nil {
+			if err := retry.Sleep(ctx, backoff); err != nil {
 				return nil, err
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -170,20 +171,9 @@ func readShard(ctx context.Context, kc *kinesis.Client, stream string, sh types.
 			break
 		}
 		// Stay under the 5 GetRecords calls/s/shard limit.
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}
 	return st, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // objectStore is where archive objects go: S3 in production (s3Store), a
@@ -72,7 +73,6 @@ func newS3Store(client S3API, cfg Config, m *metrics) *s3Store {
 // Put uploads body to key, retrying failed attempts (on top of the SDK's own
 // retries of each request) with jittered exponential back-off.
 func (s *s3Store) Put(ctx context.Context, key string, body []byte) error {
-	delay := s.backoff
 	for attempt := 1; ; attempt++ {
 		_, err := s.uploader.Upload(ctx, &s3.PutObjectInput{
 			Bucket:      aws.String(s.bucket),
@@ -97,10 +97,9 @@ func (s *s3Store) Put(ctx context.Context, key string, body []byte) error {
 		s.retries()
 		s.log.LogAttrs(ctx, slog.LevelWarn, "archive upload failed, retrying",
 			slog.String("key", key), slog.Int("attempt", attempt), slog.Any("err", err))
-		if err := sleep(ctx, jitter(delay)); err != nil {
+		if err := retry.Sleep(ctx, retry.Delay(attempt, s.backoff, maxBackoff)); err != nil {
 			return fmt.Errorf("upload s3://%s/%s: %w", s.bucket, key, err)
 		}
-		delay = min(2*delay, maxBackoff)
 	}
 }
 
@@ -153,23 +152,4 @@ func (s *s3Store) AbortUploads(ctx context.Context, key string) error {
 		}
 		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
 	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// jitter returns a duration in [d/2, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
 }

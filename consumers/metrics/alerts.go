@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // AlertConfig configures an Alerter. Zero fields take the defaults.
@@ -313,7 +315,7 @@ func (a *Alerter) deliver(ctx context.Context, rule *AlertRule, al Alert) error 
 	var last error
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
-			if err := sleepCtx(ctx, time.Duration(attempt)*500*time.Millisecond); err != nil {
+			if err := retry.Sleep(ctx, time.Duration(attempt)*500*time.Millisecond); err != nil {
 				return err
 			}
 		}

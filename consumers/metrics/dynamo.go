@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // DynamoAPI is the part of the DynamoDB client DynamoStore uses.
@@ -243,7 +245,7 @@ func (s *DynamoStore) LoadRows(ctx context.Context, keys []RowKey) ([]Row, error
 		req := map[string]types.KeysAndAttributes{s.table: *ka}
 		for attempt := 0; len(req) > 0; attempt++ {
 			if attempt > 0 {
-				if err := sleepCtx(ctx, backoff(attempt)); err != nil {
+				if err := retry.Sleep(ctx, retry.Delay(attempt+1, 50*time.Millisecond, 2*time.Second)); err != nil {
 					return nil, fmt.Errorf("load metrics rows: %w", err)
 				}
 			}
@@ -512,20 +514,4 @@ func (s *DynamoStore) ListShards(ctx context.Context) ([]ShardState, error) {
 		return nil
 	})
 	return out, err
-}
-
-func backoff(attempt int) time.Duration {
-	d := 50 * time.Millisecond << min(attempt, 6)
-	return min(d, 2*time.Second)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
+
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // store is where items live: DynamoDB (dynamoStore) or, in pure-logic unit
@@ -216,7 +217,7 @@ func (w *writer) call(ctx context.Context, res *writeResult, op func() (*item, e
 		if w.retry.onRetry != nil {
 			w.retry.onRetry(err)
 		}
-		if serr := sleepCtx(ctx, w.retry.backoff(attempt)); serr != nil {
+		if serr := retry.Sleep(ctx, retry.Delay(attempt, w.retry.base, w.retry.max)); serr != nil {
 			return nil, fmt.Errorf("%w (retrying after: %v)", serr, err)
 		}
 	}
@@ -257,25 +258,4 @@ type retryPolicy struct {
 	base, max   time.Duration
 	retryable   func(error) bool
 	onRetry     func(error)
-}
-
-func (p retryPolicy) backoff(attempt int) time.Duration {
-	d := p.base << min(attempt-1, 20)
-	if d > p.max || d <= 0 {
-		d = p.max
-	}
-	// Full jitter: spreads retries of many writers hitting the same
-	// throttled partition.
-	return time.Duration(rand.Int64N(int64(d)) + 1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -19,6 +19,8 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
+
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // Default resource names (docs/DESIGN.md §5). Every one is overridable.
@@ -162,7 +164,7 @@ func EnsureStream(ctx context.Context, kc KinesisAPI, name string, shards int, o
 		if sum != nil && sum.StreamStatus != kintypes.StreamStatusCreating && sum.StreamStatus != kintypes.StreamStatusUpdating {
 			break
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return st, fmt.Errorf("wait for stream %s: %w", name, err)
 		}
 	}
@@ -287,15 +289,4 @@ func EnsureBucket(ctx context.Context, sc S3API, name, region string) (Status, e
 	}
 	st.Created = err == nil
 	return st, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/clickstream-go/clickstream/consumers/apps"
+	"github.com/clickstream-go/clickstream/internal/retry"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -449,7 +450,7 @@ func (r *run) consumerFault(ctx context.Context, app string, round int) error {
 	}
 	delay := time.Duration(r.rng.IntN(3000)) * time.Millisecond
 	r.logf("fault: kill -9 %s (pid %d); restart in %s", victim.Name(), victim.Pid(), delay)
-	if err := sleep(ctx, delay); err != nil {
+	if err := retry.Sleep(ctx, delay); err != nil {
 		return err
 	}
 	_, err := r.startConsumer(ctx, app)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clickstream-go/clickstream/internal/retry"
 	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
 )
 
@@ -76,7 +77,7 @@ func (fp *faultProxy) SetFaults(f kinesisproxy.Faults) error {
 // fresh one (with fresh shard buckets) on the same address after down.
 func (fp *faultProxy) Restart(ctx context.Context, down time.Duration) error {
 	fp.close()
-	if err := sleep(ctx, down); err != nil {
+	if err := retry.Sleep(ctx, down); err != nil {
 		return err
 	}
 	return fp.serve()

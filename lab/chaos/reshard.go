@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickstream-go/clickstream/internal/hashkey"
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // openShards returns the open shards sorted by starting hash key.
@@ -59,7 +60,7 @@ func MergeAdjacent(ctx context.Context, kc KinesisAPI, stream string, a, b types
 func waitActive(ctx context.Context, kc KinesisAPI, stream string) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, 250*time.Millisecond); err != nil {
 			return err
 		}
 		out, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})

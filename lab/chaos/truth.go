@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // KinesisAPI is what reading the ground truth and resharding call.
@@ -185,7 +186,7 @@ func readShard(ctx context.Context, kc KinesisAPI, stream, shardID string, hr co
 		out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
 		var thr *types.ProvisionedThroughputExceededException
 		if errors.As(err, &thr) {
-			if err := sleep(ctx, backoff); err != nil {
+			if err := retry.Sleep(ctx, backoff); err != nil {
 				return nil, 0, err
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -207,15 +208,4 @@ func readShard(ctx context.Context, kc KinesisAPI, stream, shardID string, hr co
 		}
 	}
 	return dst, n, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

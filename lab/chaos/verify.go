@@ -21,6 +21,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/leases"
 	"github.com/clickstream-go/clickstream/consumers/metrics"
 	"github.com/clickstream-go/clickstream/consumers/vectors"
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // HalfLife is the consumers' default half-life, used by the direct computation.
@@ -104,7 +105,7 @@ func (r *run) waitCaughtUp(ctx context.Context, t *Truth, loadEnd time.Time) err
 			r.logf("waiting: %s", strings.Join(status, "; "))
 			lastLog = time.Now()
 		}
-		if err := sleep(ctx, 2*time.Second); err != nil {
+		if err := retry.Sleep(ctx, 2*time.Second); err != nil {
 			return err
 		}
 	}

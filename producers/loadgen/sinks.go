@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/clickstream-go/clickstream/internal/retry"
 	"github.com/clickstream-go/clickstream/producers"
 )
 
@@ -98,7 +98,7 @@ func (s *CollectorSink) Send(ctx context.Context, batch []Record) (Result, error
 			if failures > maxRetries {
 				return res, fmt.Errorf("post events: %w", err)
 			}
-			wait = backoff(failures)
+			wait = retry.Delay(failures, 100*time.Millisecond, 5*time.Second)
 		case status == http.StatusAccepted:
 			var r struct {
 				Accepted int         `json:"accepted"`
@@ -116,17 +116,13 @@ func (s *CollectorSink) Send(ctx context.Context, batch []Record) (Result, error
 			if failures > maxRetries {
 				return res, fmt.Errorf("post events: collector answered %d: %s", status, errText(respBody))
 			}
-			wait = backoff(failures)
+			wait = retry.Delay(failures, 100*time.Millisecond, 5*time.Second)
 		default:
 			return res, fmt.Errorf("%w: collector answered %d: %s", ErrPermanent, status, errText(respBody))
 		}
 		res.Retries++
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return res, ctx.Err()
-		case <-t.C:
+		if err := retry.Sleep(ctx, wait); err != nil {
+			return res, err
 		}
 	}
 }
@@ -191,12 +187,6 @@ func retryAfter(h http.Header, def time.Duration) time.Duration {
 		return max(0, time.Until(t))
 	}
 	return def
-}
-
-// backoff is jittered exponential: ~100 ms, 200 ms, … capped at 5 s.
-func backoff(attempt int) time.Duration {
-	d := min(100*time.Millisecond<<min(attempt-1, 6), 5*time.Second)
-	return d/2 + rand.N(d/2+1)
 }
 
 func errText(b []byte) string {

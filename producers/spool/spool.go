@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/clickstream-go/clickstream/internal/retry"
 	"github.com/clickstream-go/clickstream/producers"
 )
 
@@ -75,7 +76,7 @@ type Spool struct {
 
 	mu       sync.Mutex
 	inflight []*entry // frames put, oldest first; the done prefix is committable
-	retries  []retry
+	retries  []pendingRetry
 	readEnd  int64 // offset after the last frame the shipper read
 	closing  bool
 
@@ -88,7 +89,8 @@ type entry struct {
 	remaining int // records not yet acknowledged
 }
 
-type retry struct {
+// pendingRetry is a batch of an entry's records to put again at a time.
+type pendingRetry struct {
 	e    *entry
 	recs []producers.Record
 	at   time.Time
@@ -168,7 +170,7 @@ func (s *Spool) ship() {
 			}
 			// Disk trouble: keep the position, log, try again.
 			s.lg.Error("spool: read failed; retrying", "error", err, "retry_in", backoff)
-			if !sleep(s.ctx, backoff) {
+			if retry.Sleep(s.ctx, backoff) != nil {
 				return
 			}
 			backoff = min(2*backoff, 30*time.Second)
@@ -226,7 +228,7 @@ func (s *Spool) acked(e *entry, recs []producers.Record, err error) {
 	s.mu.Lock()
 	e.remaining -= len(recs) - len(failed)
 	if len(failed) > 0 {
-		s.retries = append(s.retries, retry{e: e, recs: failed, at: time.Now().Add(s.cfg.RetryBackoff)})
+		s.retries = append(s.retries, pendingRetry{e: e, recs: failed, at: time.Now().Add(s.cfg.RetryBackoff)})
 	}
 	s.mu.Unlock()
 	if len(failed) > 0 {
@@ -243,7 +245,7 @@ func (s *Spool) retryLoop() {
 	defer s.wg.Done()
 	for {
 		s.mu.Lock()
-		var due []retry
+		var due []pendingRetry
 		next := time.Duration(-1)
 		kept := s.retries[:0]
 		for _, r := range s.retries {
@@ -339,7 +341,7 @@ func (s *Spool) Close(ctx context.Context) error {
 	s.mu.Unlock()
 	var err error
 	for !s.caughtUp() {
-		if !sleep(ctx, 10*time.Millisecond) {
+		if retry.Sleep(ctx, 10*time.Millisecond) != nil {
 			err = fmt.Errorf("close spool: %w (the rest ships at the next start)", ctx.Err())
 			break
 		}
@@ -354,17 +356,6 @@ func signal(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
 	default:
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
