@@ -100,7 +100,13 @@ func TestColdStart_BootstrapAnswersItsFirstInvocation(t *testing.T) {
 	for _, fn := range append(append([]string{}, apps.Names()...), "collector") {
 		t.Run(fn, func(t *testing.T) {
 			bin := filepath.Join(dir, fn)
-			build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "lambda.norpc", "-ldflags", "-s -w", "-o", bin, "../"+fn)
+			// As make lambdas builds them: one consumer main stamped with
+			// the application's name, and the collector's own.
+			pkg, ldflags := "../consumer", "-s -w -X main.function="+fn
+			if fn == "collector" {
+				pkg, ldflags = "../collector", "-s -w"
+			}
+			build := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-tags", "lambda.norpc", "-ldflags", ldflags, "-o", bin, pkg)
 			build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)
 			if out, err := build.CombinedOutput(); err != nil {
 				t.Fatalf("build: %v\n%s", err, out)

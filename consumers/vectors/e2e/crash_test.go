@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/consumers/leases"
 	"github.com/clickstream-go/clickstream/internal/awsx"
 )
 
@@ -198,7 +199,20 @@ func TestVectors_SIGKILLedConsumerRestartedEqualsDirectComputation(t *testing.T)
 	}
 
 	final := child("vectors-final", 0, 0)
-	waitUntil(t, 90*time.Second, "the last process to catch up", func() bool {
+	// Wait until it holds every shard, not only until everything is applied
+	// (the killed processes may have applied it all): a SIGTERM before its
+	// signal handler is installed would kill it, not stop it.
+	ls := leases.NewDynamoStore(s.c.DynamoDB, s.leaseTable)
+	waitUntil(t, 90*time.Second, "the last process to hold every shard and catch up", func() bool {
+		held, err := ls.List(context.Background(), vectors.Name)
+		if err != nil || len(held) == 0 {
+			return false
+		}
+		for _, l := range held {
+			if l.Owner != "vectors-final" {
+				return false
+			}
+		}
 		return appliedEvents(t, s.c.DynamoDB, s.table) >= want
 	})
 	_ = final.Process.Signal(syscall.SIGTERM)
