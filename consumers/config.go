@@ -95,9 +95,10 @@ type Config struct {
 	// before its checkpoint to rebuild the window. Default 1 minute;
 	// negative disables de-duplication.
 	DedupWindow time.Duration
-	// DedupMaxIDs bounds the ids remembered per shard (about 40 bytes
-	// each): at 1,000 events/s per shard, 100,000 ids hold 100 s. Default
-	// 100,000; negative disables de-duplication.
+	// DedupMaxIDs bounds the ids remembered per shard (about 85 bytes of
+	// heap each, measured: 8.5 MB per shard at the default): at 1,000
+	// events/s per shard, 100,000 ids hold 100 s. Default 100,000; negative
+	// disables de-duplication.
 	DedupMaxIDs int
 
 	// Logger receives structured logs. Default: discard.

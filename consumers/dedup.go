@@ -20,7 +20,7 @@ import (
 // The window is per shard because a retry carries the same partition key
 // to the same shard. It is bounded by arrival time (DedupWindow: a copy
 // arriving longer after its original is not caught) and by count
-// (DedupMaxIDs, which bounds memory: about 40 bytes an id). After a
+// (DedupMaxIDs, which bounds memory: about 85 bytes of heap an id). After a
 // restart or a lease moving to another process, the runtime rebuilds the
 // window by reading the DedupWindow of records before the checkpoint
 // (GetShardIterator AT_TIMESTAMP), so the decisions of a replay are the

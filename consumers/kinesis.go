@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // KinesisAPI is the part of the Kinesis client the runtime uses.
@@ -21,18 +25,83 @@ type KinesisAPI interface {
 
 var _ KinesisAPI = (*kinesis.Client)(nil)
 
-// shardInfo is what ListShards says about one shard.
-type shardInfo struct {
+// StreamShard is what ListShards says about one shard.
+type StreamShard struct {
 	ID      string
-	Parents []string
+	Parents []string // sorted
 	Range   HashKeyRange
-	Closed  bool
+	Closed  bool // its sequence number range has an end: no new records
+}
+
+// ListShards returns every shard of the stream, open and closed, sorted by
+// id (parents before their children).
+func ListShards(ctx context.Context, kc KinesisAPI, stream string) ([]StreamShard, error) {
+	m, err := listShards(ctx, kc, stream)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StreamShard, 0, len(m))
+	for _, s := range m {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b StreamShard) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// ReadShard reads shard s from its oldest record to its end (closed) or its
+// tip (open: a call that returns nothing while MillisBehindLatest is 0),
+// decoding exactly as the runtime does, and appends the user records to
+// dst. It returns the extended slice and the number of Kinesis records
+// read. Throttled calls back off; calls are paced under the shard's 5
+// reads/s. A diagnostic and verification tool for small streams (`clickstream
+// stream stats`, the chaos run's ground truth): it holds everything read.
+func ReadShard(ctx context.Context, kc KinesisAPI, stream string, s StreamShard, dst []Record) ([]Record, int, error) {
+	dec, err := NewRecordDecoder(s.ID, s.Range)
+	if err != nil {
+		return dst, 0, err
+	}
+	it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
+		StreamName: aws.String(stream), ShardId: aws.String(s.ID), ShardIteratorType: types.ShardIteratorTypeTrimHorizon,
+	})
+	if err != nil {
+		return dst, 0, fmt.Errorf("get iterator for %s: %w", s.ID, err)
+	}
+	iter, n := it.ShardIterator, 0
+	bo := retry.Backoff{Min: DefaultPollInterval, Max: 5 * time.Second}
+	for iter != nil {
+		out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(DefaultMaxRecords)})
+		if err != nil && errKind(err) == "throttled" {
+			if err := retry.Sleep(ctx, bo.Next()); err != nil {
+				return dst, n, err
+			}
+			continue
+		}
+		if err != nil {
+			return dst, n, fmt.Errorf("get records from %s: %w", s.ID, err)
+		}
+		bo.Reset()
+		for _, r := range out.Records {
+			n++
+			dst = dec.Append(dst, KinesisRecord{
+				SequenceNumber: aws.ToString(r.SequenceNumber), PartitionKey: aws.ToString(r.PartitionKey),
+				ArrivalTime: aws.ToTime(r.ApproximateArrivalTimestamp), Data: r.Data,
+			})
+		}
+		iter = out.NextShardIterator
+		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
+			break
+		}
+		if err := retry.Sleep(ctx, DefaultPollInterval); err != nil {
+			return dst, n, err
+		}
+	}
+	return dst, n, nil
 }
 
 // listShards lists every shard of the stream, open and closed (closed ones
 // still hold data until retention passes, and must be read to the end).
-func listShards(ctx context.Context, kc KinesisAPI, stream string) (map[string]shardInfo, error) {
-	out := map[string]shardInfo{}
+func listShards(ctx context.Context, kc KinesisAPI, stream string) (map[string]StreamShard, error) {
+	out := map[string]StreamShard{}
 	in := &kinesis.ListShardsInput{StreamName: aws.String(stream)}
 	for {
 		page, err := kc.ListShards(ctx, in)
@@ -40,7 +109,7 @@ func listShards(ctx context.Context, kc KinesisAPI, stream string) (map[string]s
 			return nil, fmt.Errorf("list shards of %s: %w", stream, err)
 		}
 		for _, s := range page.Shards {
-			info := shardInfo{ID: aws.ToString(s.ShardId)}
+			info := StreamShard{ID: aws.ToString(s.ShardId)}
 			for _, p := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
 				if p := aws.ToString(p); p != "" {
 					info.Parents = append(info.Parents, p)

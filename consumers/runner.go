@@ -32,8 +32,8 @@ type Runner struct {
 	syncNow atomic.Bool   // list shards at the next round: resharding seen
 
 	mu      sync.Mutex
-	shards  map[string]shardInfo // last successful listing
-	listed  map[string]bool      // its ids; nil until the first listing
+	shards  map[string]StreamShard // last successful listing
+	listed  map[string]bool        // its ids; nil until the first listing
 	workers map[string]*shardWorker
 	work    context.Context    // set by Run: parent of every shard's context
 	abandon context.CancelFunc // cancels work: the crash-like stop used by tests
@@ -169,7 +169,7 @@ func (r *Runner) addChildren(children []types.ChildShard) {
 	// Copy on write: plan reads the maps without the lock.
 	shards, listed := maps.Clone(r.shards), maps.Clone(r.listed)
 	for _, c := range children {
-		info := shardInfo{ID: aws.ToString(c.ShardId), Parents: slices.Clone(c.ParentShards)}
+		info := StreamShard{ID: aws.ToString(c.ShardId), Parents: slices.Clone(c.ParentShards)}
 		slices.Sort(info.Parents)
 		if c.HashKeyRange != nil {
 			info.Range = HashKeyRange{Start: aws.ToString(c.HashKeyRange.StartingHashKey), End: aws.ToString(c.HashKeyRange.EndingHashKey)}
@@ -332,7 +332,7 @@ func (r *Runner) start(l leases.Lease) {
 	defer r.mu.Unlock()
 	info, ok := r.shards[l.ShardID]
 	if !ok { // no listing yet: the lease knows the parents; the range stays unknown
-		info = shardInfo{ID: l.ShardID, Parents: l.Parents}
+		info = StreamShard{ID: l.ShardID, Parents: l.Parents}
 	}
 	w := newShardWorker(r.work, r, l, info)
 	r.workers[l.ShardID] = w

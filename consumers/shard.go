@@ -39,7 +39,7 @@ var (
 // checkpoint, release), abort for an immediate one (lease lost).
 type shardWorker struct {
 	r     *Runner
-	info  shardInfo
+	info  StreamShard
 	lease leases.Lease // fencing copy: Owner and Epoch never change while held
 	log   *slog.Logger
 	met   shardMetrics
@@ -66,7 +66,7 @@ type shardWorker struct {
 
 // newShardWorker makes a worker whose context is a child of work, the
 // runner's context that outlives graceful shutdown.
-func newShardWorker(work context.Context, r *Runner, l leases.Lease, info shardInfo) *shardWorker {
+func newShardWorker(work context.Context, r *Runner, l leases.Lease, info StreamShard) *shardWorker {
 	ctx, cancel := context.WithCancel(work)
 	return &shardWorker{
 		r: r, info: info, lease: l,

@@ -2,24 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"github.com/clickstream-go/clickstream/internal/cli"
-	"github.com/clickstream-go/clickstream/internal/retry"
 	"io"
-	"sort"
 	"text/tabwriter"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-
+	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/setup"
-	"github.com/clickstream-go/clickstream/kpl"
 )
 
 func streamCommand(stdout io.Writer) *cli.Command {
@@ -64,17 +57,18 @@ stream it reads everything retained, at the 5 GetRecords calls/s/shard limit.`,
 			if err != nil {
 				return err
 			}
-			shards, err := listShards(ctx, c.Kinesis, stream)
+			shards, err := consumers.ListShards(ctx, c.Kinesis, stream)
 			if err != nil {
 				return err
 			}
 			var all []*shardStats
 			total := shardStats{types: map[string]int{}}
 			for _, sh := range shards {
-				st, err := readShard(ctx, c.Kinesis, stream, sh)
+				recs, n, err := consumers.ReadShard(ctx, c.Kinesis, stream, sh, nil)
 				if err != nil {
 					return err
 				}
+				st := statsOf(sh, recs, n)
 				all = append(all, st)
 				total.kinesisRecords += st.kinesisRecords
 				total.records += st.records
@@ -105,75 +99,16 @@ stream it reads everything retained, at the 5 GetRecords calls/s/shard limit.`,
 	}
 }
 
-func listShards(ctx context.Context, kc *kinesis.Client, stream string) ([]types.Shard, error) {
-	var shards []types.Shard
-	in := &kinesis.ListShardsInput{StreamName: aws.String(stream)}
-	for {
-		out, err := kc.ListShards(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("list shards of %s: %w", stream, err)
-		}
-		shards = append(shards, out.Shards...)
-		if out.NextToken == nil {
-			break
-		}
-		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
-	}
-	sort.Slice(shards, func(i, j int) bool { return aws.ToString(shards[i].ShardId) < aws.ToString(shards[j].ShardId) })
-	return shards, nil
-}
-
-func readShard(ctx context.Context, kc *kinesis.Client, stream string, sh types.Shard) (*shardStats, error) {
-	st := &shardStats{id: aws.ToString(sh.ShardId), types: map[string]int{}}
-	st.open = sh.SequenceNumberRange == nil || sh.SequenceNumberRange.EndingSequenceNumber == nil
-	it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-		StreamName: aws.String(stream), ShardId: sh.ShardId, ShardIteratorType: types.ShardIteratorTypeTrimHorizon,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get iterator for %s: %w", st.id, err)
-	}
-	iter := it.ShardIterator
-	backoff := 200 * time.Millisecond
-	for iter != nil {
-		out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
-		var thr *types.ProvisionedThroughputExceededException
-		if errors.As(err, &thr) {
-			if err := retry.Sleep(ctx, backoff); err != nil {
-				return nil, err
-			}
-			backoff = min(2*backoff, 5*time.Second)
+// statsOf counts a shard's records.
+func statsOf(sh consumers.StreamShard, recs []consumers.Record, kinesisRecords int) *shardStats {
+	st := &shardStats{id: sh.ID, open: !sh.Closed, kinesisRecords: kinesisRecords, records: len(recs), types: map[string]int{}}
+	for i := range recs {
+		st.bytes += int64(len(recs[i].Data))
+		if recs[i].Err != nil {
+			st.bad++
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("get records from %s: %w", st.id, err)
-		}
-		for _, r := range out.Records {
-			st.kinesisRecords++
-			subs, err := kpl.Deaggregate(r.Data, aws.ToString(r.PartitionKey))
-			if err != nil {
-				st.records++
-				st.bad++
-				continue
-			}
-			for _, s := range subs {
-				st.records++
-				st.bytes += int64(len(s.Data))
-				ev, err := event.Decode(s.Data)
-				if err != nil {
-					st.bad++
-					continue
-				}
-				st.types[ev.Type]++
-			}
-		}
-		iter = out.NextShardIterator
-		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
-			break
-		}
-		// Stay under the 5 GetRecords calls/s/shard limit.
-		if err := retry.Sleep(ctx, 200*time.Millisecond); err != nil {
-			return nil, err
-		}
+		st.types[recs[i].Event.Type]++
 	}
-	return st, nil
+	return st
 }

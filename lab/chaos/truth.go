@@ -2,18 +2,15 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/clickstream-go/clickstream/consumers"
-	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // KinesisAPI is what reading the ground truth and resharding call.
@@ -113,25 +110,16 @@ func ListShards(ctx context.Context, kc KinesisAPI, stream string) ([]types.Shar
 // ReadTruth reads every shard of stream from TRIM_HORIZON to its end (closed
 // shards) or its tip (open shards).
 func ReadTruth(ctx context.Context, kc KinesisAPI, stream string) (*Truth, error) {
-	shards, err := ListShards(ctx, kc, stream)
+	shards, err := consumers.ListShards(ctx, kc, stream)
 	if err != nil {
 		return nil, err
 	}
 	t := &Truth{}
 	span := map[string][2]int{} // shard → its records in t.Records
 	for _, sh := range shards {
-		info := ShardInfo{ID: aws.ToString(sh.ShardId), Open: sh.SequenceNumberRange == nil || sh.SequenceNumberRange.EndingSequenceNumber == nil}
-		for _, p := range []*string{sh.ParentShardId, sh.AdjacentParentShardId} {
-			if p != nil {
-				info.Parents = append(info.Parents, *p)
-			}
-		}
-		var hr consumers.HashKeyRange
-		if sh.HashKeyRange != nil {
-			hr = consumers.HashKeyRange{Start: aws.ToString(sh.HashKeyRange.StartingHashKey), End: aws.ToString(sh.HashKeyRange.EndingHashKey)}
-		}
+		info := ShardInfo{ID: sh.ID, Parents: sh.Parents, Open: !sh.Closed}
 		n0 := len(t.Records)
-		if t.Records, info.KinesisRecords, err = readShard(ctx, kc, stream, info.ID, hr, t.Records); err != nil {
+		if t.Records, info.KinesisRecords, err = consumers.ReadShard(ctx, kc, stream, sh, t.Records); err != nil {
 			return nil, err
 		}
 		info.UserRecords = len(t.Records) - n0
@@ -166,46 +154,4 @@ func markCopies(records []consumers.Record, span map[string][2]int, info ShardIn
 	}
 	sp := span[info.ID]
 	w.Mark(records[sp[0]:sp[1]])
-}
-
-func readShard(ctx context.Context, kc KinesisAPI, stream, shardID string, hr consumers.HashKeyRange, dst []consumers.Record) ([]consumers.Record, int, error) {
-	dec, err := consumers.NewRecordDecoder(shardID, hr)
-	if err != nil {
-		return nil, 0, err
-	}
-	it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-		StreamName: aws.String(stream), ShardId: aws.String(shardID), ShardIteratorType: types.ShardIteratorTypeTrimHorizon,
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("get iterator for %s: %w", shardID, err)
-	}
-	iter := it.ShardIterator
-	n := 0
-	backoff := 200 * time.Millisecond
-	for iter != nil {
-		out, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
-		var thr *types.ProvisionedThroughputExceededException
-		if errors.As(err, &thr) {
-			if err := retry.Sleep(ctx, backoff); err != nil {
-				return nil, 0, err
-			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("get records from %s: %w", shardID, err)
-		}
-		for _, r := range out.Records {
-			n++
-			dst = dec.Append(dst, consumers.KinesisRecord{
-				SequenceNumber: aws.ToString(r.SequenceNumber), PartitionKey: aws.ToString(r.PartitionKey),
-				ArrivalTime: aws.ToTime(r.ApproximateArrivalTimestamp), Data: r.Data,
-			})
-		}
-		iter = out.NextShardIterator
-		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
-			break
-		}
-	}
-	return dst, n, nil
 }
