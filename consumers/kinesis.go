@@ -11,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/clickstream-go/clickstream/internal/retry"
 )
@@ -135,26 +134,16 @@ func listShards(ctx context.Context, kc KinesisAPI, stream string) (map[string]S
 // errKind classifies a Kinesis read error for back-off, logs and metrics.
 func errKind(err error) string {
 	var (
-		pte  *types.ProvisionedThroughputExceededException
-		lee  *types.LimitExceededException
-		kmst *types.KMSThrottlingException
-		exp  *types.ExpiredIteratorException
-		rnf  *types.ResourceNotFoundException
+		exp *types.ExpiredIteratorException
+		rnf *types.ResourceNotFoundException
 	)
 	switch {
-	case errors.As(err, &pte), errors.As(err, &lee), errors.As(err, &kmst):
+	case retry.IsThrottle(err):
 		return "throttled"
 	case errors.As(err, &exp):
 		return "expired_iterator"
 	case errors.As(err, &rnf):
 		return "not_found"
-	}
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "ThrottlingException", "Throttling", "RequestLimitExceeded", "TooManyRequestsException":
-			return "throttled"
-		}
 	}
 	return "other"
 }

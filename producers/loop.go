@@ -684,13 +684,10 @@ func (p *Producer) handle(res *result, now time.Time) {
 	p.tryApplyMap()
 }
 
-// throttleCodes and permanentCodes classify Kinesis error codes; anything
-// else (transport errors, 5xx, unknown codes) is retried until the TTL.
+// permanentCodes are Kinesis error codes retrying cannot fix; throttling is
+// retry.IsThrottle's, and anything else (transport errors, 5xx, unknown
+// codes) is retried until the TTL.
 var (
-	throttleCodes = map[string]bool{
-		"ProvisionedThroughputExceededException": true, "ThrottlingException": true,
-		"KMSThrottlingException": true, "LimitExceededException": true,
-	}
 	permanentCodes = map[string]bool{
 		"ValidationException": true, "InvalidArgumentException": true, "AccessDeniedException": true,
 		"KMSDisabledException": true, "KMSInvalidStateException": true, "KMSNotFoundException": true,
@@ -710,7 +707,7 @@ func classify(err error) (reason string, permanent bool) {
 	case errors.As(err, &ae):
 		code = ae.ErrorCode()
 	}
-	if throttleCodes[code] {
+	if retry.IsThrottle(err) {
 		return "throttled", false
 	}
 	return "error", permanentCodes[code]

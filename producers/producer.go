@@ -74,6 +74,9 @@ type PutError struct {
 
 func (e *PutError) Error() string { return fmt.Sprintf("put record: %s: %s", e.Code, e.Message) }
 
+// ErrorCode returns Code, as the SDK's API errors do.
+func (e *PutError) ErrorCode() string { return e.Code }
+
 // FailedError is what Flush and Close return when user records finally
 // failed since the previous Flush or Close reported failures: expired
 // (WithRecordTTL), rejected permanently by Kinesis, or abandoned by Close.

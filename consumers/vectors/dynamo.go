@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+
+	cretry "github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // DynamoDBAPI is the part of the DynamoDB client this package uses.
@@ -121,17 +123,7 @@ func retryableDynamo(err error) bool {
 }
 
 // isThrottle reports whether err is DynamoDB throttling.
-func isThrottle(err error) bool {
-	var api smithy.APIError
-	if !errors.As(err, &api) {
-		return false
-	}
-	switch api.ErrorCode() {
-	case "ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded":
-		return true
-	}
-	return false
-}
+func isThrottle(err error) bool { return cretry.IsThrottle(err) }
 
 // buildAdd renders the fast path: one UpdateItem of ADDs on the nested
 // feature values, moving the shard's guard to the delta's last event. The
