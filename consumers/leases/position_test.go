@@ -35,3 +35,35 @@ func TestPosition_ComparesSequenceNumbersNumerically(t *testing.T) {
 		t.Error("IsZero/String")
 	}
 }
+
+func TestSortableFormat_StringOrderIsPositionOrderAndStoredFormatsAreKept(t *testing.T) {
+	metricsFmt, guardFmt := leases.SortableFormat{Sep: '/', SubDigits: 20}, leases.SortableFormat{Sep: '.', SubDigits: 19}
+	p := leases.Position{SequenceNumber: "0123", SubSequence: 7}
+	// The persisted formats: changing them needs a migration.
+	if got := metricsFmt.Encode(p); got != "003123/00000000000000000007" {
+		t.Fatalf("metrics format %q", got)
+	}
+	if got := guardFmt.Encode(p); got != "003123.0000000000000000007" {
+		t.Fatalf("guard format %q", got)
+	}
+	ps := []leases.Position{{"1", 0}, {"9", 3}, {"10", 0}, {"10", 1}, {"49590338271490256608559692538361571095921575989136588898", 0},
+		{"49590338271490256608559692538361571095921575989136588898", 12}, {"49590338271490256608559692540925702759324208523137515618", 0}}
+	for _, f := range []leases.SortableFormat{metricsFmt, guardFmt} {
+		for i := range ps {
+			got, err := f.Decode(f.Encode(ps[i]))
+			if err != nil || got.Compare(ps[i]) != 0 {
+				t.Fatalf("round trip of %v: %v, %v", ps[i], got, err)
+			}
+			for j := range ps {
+				if a, b := f.Encode(ps[i]), f.Encode(ps[j]); (a < b) != (ps[i].Compare(ps[j]) < 0) {
+					t.Fatalf("%v vs %v: string order disagrees", ps[i], ps[j])
+				}
+			}
+		}
+		for _, bad := range []string{"", "00", "003123", "0031237/00000000000000000007", "003x23/00000000000000000007", "0030123/0000000000000000007"} {
+			if _, err := f.Decode(bad); err == nil {
+				t.Errorf("Decode(%q) accepted", bad)
+			}
+		}
+	}
+}

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/consumers/leases"
 )
 
 // Store keeps the per-shard partial rows, the per-shard progress and the
@@ -126,20 +126,17 @@ type ShardState struct {
 // Position returns the decoded Pos.
 func (s ShardState) Position() (consumers.Position, error) { return DecodePosition(s.Pos) }
 
+// positionFormat is how metric rows store positions (leases.SortableFormat).
+var positionFormat = leases.SortableFormat{Sep: '/', SubDigits: 20}
+
 // EncodePosition renders a shard position so that string order is position
-// order (DynamoDB compares strings bytewise in conditions): the sequence
-// number's digit count (3 digits), its digits, "/", and the sub-sequence as
-// 20 digits. Sequence numbers have up to 129 digits; sub-sequences are
-// non-negative. The zero Position encodes as "".
+// order (DynamoDB compares strings bytewise in conditions). The zero
+// Position encodes as "".
 func EncodePosition(p consumers.Position) string {
 	if p.IsZero() {
 		return ""
 	}
-	seq := strings.TrimLeft(p.SequenceNumber, "0")
-	if seq == "" {
-		seq = "0"
-	}
-	return fmt.Sprintf("%03d%s/%020d", len(seq), seq, p.SubSequence)
+	return positionFormat.Encode(p)
 }
 
 // DecodePosition parses EncodePosition's output.
@@ -147,29 +144,7 @@ func DecodePosition(s string) (consumers.Position, error) {
 	if s == "" {
 		return consumers.Position{}, nil
 	}
-	bad := fmt.Errorf("decode position %q: malformed", s)
-	if len(s) < 3 {
-		return consumers.Position{}, bad
-	}
-	n, err := strconv.Atoi(s[:3])
-	if err != nil || n < 1 || len(s) != 3+n+1+20 || s[3+n] != '/' || !digits(s[:3+n]) || !digits(s[4+n:]) ||
-		(n > 1 && s[3] == '0') {
-		return consumers.Position{}, bad
-	}
-	sub, err := strconv.ParseInt(s[4+n:], 10, 64)
-	if err != nil {
-		return consumers.Position{}, bad
-	}
-	return consumers.Position{SequenceNumber: s[3 : 3+n], SubSequence: sub}, nil
-}
-
-func digits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
+	return positionFormat.Decode(s)
 }
 
 // DimsKey renders a group canonically, in group-by order:

@@ -1,7 +1,6 @@
 package vectors
 
 import (
-	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -115,45 +114,12 @@ func quantize(v float64) float64 {
 	return f
 }
 
-// guardWidth: sequence numbers are decimal strings of up to 129 digits
-// (Kinesis API pattern 0|([1-9]\d{0,128})), so a 3-digit length prefix
-// makes string order equal numeric order.
-const subWidth = 19
+// guardFormat is how vector items store each shard's guard, a position
+// whose string order is position order so that a DynamoDB condition
+// (`g.#s < :first`) can compare positions: sequence numbers exceed
+// DynamoDB's 38-digit numbers, hence a string (leases.SortableFormat).
+var guardFormat = leases.SortableFormat{Sep: '.', SubDigits: 19}
 
-// encodeGuard renders a position as a string whose lexical order is the
-// position order, so a DynamoDB condition (`g.#s < :first`) can compare
-// positions. Sequence numbers exceed DynamoDB's 38-digit numbers, hence a
-// string: "LLL" (digit count) + sequence + "." + 19-digit sub-sequence.
-func encodeGuard(p leases.Position) string {
-	seq := strings.TrimLeft(p.SequenceNumber, "0")
-	if seq == "" {
-		seq = "0"
-	}
-	sub := p.SubSequence
-	if sub < 0 {
-		sub = 0
-	}
-	return fmt.Sprintf("%03d%s.%0*d", len(seq), seq, subWidth, sub)
-}
+func encodeGuard(p leases.Position) string { return guardFormat.Encode(p) }
 
-// decodeGuard parses what encodeGuard produced.
-func decodeGuard(s string) (leases.Position, error) {
-	if len(s) < 3+1+1+subWidth {
-		return leases.Position{}, fmt.Errorf("guard %q: too short", s)
-	}
-	n, err := strconv.Atoi(s[:3])
-	if err != nil || n < 1 || len(s) != 3+n+1+subWidth || s[3+n] != '.' {
-		return leases.Position{}, fmt.Errorf("guard %q: malformed", s)
-	}
-	seq := s[3 : 3+n]
-	for i := 0; i < len(seq); i++ {
-		if seq[i] < '0' || seq[i] > '9' {
-			return leases.Position{}, fmt.Errorf("guard %q: malformed sequence", s)
-		}
-	}
-	sub, err := strconv.ParseInt(s[3+n+1:], 10, 64)
-	if err != nil {
-		return leases.Position{}, fmt.Errorf("guard %q: malformed sub-sequence", s)
-	}
-	return leases.Position{SequenceNumber: seq, SubSequence: sub}, nil
-}
+func decodeGuard(s string) (leases.Position, error) { return guardFormat.Decode(s) }
