@@ -54,8 +54,11 @@ type shardWorker struct {
 	// lastRenew is touched only by the coordinator's renewals.
 	lastRenew time.Time
 
-	// mu guards the checkpoint fields: the processor may call the
-	// StateStore from its own goroutines.
+	// writeMu orders the lease writes (commit, StateStore.Save) so a
+	// checkpoint never moves backwards; it is held across one write, never
+	// across a backoff. mu guards the checkpoint fields for moments only:
+	// the processor may call the StateStore from its own goroutines.
+	writeMu    sync.Mutex
 	mu         sync.Mutex
 	checkpoint Position // last written
 	durable    Position // reported durable by the processor, ≥ checkpoint
@@ -422,37 +425,15 @@ func (w *shardWorker) commitDue() bool {
 // shard finished and releasing the lease, in one fenced write. retries < 0
 // retries until the shard's context ends.
 func (w *shardWorker) commit(ctx context.Context, finished, release bool, retries int) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	u := leases.Update{Finished: finished, Release: release}
-	if w.durable.After(w.checkpoint) {
-		p := w.durable
-		u.Checkpoint = &p
-	}
-	if u.Checkpoint == nil && !finished && !release {
-		return nil
-	}
 	if release {
 		w.released.Store(true) // the coordinator stops renewing it
 	}
 	bo := retry.Backoff{Min: 100 * time.Millisecond, Max: w.r.cfg.MaxBackoff}
 	for attempt := 0; ; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		err := w.r.cfg.Leases.Update(cctx, w.lease, u)
-		cancel()
-		switch {
-		case err == nil:
-			w.r.m.checkpoint(w.r.cfg.App, "ok")
-			if u.Checkpoint != nil {
-				w.checkpoint = *u.Checkpoint
-			}
-			w.lastCommit = time.Now()
-			return nil
-		case errors.Is(err, leases.ErrLeaseLost):
-			w.r.m.checkpoint(w.r.cfg.App, "lease_lost")
+		done, err := w.commitOnce(ctx, finished, release)
+		if done {
 			return err
 		}
-		w.r.m.checkpoint(w.r.cfg.App, "error")
 		if ctx.Err() != nil || (retries >= 0 && attempt >= retries) {
 			if release {
 				w.released.Store(false)
@@ -462,6 +443,42 @@ func (w *shardWorker) commit(ctx context.Context, finished, release bool, retrie
 		w.log.Warn("checkpoint failed; retrying", slog.Any("err", err))
 		_ = retry.Sleep(ctx, bo.Next()) // a done ctx ends the loop above
 	}
+}
+
+// commitOnce makes one attempt of commit with the durable position as it is
+// now. done is false when the write failed and may be retried.
+func (w *shardWorker) commitOnce(ctx context.Context, finished, release bool) (done bool, err error) {
+	w.writeMu.Lock()
+	defer w.writeMu.Unlock()
+	w.mu.Lock()
+	u := leases.Update{Finished: finished, Release: release}
+	if w.durable.After(w.checkpoint) {
+		p := w.durable
+		u.Checkpoint = &p
+	}
+	w.mu.Unlock()
+	if u.Checkpoint == nil && !finished && !release {
+		return true, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	err = w.r.cfg.Leases.Update(cctx, w.lease, u)
+	cancel()
+	switch {
+	case err == nil:
+		w.r.m.checkpoint(w.r.cfg.App, "ok")
+		w.mu.Lock()
+		if u.Checkpoint != nil {
+			w.checkpoint = *u.Checkpoint
+		}
+		w.lastCommit = time.Now()
+		w.mu.Unlock()
+		return true, nil
+	case errors.Is(err, leases.ErrLeaseLost):
+		w.r.m.checkpoint(w.r.cfg.App, "lease_lost")
+		return true, err
+	}
+	w.r.m.checkpoint(w.r.cfg.App, "error")
+	return false, err
 }
 
 // deadLetter stores bad records, retrying until it succeeds or the shard is
@@ -669,19 +686,23 @@ func (s shardState) Load(ctx context.Context) ([]byte, error) {
 
 func (s shardState) Save(ctx context.Context, state []byte) error {
 	w := s.w
+	w.writeMu.Lock()
+	defer w.writeMu.Unlock()
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	u := leases.Update{State: state, SetState: true}
 	if w.durable.After(w.checkpoint) {
 		p := w.durable
 		u.Checkpoint = &p
 	}
+	w.mu.Unlock()
 	if err := w.r.cfg.Leases.Update(ctx, w.lease, u); err != nil {
 		if errors.Is(err, leases.ErrLeaseLost) {
 			w.r.m.checkpoint(w.r.cfg.App, "lease_lost")
 		}
 		return fmt.Errorf("save state of %s: %w", w.lease.ShardID, err)
 	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if u.Checkpoint != nil {
 		w.r.m.checkpoint(w.r.cfg.App, "ok")
 		w.checkpoint = *u.Checkpoint
