@@ -31,8 +31,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/clickstream-go/clickstream/consumers/apps"
+	"github.com/clickstream-go/clickstream/lab/proc"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -245,15 +245,6 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // sampleEvery is the sampling interval of the counters (the resolution of
 // count-crossing latencies, which interpolate between samples).
 const sampleEvery = 250 * time.Millisecond
@@ -330,30 +321,30 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		"--metrics-table", res.MetricsTable, "--leases-table", res.LeasesTable}
 
 	// Components.
-	var comps []*component
+	var comps []*proc.Process
 	defer func() {
 		for _, c := range comps {
-			c.stop(30 * time.Second)
+			c.Stop(30 * time.Second)
 		}
 	}()
-	start := func(name string, args func(addr string) []string) (*component, error) {
-		addr, err := freeAddr()
+	start := func(name string, args func(addr string) []string) (*proc.Process, error) {
+		addr, err := proc.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
 		argv := args(addr)
 		var pprofAddr string
 		if cfg.ProfileDir != "" {
-			if pprofAddr, err = freeAddr(); err != nil {
+			if pprofAddr, err = proc.FreeAddr(); err != nil {
 				return nil, err
 			}
 			argv = append(argv, "--pprof-addr", pprofAddr)
 		}
-		c, err := startComponent(cfg.Binary, cfg.LogDir, name, addr, cfg.Env, argv...)
+		c, err := proc.Start(cfg.Binary, cfg.LogDir, name, addr, cfg.Env, argv...)
 		if err != nil {
 			return nil, err
 		}
-		c.pprofAddr = pprofAddr
+		c.PprofAddr = pprofAddr
 		comps = append(comps, c)
 		return c, nil
 	}
@@ -374,7 +365,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		return append(args, resFlags...)
 	}
-	consumersByApp := map[string]*component{}
+	consumersByApp := map[string]*proc.Process{}
 	if cfg.Combined {
 		c, err := start("consumers", func(a string) []string { return consumeArgs(a, cfg.Apps...) })
 		if err != nil {
@@ -393,7 +384,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	withVectors, withMetrics := slices.Contains(cfg.Apps, "vectors"), slices.Contains(cfg.Apps, "metrics")
-	var api *component
+	var api *proc.Process
 	if withVectors || withMetrics {
 		if api, err = start("api", func(a string) []string {
 			return append([]string{"api", "--addr", a, "--no-alerts"}, resFlags...)
@@ -402,18 +393,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	for _, c := range comps {
-		if err := c.waitHealthy(ctx, 60*time.Second); err != nil {
+		if err := c.WaitHealthy(ctx, 60*time.Second); err != nil {
 			return nil, err
 		}
 	}
 	fmt.Fprintf(cfg.Progress, "bench: components up (logs in %s); load for %s at %s\n", cfg.LogDir, cfg.Duration, rateString(cfg.Rate))
 	// CPU is counted from here (start-up excluded); peak RSS is the process's.
-	baseline := map[int]procStats{}
+	baseline := map[int]proc.Stats{}
 	for _, c := range comps {
-		baseline[c.cmd.Process.Pid], _ = readProcStats(c.cmd.Process.Pid)
+		baseline[c.Cmd.Process.Pid], _ = proc.ReadStats(c.Cmd.Process.Pid)
 	}
 	for _, pid := range cfg.StackPIDs {
-		baseline[pid], _ = readProcStats(pid)
+		baseline[pid], _ = proc.ReadStats(pid)
 	}
 
 	// Sampler.
@@ -423,24 +414,24 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	)
 	scrapeAll := func(ctx context.Context) (sample, error) {
 		s := sample{at: time.Now(), processed: map[string]float64{}}
-		m, err := collector.scrape(ctx)
+		m, err := collector.Scrape(ctx)
 		if err != nil {
 			return s, err
 		}
-		s.onStream = m.sum("clickstream_producer_records_sent_total")
-		seen := map[*component]metricSet{}
+		s.onStream = m.Sum("clickstream_producer_records_sent_total")
+		seen := map[*proc.Process]proc.Metrics{}
 		for _, app := range cfg.Apps {
 			c := consumersByApp[app]
 			cm, ok := seen[c]
 			if !ok {
-				if cm, err = c.scrape(ctx); err != nil {
+				if cm, err = c.Scrape(ctx); err != nil {
 					return s, err
 				}
 				seen[c] = cm
 			}
-			s.processed[app] = cm.sum("clickstream_consumer_records_total", "app", app)
+			s.processed[app] = cm.Sum("clickstream_consumer_records_total", "app", app)
 			if app == "archive" {
-				s.archived = cm.sum("clickstream_archive_rows_total")
+				s.archived = cm.Sum("clickstream_archive_rows_total")
 			}
 		}
 		return s, nil
@@ -477,14 +468,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			vecLat, probeErrs = probeVectors(probeCtx, collector.addr, api.addr, cfg.ProbeRate)
+			vecLat, probeErrs = probeVectors(probeCtx, collector.Addr, api.Addr, cfg.ProbeRate)
 		}()
 	}
 	if withMetrics {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			winLat = probeWindows(winCtx, api.addr, r.Started, &windowsSeen)
+			winLat = probeWindows(winCtx, api.Addr, r.Started, &windowsSeen)
 		}()
 	} else {
 		windowsSeen.Store(1) // nothing to wait for in the drain
@@ -515,7 +506,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	st, loadErr := loadgen.Run(ctx, loadgen.Config{
 		GeneratorConfig: loadgen.GeneratorConfig{Seed: 1},
 		Rate:            cfg.Rate, Duration: cfg.Duration, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency,
-	}, &loadgen.CollectorSink{URL: "http://" + collector.addr}, cfg.Progress)
+	}, &loadgen.CollectorSink{URL: "http://" + collector.Addr}, cfg.Progress)
 	loadEnd := time.Now()
 	r.Generated = st.Generated
 	if loadErr != nil && !errors.Is(loadErr, context.Canceled) {
@@ -526,12 +517,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopProbes()
 	var target float64
 	for end := time.Now().Add(30 * time.Second); ; {
-		m, err := collector.scrape(ctx)
+		m, err := collector.Scrape(ctx)
 		if err != nil {
 			return nil, err
 		}
-		target = m.sum("clickstream_producer_records_sent_total")
-		if target >= m.sum("clickstream_collector_events_total", "result", "accepted") || time.Now().After(end) {
+		target = m.Sum("clickstream_producer_records_sent_total")
+		if target >= m.Sum("clickstream_collector_events_total", "result", "accepted") || time.Now().After(end) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -596,31 +587,31 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	mu.Unlock()
 
 	// Costs: counters from every component, CPU and RSS from /proc.
-	var all []metricSet
-	seen := map[*component]bool{}
+	var all []proc.Metrics
+	seen := map[*proc.Process]bool{}
 	for _, c := range comps {
 		if seen[c] {
 			continue
 		}
 		seen[c] = true
-		m, err := c.scrape(ctx)
+		m, err := c.Scrape(ctx)
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, m)
 		if c == collector {
-			r.Accepted = int64(m.sum("clickstream_collector_events_total", "result", "accepted"))
-			r.KinesisRecords = int64(m.sum("clickstream_producer_kinesis_records_sent_total"))
-			r.StreamBytes = int64(m.sum("clickstream_producer_bytes_sent_total"))
+			r.Accepted = int64(m.Sum("clickstream_collector_events_total", "result", "accepted"))
+			r.KinesisRecords = int64(m.Sum("clickstream_producer_kinesis_records_sent_total"))
+			r.StreamBytes = int64(m.Sum("clickstream_producer_bytes_sent_total"))
 		}
-		ps, err := readProcStats(c.cmd.Process.Pid)
+		ps, err := proc.ReadStats(c.Cmd.Process.Pid)
 		if err != nil {
 			return nil, err
 		}
-		ps.CPUSeconds -= baseline[c.cmd.Process.Pid].CPUSeconds
-		cs := componentStats(c.name, ps, target)
-		cs.DynamoDBWrites = m.awsCalls("DynamoDB", dynamoWriteOps...) / target * 1e6
-		cs.S3Puts = m.awsCalls("S3", s3PutOps...) / target * 1e6
+		ps.CPUSeconds -= baseline[c.Cmd.Process.Pid].CPUSeconds
+		cs := componentStats(c.Name, ps, target)
+		cs.DynamoDBWrites = m.AWSCalls("DynamoDB", dynamoWriteOps...) / target * 1e6
+		cs.S3Puts = m.AWSCalls("S3", s3PutOps...) / target * 1e6
 		r.Components = append(r.Components, cs)
 	}
 	names := make([]string, 0, len(cfg.StackPIDs))
@@ -630,7 +621,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	sort.Strings(names)
 	for _, name := range names {
 		pid := cfg.StackPIDs[name]
-		if ps, err := readProcStats(pid); err == nil {
+		if ps, err := proc.ReadStats(pid); err == nil {
 			ps.CPUSeconds -= baseline[pid].CPUSeconds
 			r.Components = append(r.Components, componentStats("emulator: "+name, ps, target))
 		}
@@ -645,7 +636,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	for _, c := range comps {
-		if err := c.stop(30 * time.Second); err != nil {
+		if err := c.Stop(30 * time.Second); err != nil {
 			r.Errors = append(r.Errors, err.Error())
 		}
 	}
@@ -664,7 +655,7 @@ func busiestProfiled(r *Result) string {
 	return best
 }
 
-func componentStats(name string, ps procStats, events float64) ComponentStats {
+func componentStats(name string, ps proc.Stats, events float64) ComponentStats {
 	cs := ComponentStats{Name: name, CPUSeconds: ps.CPUSeconds, PeakRSS: ps.PeakRSS}
 	if events > 0 {
 		cs.CPUSecondsPerMillion = ps.CPUSeconds / events * 1e6
@@ -759,15 +750,15 @@ var (
 	s3PutOps       = []string{"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "ListObjectsV2", "ListMultipartUploads", "CopyObject"}
 )
 
-func countCalls(all []metricSet, r *Result) Calls {
+func countCalls(all []proc.Metrics, r *Result) Calls {
 	var c Calls
 	for _, m := range all {
-		c.DynamoDBWrites += m.awsCalls("DynamoDB", dynamoWriteOps...)
-		c.DynamoDBReads += m.awsCalls("DynamoDB", "GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems")
-		c.S3Puts += m.awsCalls("S3", s3PutOps...)
-		c.S3Gets += m.awsCalls("S3", "GetObject", "HeadObject")
-		c.KinesisPutCalls += m.awsCalls("Kinesis", "PutRecords", "PutRecord")
-		c.KinesisGetCalls += m.awsCalls("Kinesis", "GetRecords")
+		c.DynamoDBWrites += m.AWSCalls("DynamoDB", dynamoWriteOps...)
+		c.DynamoDBReads += m.AWSCalls("DynamoDB", "GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems")
+		c.S3Puts += m.AWSCalls("S3", s3PutOps...)
+		c.S3Gets += m.AWSCalls("S3", "GetObject", "HeadObject")
+		c.KinesisPutCalls += m.AWSCalls("Kinesis", "PutRecords", "PutRecord")
+		c.KinesisGetCalls += m.AWSCalls("Kinesis", "GetRecords")
 	}
 	// A PUT payload unit is 25 KB of one record: at least one per record.
 	c.PutPayloadUnits = max(float64(r.KinesisRecords), float64(r.StreamBytes)/25600)

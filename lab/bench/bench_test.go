@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clickstream-go/clickstream/lab/proc"
 )
 
 func TestCrossingsInterpolateBetweenSamples(t *testing.T) {
@@ -99,7 +101,7 @@ func TestReadProcStatsOfThisProcess(t *testing.T) {
 	for i := range buf {
 		buf[i] = byte(i)
 	}
-	st, err := readProcStats(os.Getpid())
+	st, err := proc.ReadStats(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,17 +120,17 @@ clickstream_aws_requests_total{operation="UpdateItem",service="DynamoDB"} 7
 clickstream_aws_requests_total{operation="PutItem",service="DynamoDB"} 3
 clickstream_aws_requests_total{operation="PutObject",service="S3"} 2
 `
-	m, err := parseMetrics(strings.NewReader(text))
+	m, err := proc.ParseMetrics(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := m.awsCalls("DynamoDB", dynamoWriteOps...); got != 10 {
+	if got := m.AWSCalls("DynamoDB", dynamoWriteOps...); got != 10 {
 		t.Errorf("DynamoDB writes = %v", got)
 	}
-	if got := m.sum("clickstream_aws_requests_total"); got != 12 {
+	if got := m.Sum("clickstream_aws_requests_total"); got != 12 {
 		t.Errorf("all = %v", got)
 	}
-	if got := m.sum("nope"); got != 0 {
+	if got := m.Sum("nope"); got != 0 {
 		t.Errorf("missing family = %v", got)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/clickstream-go/clickstream/lab/proc"
 )
 
 // ProfileSummary is where one component's CPU time went while the profile
@@ -34,30 +36,30 @@ type ProfileFunc struct {
 // at once, for d, and writes dir/NAME.cpu.pprof, then a heap profile,
 // dir/NAME.heap.pprof. Failures are returned as
 // messages for the report: a missing profile never fails the run.
-func fetchProfiles(ctx context.Context, comps []*component, dir string, d time.Duration) (paths map[string]string, errs []string) {
+func fetchProfiles(ctx context.Context, comps []*proc.Process, dir string, d time.Duration) (paths map[string]string, errs []string) {
 	paths = map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, c := range comps {
-		if c.pprofAddr == "" {
+		if c.PprofAddr == "" {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			path := filepath.Join(dir, c.name+".cpu.pprof")
-			err := fetchProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.pprofAddr, max(1, int(d/time.Second))), d, path)
+			path := filepath.Join(dir, c.Name+".cpu.pprof")
+			err := fetchProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.PprofAddr, max(1, int(d/time.Second))), d, path)
 			if err == nil {
 				// The heap right after, for where the RSS goes.
-				err = fetchProfile(ctx, "http://"+c.pprofAddr+"/debug/pprof/heap", 0, filepath.Join(dir, c.name+".heap.pprof"))
+				err = fetchProfile(ctx, "http://"+c.PprofAddr+"/debug/pprof/heap", 0, filepath.Join(dir, c.Name+".heap.pprof"))
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				errs = append(errs, fmt.Sprintf("profile %s: %v", c.name, err))
+				errs = append(errs, fmt.Sprintf("profile %s: %v", c.Name, err))
 				return
 			}
-			paths[c.name] = path
+			paths[c.Name] = path
 		}()
 	}
 	wg.Wait()

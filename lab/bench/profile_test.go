@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+
+	"github.com/clickstream-go/clickstream/lab/proc"
 )
 
 // TestSummarize_FlatIsLeafCumIsAnyFrame checks the top-function maths on a
@@ -74,7 +76,7 @@ func TestFetchProfiles_WritesAParsableProfile(t *testing.T) {
 		}
 	}()
 	dir := t.TempDir()
-	comps := []*component{{name: "busy", pprofAddr: strings.TrimPrefix(srv.URL, "http://")}, {name: "unprofiled"}}
+	comps := []*proc.Process{{Name: "busy", PprofAddr: strings.TrimPrefix(srv.URL, "http://")}, {Name: "unprofiled"}}
 	paths, errs := fetchProfiles(context.Background(), comps, dir, time.Second)
 	if len(errs) != 0 || len(paths) != 1 || paths["busy"] != filepath.Join(dir, "busy.cpu.pprof") {
 		t.Fatalf("fetchProfiles = %v, %v", paths, errs)
@@ -92,11 +94,11 @@ func TestFetchProfiles_WritesAParsableProfile(t *testing.T) {
 }
 
 func TestFetchProfiles_ReportsAnUnreachableComponent(t *testing.T) {
-	addr, err := freeAddr()
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	paths, errs := fetchProfiles(context.Background(), []*component{{name: "gone", pprofAddr: addr}}, t.TempDir(), time.Second)
+	paths, errs := fetchProfiles(context.Background(), []*proc.Process{{Name: "gone", PprofAddr: addr}}, t.TempDir(), time.Second)
 	if len(paths) != 0 || len(errs) != 1 || !strings.Contains(errs[0], "profile gone:") {
 		t.Errorf("fetchProfiles of a dead address = %v, %v", paths, errs)
 	}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/setup"
-	"github.com/clickstream-go/clickstream/lab/bench"
+	"github.com/clickstream-go/clickstream/lab/proc"
 	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
 )
 
@@ -175,10 +175,10 @@ type run struct {
 	proxy  *faultProxy // nil with NoProxy
 
 	mu    sync.Mutex
-	procs map[string][]*bench.Process // running consumer processes per app
-	seq   int                         // numbering of consumer processes
+	procs map[string][]*proc.Process // running consumer processes per app
+	seq   int                        // numbering of consumer processes
 	// last scraped counter values per process, summed at the end.
-	counters map[*bench.Process][4]float64
+	counters map[*proc.Process][4]float64
 }
 
 // Run creates a fresh stream, tables and archive prefix, runs load with
@@ -196,8 +196,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			VectorsTable: "chaos-" + id + "-vectors", MetricsTable: "chaos-" + id + "-metrics", LeasesTable: "chaos-" + id + "-leases"},
 		prefix:   "chaos/" + id,
 		rng:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		procs:    map[string][]*bench.Process{},
-		counters: map[*bench.Process][4]float64{},
+		procs:    map[string][]*proc.Process{},
+		counters: map[*proc.Process][4]float64{},
 		rep: &Report{Started: start, Seed: cfg.Seed, CaughtUp: map[string]time.Duration{},
 			Faults: Faults{Kills: map[string]int{}, Starts: map[string]int{}, Concurrent: map[string]int{}}},
 	}
@@ -291,8 +291,8 @@ func (r *run) resFlags() []string {
 }
 
 // startConsumer starts one more `consume APP` process and waits until it is healthy.
-func (r *run) startConsumer(ctx context.Context, app string) (*bench.Process, error) {
-	addr, err := bench.FreeAddr()
+func (r *run) startConsumer(ctx context.Context, app string) (*proc.Process, error) {
+	addr, err := proc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +302,7 @@ func (r *run) startConsumer(ctx context.Context, app string) (*bench.Process, er
 	r.mu.Unlock()
 	args := []string{"consume", app, "--metrics-addr", addr, "--owner", name, "--prefix", r.prefix,
 		"--archive-max-age", r.cfg.ArchiveMaxAge.String(), "--lease-duration", r.cfg.LeaseDuration.String()}
-	p, err := bench.StartProcess(r.cfg.Binary, r.cfg.LogDir, name, addr, r.cfg.Env, append(args, r.resFlags()...)...)
+	p, err := proc.Start(r.cfg.Binary, r.cfg.LogDir, name, addr, r.cfg.Env, append(args, r.resFlags()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +320,7 @@ func (r *run) startConsumer(ctx context.Context, app string) (*bench.Process, er
 // loadWithFaults runs the load generator for Duration while injecting faults.
 func (r *run) loadWithFaults(ctx context.Context) error {
 	cfg := r.cfg
-	load, err := bench.StartProcess(cfg.Binary, cfg.LogDir, "loadgen", "", cfg.Env,
+	load, err := proc.Start(cfg.Binary, cfg.LogDir, "loadgen", "", cfg.Env,
 		"loadgen", "--via", "kinesis", "--stream", r.res.Stream, "--rate", fmt.Sprint(cfg.Rate),
 		"--duration", cfg.Duration.String(), "--users", fmt.Sprint(cfg.Users), "--seed", fmt.Sprint(cfg.Seed),
 		"--bad-rate", "0.002", "--late-share", "0.02", "--late-max", "2m", "--quiet")
@@ -428,7 +428,7 @@ func (r *run) consumerFault(ctx context.Context, app string, round int) error {
 		r.mu.Lock()
 		r.rep.Faults.Concurrent[app]++
 		r.mu.Unlock()
-		r.logf("fault: started %s beside %s", p.Name(), procs[0].Name())
+		r.logf("fault: started %s beside %s", p.Name, procs[0].Name)
 		return nil
 	}
 	if len(procs) == 0 {
@@ -440,16 +440,16 @@ func (r *run) consumerFault(ctx context.Context, app string, round int) error {
 	r.scrapeOne(ctx, victim)
 	victim.Kill()
 	r.mu.Lock()
-	r.procs[app] = append(append([]*bench.Process(nil), procs[:i]...), procs[i+1:]...)
+	r.procs[app] = append(append([]*proc.Process(nil), procs[:i]...), procs[i+1:]...)
 	left := len(r.procs[app])
 	r.rep.Faults.Kills[app]++
 	r.mu.Unlock()
 	if left > 0 {
-		r.logf("fault: kill -9 %s (pid %d); %d left running", victim.Name(), victim.Pid(), left)
+		r.logf("fault: kill -9 %s (pid %d); %d left running", victim.Name, victim.Pid(), left)
 		return nil
 	}
 	delay := time.Duration(r.rng.IntN(3000)) * time.Millisecond
-	r.logf("fault: kill -9 %s (pid %d); restart in %s", victim.Name(), victim.Pid(), delay)
+	r.logf("fault: kill -9 %s (pid %d); restart in %s", victim.Name, victim.Pid(), delay)
 	if err := retry.Sleep(ctx, delay); err != nil {
 		return err
 	}
@@ -460,7 +460,7 @@ func (r *run) consumerFault(ctx context.Context, app string, round int) error {
 // scrapeAll samples the fault counters of every running consumer.
 func (r *run) scrapeAll(ctx context.Context) {
 	r.mu.Lock()
-	var all []*bench.Process
+	var all []*proc.Process
 	for _, ps := range r.procs {
 		all = append(all, ps...)
 	}
@@ -470,7 +470,7 @@ func (r *run) scrapeAll(ctx context.Context) {
 	}
 }
 
-func (r *run) scrapeOne(ctx context.Context, p *bench.Process) {
+func (r *run) scrapeOne(ctx context.Context, p *proc.Process) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var v [4]float64
@@ -510,7 +510,7 @@ func (r *run) sumCounters() {
 func (r *run) stopAll(grace time.Duration) []error {
 	r.mu.Lock()
 	procs := r.procs
-	r.procs = map[string][]*bench.Process{}
+	r.procs = map[string][]*proc.Process{}
 	r.mu.Unlock()
 	var (
 		wg   sync.WaitGroup
