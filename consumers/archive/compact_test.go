@@ -52,15 +52,25 @@ func allRows(t *testing.T, a archived) (string, int) {
 	return string(b), len(rows)
 }
 
+// hoursOf lists the hours holding objects, the most objects first (ties by
+// time), so hours[:1] always has small files to compact; map order made it
+// random, and an hour of one file gave a test nothing to interrupt.
 func hoursOf(a archived, prefix string) []time.Time {
 	var hours []time.Time
+	files := map[time.Time]int{}
 	for k := range a.objects {
 		info, _ := ParseObjectKey(prefix, k)
 		h, _ := time.Parse("2006-01-02 15", info.Date+" "+info.Hour)
-		if !slices.ContainsFunc(hours, h.Equal) {
+		if files[h]++; files[h] == 1 {
 			hours = append(hours, h)
 		}
 	}
+	slices.SortFunc(hours, func(x, y time.Time) int {
+		if d := files[y] - files[x]; d != 0 {
+			return d
+		}
+		return x.Compare(y)
+	})
 	return hours
 }
 
