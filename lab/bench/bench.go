@@ -292,259 +292,322 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	id := time.Now().UTC().Format("20060102-150405")
-	res := setup.Resources{
+	b := &benchRun{cfg: cfg, prefix: "bench/" + id}
+	b.res = setup.Resources{
 		Stream: "bench-" + id, Shards: cfg.Shards, Bucket: cfg.Bucket,
 		VectorsTable: "bench-" + id + "-vectors", MetricsTable: "bench-" + id + "-metrics", LeasesTable: "bench-" + id + "-leases",
 	}
-	prefix := "bench/" + id
 	r := &Result{Started: time.Now(), Apps: cfg.Apps, PollIntervals: cfg.PollIntervals, Label: cfg.Label, Name: cmp.Or(cfg.Name, "Run"), Shards: cfg.Shards, TargetRate: cfg.Rate, Duration: cfg.Duration,
 		Machine:   machine(),
 		Processed: map[string]int64{}, LagMid: map[string]float64{}, LagEnd: map[string]float64{}, KeptUp: map[string]bool{},
 		CaughtUpAfter: map[string]time.Duration{}, ProcessedLatency: map[string]Percentiles{}}
-	fmt.Fprintf(cfg.Progress, "bench: creating stream %s (%d shards), tables, archive prefix s3://%s/%s\n", res.Stream, res.Shards, res.Bucket, prefix)
-	if err := setup.Ensure(ctx, cfg.Clients, res, nil); err != nil {
+	b.r = r
+	fmt.Fprintf(cfg.Progress, "bench: creating stream %s (%d shards), tables, archive prefix s3://%s/%s\n", b.res.Stream, b.res.Shards, b.res.Bucket, b.prefix)
+	if err := setup.Ensure(ctx, cfg.Clients, b.res, nil); err != nil {
 		return nil, err
 	}
 	if !cfg.Keep {
-		defer cleanup(cfg.Clients, res, prefix, cfg.Progress)
+		defer cleanup(cfg.Clients, b.res, b.prefix, cfg.Progress)
 	}
-	if cfg.LogDir == "" {
+	if b.cfg.LogDir == "" {
 		d, err := os.MkdirTemp("", "clickstream-bench-")
 		if err != nil {
 			return nil, err
 		}
-		cfg.LogDir = d
-	} else if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+		b.cfg.LogDir = d
+	} else if err := os.MkdirAll(b.cfg.LogDir, 0o755); err != nil {
 		return nil, err
 	}
-	resFlags := []string{"--stream", res.Stream, "--bucket", res.Bucket, "--vectors-table", res.VectorsTable,
-		"--metrics-table", res.MetricsTable, "--leases-table", res.LeasesTable}
-
-	// Components.
-	var comps []*proc.Process
-	defer func() {
-		for _, c := range comps {
-			c.Stop(30 * time.Second)
-		}
-	}()
-	start := func(name string, args func(addr string) []string) (*proc.Process, error) {
-		addr, err := proc.FreeAddr()
-		if err != nil {
-			return nil, err
-		}
-		argv := args(addr)
-		var pprofAddr string
-		if cfg.ProfileDir != "" {
-			if pprofAddr, err = proc.FreeAddr(); err != nil {
-				return nil, err
-			}
-			argv = append(argv, "--pprof-addr", pprofAddr)
-		}
-		c, err := proc.Start(cfg.Binary, cfg.LogDir, name, addr, cfg.Env, argv...)
-		if err != nil {
-			return nil, err
-		}
-		c.PprofAddr = pprofAddr
-		comps = append(comps, c)
-		return c, nil
-	}
-	collector, err := start("collector", func(a string) []string {
-		return []string{"collector", "--addr", a, "--insecure-no-auth", "--stream", res.Stream, "--rate-per-key", "-1"}
-	})
-	if err != nil {
+	defer b.stopAll()
+	if err := b.startComponents(ctx); err != nil {
 		return nil, err
 	}
-	consumeArgs := func(a string, apps ...string) []string {
-		args := append([]string{"consume"}, apps...)
-		args = append(args, "--metrics-addr", a, "--prefix", prefix, "--archive-max-age", cfg.ArchiveMaxAge.String(),
-			"--poll-interval", cfg.PollIntervals[apps[0]].String())
-		if slices.Contains(apps, "vectors") {
-			// Latency-critical: an empty poll (MillisBehindLatest 0 when
-			// caught up) must not add a second to the next click.
-			args = append(args, "--idle-interval", cfg.PollIntervals[apps[0]].String())
-		}
-		return append(args, resFlags...)
-	}
-	consumersByApp := map[string]*proc.Process{}
-	if cfg.Combined {
-		c, err := start("consumers", func(a string) []string { return consumeArgs(a, cfg.Apps...) })
-		if err != nil {
-			return nil, err
-		}
-		for _, app := range cfg.Apps {
-			consumersByApp[app] = c
-		}
-	} else {
-		for _, app := range cfg.Apps {
-			c, err := start("consume-"+app, func(a string) []string { return consumeArgs(a, app) })
-			if err != nil {
-				return nil, err
-			}
-			consumersByApp[app] = c
-		}
-	}
-	withVectors, withMetrics := slices.Contains(cfg.Apps, "vectors"), slices.Contains(cfg.Apps, "metrics")
-	var api *proc.Process
-	if withVectors || withMetrics {
-		if api, err = start("api", func(a string) []string {
-			return append([]string{"api", "--addr", a, "--no-alerts"}, resFlags...)
-		}); err != nil {
-			return nil, err
-		}
-	}
-	for _, c := range comps {
-		if err := c.WaitHealthy(ctx, 60*time.Second); err != nil {
-			return nil, err
-		}
-	}
+	cfg = b.cfg
 	fmt.Fprintf(cfg.Progress, "bench: components up (logs in %s); load for %s at %s\n", cfg.LogDir, cfg.Duration, rateString(cfg.Rate))
-	// CPU is counted from here (start-up excluded); peak RSS is the process's.
-	baseline := map[int]proc.Stats{}
-	for _, c := range comps {
-		baseline[c.Cmd.Process.Pid], _ = proc.ReadStats(c.Cmd.Process.Pid)
-	}
-	for _, pid := range cfg.StackPIDs {
-		baseline[pid], _ = proc.ReadStats(pid)
-	}
 
-	// Sampler.
-	var (
-		mu      sync.Mutex
-		samples []sample
-	)
-	scrapeAll := func(ctx context.Context) (sample, error) {
-		s := sample{at: time.Now(), processed: map[string]float64{}}
-		m, err := collector.Scrape(ctx)
-		if err != nil {
-			return s, err
-		}
-		s.onStream = m.Sum("clickstream_producer_records_sent_total")
-		seen := map[*proc.Process]proc.Metrics{}
-		for _, app := range cfg.Apps {
-			c := consumersByApp[app]
-			cm, ok := seen[c]
-			if !ok {
-				if cm, err = c.Scrape(ctx); err != nil {
-					return s, err
-				}
-				seen[c] = cm
-			}
-			s.processed[app] = cm.Sum("clickstream_consumer_records_total", "app", app)
-			if app == "archive" {
-				s.archived = cm.Sum("clickstream_archive_rows_total")
-			}
-		}
-		return s, nil
-	}
+	// Sampler, probes (vector visibility, window publication) and CPU
+	// profiles run beside the load; wg waits for all of them.
 	sampleCtx, stopSampling := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(sampleEvery)
-		defer t.Stop()
-		for {
-			if s, err := scrapeAll(sampleCtx); err == nil {
-				mu.Lock()
-				samples = append(samples, s)
-				mu.Unlock()
-			}
-			select {
-			case <-sampleCtx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-
-	// Probes: vector visibility and window publication.
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	winCtx, stopWindows := context.WithCancel(ctx)
+	var wg sync.WaitGroup
 	defer func() { stopProbes(); stopWindows(); stopSampling(); wg.Wait() }()
+	wg.Go(func() { b.sample(sampleCtx) })
 	var vecLat, winLat []time.Duration
 	var windowsSeen atomic.Int64
-	var probeErrs []string
-	if withVectors {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			vecLat, probeErrs = probeVectors(probeCtx, collector.Addr, api.Addr, cfg.ProbeRate)
-		}()
+	var probeErrs, profErrs []string
+	if slices.Contains(cfg.Apps, "vectors") {
+		wg.Go(func() { vecLat, probeErrs = probeVectors(probeCtx, b.collector.Addr, b.api.Addr, cfg.ProbeRate) })
 	}
-	if withMetrics {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			winLat = probeWindows(winCtx, api.Addr, r.Started, &windowsSeen)
-		}()
+	if slices.Contains(cfg.Apps, "metrics") {
+		wg.Go(func() { winLat = probeWindows(winCtx, b.api.Addr, r.Started, &windowsSeen) })
 	} else {
 		windowsSeen.Store(1) // nothing to wait for in the drain
 	}
-
-	// CPU profiles, from a third into the load (past the warm-up); read
-	// after wg.Wait.
-	var profErrs []string
 	if cfg.ProfileDir != "" {
 		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
 			return nil, err
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case <-time.After(cfg.Duration / 3):
-			case <-probeCtx.Done():
-				return
-			}
-			fmt.Fprintf(cfg.Progress, "bench: CPU profiles of every component for %s into %s\n", cfg.ProfileFor, cfg.ProfileDir)
-			r.ProfilePaths, profErrs = fetchProfiles(ctx, comps, cfg.ProfileDir, cfg.ProfileFor)
-		}()
+		wg.Go(func() { profErrs = b.profile(ctx, probeCtx) })
 	}
 
-	// Load.
+	// Load, then the collector's deliveries, then the drain.
 	loadStart := time.Now()
 	st, loadErr := loadgen.Run(ctx, loadgen.Config{
 		GeneratorConfig: loadgen.GeneratorConfig{Seed: 1},
 		Rate:            cfg.Rate, Duration: cfg.Duration, BatchSize: cfg.BatchSize, Concurrency: cfg.Concurrency,
-	}, &loadgen.CollectorSink{URL: "http://" + collector.Addr}, cfg.Progress)
+	}, &loadgen.CollectorSink{URL: "http://" + b.collector.Addr}, cfg.Progress)
 	loadEnd := time.Now()
 	r.Generated = st.Generated
 	if loadErr != nil && !errors.Is(loadErr, context.Canceled) {
 		r.Errors = append(r.Errors, "loadgen: "+loadErr.Error())
 	}
-	// Wait until the collector's producer has delivered what it accepted
-	// (probe clicks included; the probes are stopped first).
-	stopProbes()
-	var target float64
-	for end := time.Now().Add(30 * time.Second); ; {
-		m, err := collector.Scrape(ctx)
-		if err != nil {
+	stopProbes() // probe clicks count as accepted events too
+	target, err := b.delivered(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cfg.Progress, "bench: load done: %d events on the stream; draining (up to %s)\n", int64(target), cfg.Drain)
+	caught, err := b.drain(ctx, target, &windowsSeen)
+	if err != nil {
+		return nil, err
+	}
+	stopWindows()
+	stopSampling()
+	wg.Wait()
+
+	b.results(ctx, target, caught, loadStart, loadEnd)
+	r.VectorLatency = percentiles(vecLat)
+	r.WindowLatency = percentiles(winLat)
+	r.Errors = append(r.Errors, probeErrs...)
+	r.Errors = append(r.Errors, profErrs...)
+	if err := b.costs(ctx, target); err != nil {
+		return nil, err
+	}
+	for _, c := range b.comps {
+		if err := c.Stop(30 * time.Second); err != nil {
+			r.Errors = append(r.Errors, err.Error())
+		}
+	}
+	b.comps = nil
+	return r, nil
+}
+
+// benchRun is one run's state: its resources, its components, and the
+// samples taken while it runs.
+type benchRun struct {
+	cfg      Config
+	res      setup.Resources
+	prefix   string
+	r        *Result
+	comps    []*proc.Process
+	baseline map[int]proc.Stats // CPU at start-up's end, by pid
+
+	collector, api *proc.Process
+	consumersByApp map[string]*proc.Process
+
+	mu      sync.Mutex
+	samples []sample
+}
+
+func (b *benchRun) resFlags() []string {
+	return []string{"--stream", b.res.Stream, "--bucket", b.res.Bucket, "--vectors-table", b.res.VectorsTable,
+		"--metrics-table", b.res.MetricsTable, "--leases-table", b.res.LeasesTable}
+}
+
+// start runs one component on a free address (and a pprof address when
+// profiling).
+func (b *benchRun) start(name string, args func(addr string) []string) (*proc.Process, error) {
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	argv := args(addr)
+	var pprofAddr string
+	if b.cfg.ProfileDir != "" {
+		if pprofAddr, err = proc.FreeAddr(); err != nil {
 			return nil, err
 		}
-		target = m.Sum("clickstream_producer_records_sent_total")
+		argv = append(argv, "--pprof-addr", pprofAddr)
+	}
+	c, err := proc.Start(b.cfg.Binary, b.cfg.LogDir, name, addr, b.cfg.Env, argv...)
+	if err != nil {
+		return nil, err
+	}
+	c.PprofAddr = pprofAddr
+	b.comps = append(b.comps, c)
+	return c, nil
+}
+
+func (b *benchRun) stopAll() {
+	for _, c := range b.comps {
+		c.Stop(30 * time.Second)
+	}
+}
+
+// consumeArgs is `clickstream consume` of apps, polling at the first app's
+// share of the shard's reads.
+func (b *benchRun) consumeArgs(addr string, apps ...string) []string {
+	poll := b.cfg.PollIntervals[apps[0]].String()
+	args := append([]string{"consume"}, apps...)
+	args = append(args, "--metrics-addr", addr, "--prefix", b.prefix, "--archive-max-age", b.cfg.ArchiveMaxAge.String(), "--poll-interval", poll)
+	if slices.Contains(apps, "vectors") {
+		// Latency-critical: an empty poll (MillisBehindLatest 0 when
+		// caught up) must not add a second to the next click.
+		args = append(args, "--idle-interval", poll)
+	}
+	return append(args, b.resFlags()...)
+}
+
+// startComponents starts the collector, the consumers (one process each,
+// or one for all with Combined) and the API when a probe needs it, waits
+// until all are healthy and takes the CPU baseline: start-up is excluded,
+// peak RSS is the process's.
+func (b *benchRun) startComponents(ctx context.Context) error {
+	cfg := b.cfg
+	var err error
+	if b.collector, err = b.start("collector", func(a string) []string {
+		return []string{"collector", "--addr", a, "--insecure-no-auth", "--stream", b.res.Stream, "--rate-per-key", "-1"}
+	}); err != nil {
+		return err
+	}
+	b.consumersByApp = map[string]*proc.Process{}
+	if cfg.Combined {
+		c, err := b.start("consumers", func(a string) []string { return b.consumeArgs(a, cfg.Apps...) })
+		if err != nil {
+			return err
+		}
+		for _, app := range cfg.Apps {
+			b.consumersByApp[app] = c
+		}
+	} else {
+		for _, app := range cfg.Apps {
+			c, err := b.start("consume-"+app, func(a string) []string { return b.consumeArgs(a, app) })
+			if err != nil {
+				return err
+			}
+			b.consumersByApp[app] = c
+		}
+	}
+	if slices.Contains(cfg.Apps, "vectors") || slices.Contains(cfg.Apps, "metrics") {
+		if b.api, err = b.start("api", func(a string) []string {
+			return append([]string{"api", "--addr", a, "--no-alerts"}, b.resFlags()...)
+		}); err != nil {
+			return err
+		}
+	}
+	for _, c := range b.comps {
+		if err := c.WaitHealthy(ctx, 60*time.Second); err != nil {
+			return err
+		}
+	}
+	b.baseline = map[int]proc.Stats{}
+	for _, c := range b.comps {
+		b.baseline[c.Pid()], _ = proc.ReadStats(c.Pid())
+	}
+	for _, pid := range cfg.StackPIDs {
+		b.baseline[pid], _ = proc.ReadStats(pid)
+	}
+	return nil
+}
+
+// scrapeAll samples the collector's deliveries and each consumer's
+// progress.
+func (b *benchRun) scrapeAll(ctx context.Context) (sample, error) {
+	s := sample{at: time.Now(), processed: map[string]float64{}}
+	m, err := b.collector.Scrape(ctx)
+	if err != nil {
+		return s, err
+	}
+	s.onStream = m.Sum("clickstream_producer_records_sent_total")
+	seen := map[*proc.Process]proc.Metrics{}
+	for _, app := range b.cfg.Apps {
+		c := b.consumersByApp[app]
+		cm, ok := seen[c]
+		if !ok {
+			if cm, err = c.Scrape(ctx); err != nil {
+				return s, err
+			}
+			seen[c] = cm
+		}
+		s.processed[app] = cm.Sum("clickstream_consumer_records_total", "app", app)
+		if app == "archive" {
+			s.archived = cm.Sum("clickstream_archive_rows_total")
+		}
+	}
+	return s, nil
+}
+
+func (b *benchRun) keep(s sample) {
+	b.mu.Lock()
+	b.samples = append(b.samples, s)
+	b.mu.Unlock()
+}
+
+// sample takes a sample every sampleEvery until ctx ends.
+func (b *benchRun) sample(ctx context.Context) {
+	t := time.NewTicker(sampleEvery)
+	defer t.Stop()
+	for {
+		if s, err := b.scrapeAll(ctx); err == nil {
+			b.keep(s)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// profile takes every component's CPU profile from a third into the load
+// (past the warm-up), unless the load ends first.
+func (b *benchRun) profile(ctx, load context.Context) []string {
+	select {
+	case <-time.After(b.cfg.Duration / 3):
+	case <-load.Done():
+		return nil
+	}
+	fmt.Fprintf(b.cfg.Progress, "bench: CPU profiles of every component for %s into %s\n", b.cfg.ProfileFor, b.cfg.ProfileDir)
+	var errs []string
+	b.r.ProfilePaths, errs = fetchProfiles(ctx, b.comps, b.cfg.ProfileDir, b.cfg.ProfileFor)
+	return errs
+}
+
+// delivered waits up to 30 s until the collector's producer has delivered
+// what the collector accepted, and returns the events on the stream.
+func (b *benchRun) delivered(ctx context.Context) (float64, error) {
+	for end := time.Now().Add(30 * time.Second); ; {
+		m, err := b.collector.Scrape(ctx)
+		if err != nil {
+			return 0, err
+		}
+		target := m.Sum("clickstream_producer_records_sent_total")
 		if target >= m.Sum("clickstream_collector_events_total", "result", "accepted") || time.Now().After(end) {
-			break
+			return target, nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	fmt.Fprintf(cfg.Progress, "bench: load done: %d events on the stream; draining (up to %s)\n", int64(target), cfg.Drain)
+}
 
-	// Drain: until every consumer processed everything and the archive wrote it.
+// drain samples until every consumer processed target events and the
+// archive wrote them — and a complete minute window was published, so the
+// window latency has a sample even in a short run — or Drain passes. It
+// returns when each caught up ("archive-written" for the archive's rows).
+func (b *benchRun) drain(ctx context.Context, target float64, windowsSeen *atomic.Int64) (map[string]time.Time, error) {
 	caught := map[string]time.Time{}
-	deadline := time.Now().Add(cfg.Drain)
-	// Also wait for a complete minute window to be published, so the
-	// window latency has a sample even in a short run.
-	withArchive := slices.Contains(cfg.Apps, "archive")
-	wantCaught := len(cfg.Apps)
+	deadline := time.Now().Add(b.cfg.Drain)
+	withArchive := slices.Contains(b.cfg.Apps, "archive")
+	wantCaught := len(b.cfg.Apps)
 	if withArchive {
 		wantCaught++ // and written
 	}
 	for time.Now().Before(deadline) && (len(caught) < wantCaught || windowsSeen.Load() == 0) {
-		s, err := scrapeAll(ctx)
+		s, err := b.scrapeAll(ctx)
 		if err != nil {
 			return nil, err
 		}
-		for _, app := range cfg.Apps {
+		for _, app := range b.cfg.Apps {
 			if _, ok := caught[app]; !ok && s.processed[app] >= target {
 				caught[app] = s.at
 			}
@@ -552,77 +615,77 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if _, ok := caught["archive-written"]; withArchive && !ok && s.archived >= target {
 			caught["archive-written"] = s.at
 		}
-		mu.Lock()
-		samples = append(samples, s)
-		mu.Unlock()
+		b.keep(s)
 		time.Sleep(500 * time.Millisecond)
 	}
-	stopWindows()
-	stopSampling()
-	wg.Wait()
+	return caught, nil
+}
 
-	last, _ := scrapeAll(ctx)
+// results fills in throughput, what each consumer processed, when it
+// caught up, and the lag analysis of the samples.
+func (b *benchRun) results(ctx context.Context, target float64, caught map[string]time.Time, loadStart, loadEnd time.Time) {
+	r := b.r
+	last, _ := b.scrapeAll(ctx)
 	r.OnStream = int64(target)
 	r.EventsPerSec = target / loadEnd.Sub(loadStart).Seconds()
-	for _, app := range cfg.Apps {
-		r.Processed[app] = int64(last.processed[app])
-		if t, ok := caught[app]; ok {
-			r.CaughtUpAfter[app] = t.Sub(loadEnd)
-		} else {
-			r.CaughtUpAfter[app] = -1
+	since := func(key string) time.Duration {
+		if t, ok := caught[key]; ok {
+			return t.Sub(loadEnd)
 		}
+		return -1
+	}
+	for _, app := range b.cfg.Apps {
+		r.Processed[app] = int64(last.processed[app])
+		r.CaughtUpAfter[app] = since(app)
 	}
 	r.Archived = int64(last.archived)
-	if t, ok := caught["archive-written"]; ok {
-		r.CaughtUpAfter["archive-written"] = t.Sub(loadEnd)
-	} else {
-		r.CaughtUpAfter["archive-written"] = -1
-	}
-	r.VectorLatency = percentiles(vecLat)
-	r.WindowLatency = percentiles(winLat)
-	r.Errors = append(r.Errors, probeErrs...)
-	r.Errors = append(r.Errors, profErrs...)
-	mu.Lock()
-	analyse(r, samples, loadStart, loadEnd)
-	mu.Unlock()
+	r.CaughtUpAfter["archive-written"] = since("archive-written")
+	b.mu.Lock()
+	analyse(r, b.samples, loadStart, loadEnd)
+	b.mu.Unlock()
+}
 
-	// Costs: counters from every component, CPU and RSS from /proc.
+// costs reads every component's counters (AWS calls) and /proc figures
+// (CPU since the baseline, peak RSS), the emulators' too, and the busiest
+// component's profile.
+func (b *benchRun) costs(ctx context.Context, target float64) error {
+	r := b.r
 	var all []proc.Metrics
 	seen := map[*proc.Process]bool{}
-	for _, c := range comps {
+	for _, c := range b.comps {
 		if seen[c] {
 			continue
 		}
 		seen[c] = true
 		m, err := c.Scrape(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		all = append(all, m)
-		if c == collector {
+		if c == b.collector {
 			r.Accepted = int64(m.Sum("clickstream_collector_events_total", "result", "accepted"))
 			r.KinesisRecords = int64(m.Sum("clickstream_producer_kinesis_records_sent_total"))
 			r.StreamBytes = int64(m.Sum("clickstream_producer_bytes_sent_total"))
 		}
-		ps, err := proc.ReadStats(c.Cmd.Process.Pid)
+		ps, err := proc.ReadStats(c.Pid())
 		if err != nil {
-			return nil, err
+			return err
 		}
-		ps.CPUSeconds -= baseline[c.Cmd.Process.Pid].CPUSeconds
+		ps.CPUSeconds -= b.baseline[c.Pid()].CPUSeconds
 		cs := componentStats(c.Name, ps, target)
 		cs.DynamoDBWrites = m.AWSCalls("DynamoDB", dynamoWriteOps...) / target * 1e6
 		cs.S3Puts = m.AWSCalls("S3", s3PutOps...) / target * 1e6
 		r.Components = append(r.Components, cs)
 	}
-	names := make([]string, 0, len(cfg.StackPIDs))
-	for name := range cfg.StackPIDs {
+	names := make([]string, 0, len(b.cfg.StackPIDs))
+	for name := range b.cfg.StackPIDs {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		pid := cfg.StackPIDs[name]
+		pid := b.cfg.StackPIDs[name]
 		if ps, err := proc.ReadStats(pid); err == nil {
-			ps.CPUSeconds -= baseline[pid].CPUSeconds
+			ps.CPUSeconds -= b.baseline[pid].CPUSeconds
 			r.Components = append(r.Components, componentStats("emulator: "+name, ps, target))
 		}
 	}
@@ -635,13 +698,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			r.Profile = &sum
 		}
 	}
-	for _, c := range comps {
-		if err := c.Stop(30 * time.Second); err != nil {
-			r.Errors = append(r.Errors, err.Error())
-		}
-	}
-	comps = nil
-	return r, nil
+	return nil
 }
 
 // busiestProfiled is the component with the most CPU time that has a profile.
