@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/clickstream-go/clickstream/internal/hashkey"
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 // Record is one user record: an event and the key that routes it.
@@ -672,11 +673,7 @@ func (p *Producer) refresher() {
 				return
 			}
 			p.log.Warn("cannot read shard map; retrying", "error", err, "retry_in", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-p.ctx.Done():
-				t.Stop()
+			if retry.Sleep(p.ctx, backoff) != nil {
 				return
 			}
 			backoff = min(2*backoff, max(p.cfg.maxRetryBackoff, 5*time.Second))

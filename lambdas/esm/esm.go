@@ -42,6 +42,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/internal/retry"
 	"github.com/clickstream-go/clickstream/kpl"
 )
 
@@ -249,12 +250,8 @@ func (s *shard) invoke(ctx context.Context, n int) error {
 		}
 		s.log.Warn("invocation failed; retrying", slog.Int("records", n),
 			slog.String("from_sequence", s.pending[0].Kinesis.SequenceNumber), slog.Any("err", err))
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := retry.Sleep(ctx, backoff); err != nil {
+			return err
 		}
 		backoff = min(2*backoff, maxRetryBackoff)
 	}

@@ -33,6 +33,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
 const (
@@ -285,14 +287,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := p.Faults()
 	faulty := f.appliesTo(op)
 	if faulty {
-		if d := f.Latency.D() + p.jitter(f.Jitter.D()); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-r.Context().Done():
-				t.Stop()
-				return
-			}
+		if d := f.Latency.D() + p.jitter(f.Jitter.D()); d > 0 && retry.Sleep(r.Context(), d) != nil {
+			return
 		}
 		switch {
 		case p.roll(f.DropRate):
