@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clickstream-go/clickstream/consumers"
@@ -146,52 +148,22 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			if settings.Metrics.Definitions, err = apps.LoadDefinitions(settings.DefinitionsFile); err != nil {
 				return cli.UsageErr("--definitions: %v", err)
 			}
-			dlq := consumers.NewS3DeadLetter(c.S3, r.Bucket, settings.Prefix)
-			seen := map[string]bool{}
-			var runners []*consumers.Runner
-			for _, name := range args {
-				if seen[name] {
-					return cli.UsageErr("processor %q named twice", name)
-				}
-				seen[name] = true
-				app, err := apps.Lookup(name)
-				if err != nil {
-					return cli.UsageErr("%v", err)
-				}
-				var p consumers.Processor
-				if host == hostLambda {
-					p, err = lambdaMapping(app, c, functions.Config{
-						Stream: r.Stream, LeasesTable: r.LeasesTable, StateOwner: owner, Settings: settings,
-					}, lambdaBatch, lambdaWindow)
-				} else {
-					p, err = app.New(c, settings)
-				}
-				if err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
-				plog := log.With("app", name)
-				runner, err := consumers.NewRunner(consumers.Config{
-					Stream: r.Stream, Processor: p, Kinesis: c.Kinesis,
-					Leases:     leases.NewDynamoStore(c.DynamoDB, r.LeasesTable),
-					DeadLetter: dlq, Owner: owner,
-					LeaseDuration: leaseDuration, PollInterval: poll, ShutdownTimeout: shutdown, MaxBytesPerCall: maxBytesPerCall, IdleInterval: idle,
-					DedupWindow: dedupWindow, DedupMaxIDs: dedupMaxIDs,
-					Logger: runnerLog(host, log, plog), Registerer: reg,
-				})
-				if err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
-				runners = append(runners, runner)
+			runners, err := buildRunners(c, args, runnerSpec{
+				res: r, owner: owner, host: host, settings: settings, lambdaBatch: lambdaBatch, lambdaWindow: lambdaWindow,
+				template: consumers.Config{
+					LeaseDuration: leaseDuration, PollInterval: poll, ShutdownTimeout: shutdown, MaxBytesPerCall: maxBytesPerCall,
+					IdleInterval: idle, DedupWindow: dedupWindow, DedupMaxIDs: dedupMaxIDs, Registerer: reg,
+				},
+			}, log)
+			if err != nil {
+				return err
 			}
-			if lim := memoryLimit(memLimit, os.Getenv("GOMEMLIMIT") != "", seen[archive.Name], cmp.Or(settings.Archive.MemoryBudget, archive.DefaultMemoryBudget)); lim > 0 {
+			if lim := memoryLimit(memLimit, os.Getenv("GOMEMLIMIT") != "", slices.Contains(args, archive.Name), cmp.Or(settings.Archive.MemoryBudget, archive.DefaultMemoryBudget)); lim > 0 {
 				debug.SetMemoryLimit(lim)
 				log.Info("soft memory limit", "bytes", lim)
 			}
 			if metricsAddr != "" {
-				mux := http.NewServeMux()
-				mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-				mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-				stopHTTP, err := serveBackground(ctx, metricsAddr, mux, log)
+				stopHTTP, err := serveMetrics(ctx, metricsAddr, reg, log)
 				if err != nil {
 					return err
 				}
@@ -205,6 +177,66 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			return err
 		},
 	}
+}
+
+// runnerSpec is what buildRunners needs from consume's flags.
+type runnerSpec struct {
+	res          setup.Resources
+	owner, host  string
+	settings     apps.Settings
+	lambdaBatch  int
+	lambdaWindow time.Duration
+	// template holds the runtime's knobs; Stream, Processor, clients,
+	// Owner, App and Logger are filled in per application.
+	template consumers.Config
+}
+
+// buildRunners builds one Runner per application named in args, hosting
+// its processor directly (--host runtime) or inside its Lambda handler
+// behind a local event source mapping (--host lambda).
+func buildRunners(c *awsx.Clients, args []string, spec runnerSpec, log *slog.Logger) ([]*consumers.Runner, error) {
+	dlq := consumers.NewS3DeadLetter(c.S3, spec.res.Bucket, spec.settings.Prefix)
+	seen := map[string]bool{}
+	var runners []*consumers.Runner
+	for _, name := range args {
+		if seen[name] {
+			return nil, cli.UsageErr("processor %q named twice", name)
+		}
+		seen[name] = true
+		app, err := apps.Lookup(name)
+		if err != nil {
+			return nil, cli.UsageErr("%v", err)
+		}
+		var p consumers.Processor
+		if spec.host == hostLambda {
+			p, err = lambdaMapping(app, c, functions.Config{
+				Stream: spec.res.Stream, LeasesTable: spec.res.LeasesTable, StateOwner: spec.owner, Settings: spec.settings,
+			}, spec.lambdaBatch, spec.lambdaWindow)
+		} else {
+			p, err = app.New(c, spec.settings)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		cfg := spec.template
+		cfg.Stream, cfg.Processor, cfg.Kinesis = spec.res.Stream, p, c.Kinesis
+		cfg.Leases, cfg.DeadLetter, cfg.Owner = leases.NewDynamoStore(c.DynamoDB, spec.res.LeasesTable), dlq, spec.owner
+		cfg.Logger = runnerLog(spec.host, log, log.With("app", name))
+		runner, err := consumers.NewRunner(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		runners = append(runners, runner)
+	}
+	return runners, nil
+}
+
+// serveMetrics serves /metrics (reg) and /healthz on addr until stopped.
+func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	return serveBackground(ctx, addr, mux, log)
 }
 
 // memoryLimit is the soft memory limit consume sets (0: none). The archive's
