@@ -20,7 +20,7 @@ import (
 // The window is per shard because a retry carries the same partition key
 // to the same shard. It is bounded by arrival time (DedupWindow: a copy
 // arriving longer after its original is not caught) and by count
-// (DedupMaxIDs, which bounds memory: about 85 bytes of heap an id). After a
+// (DedupMaxIDs, which bounds memory: about 65 bytes of heap an id). After a
 // restart or a lease moving to another process, the runtime rebuilds the
 // window by reading the DedupWindow of records before the checkpoint
 // (GetShardIterator AT_TIMESTAMP), so the decisions of a replay are the
@@ -38,9 +38,12 @@ type DedupWindow struct {
 	maxIDs int
 	seed   maphash.Seed
 	ids    map[uint64]struct{}
-	q      []dedupEntry // FIFO: q[head:] are in the window
-	head   int
-	newest int64 // latest arrival seen, ms
+	// ring is a FIFO of the window's entries: n of them from head,
+	// wrapping. It grows by doubling up to maxIDs and is never compacted,
+	// so it holds at most maxIDs entries (16 bytes each).
+	ring    []dedupEntry
+	head, n int
+	newest  int64 // latest arrival seen, ms
 }
 
 type dedupEntry struct {
@@ -69,30 +72,39 @@ func (w *DedupWindow) Seen(id string, arrival time.Time) bool {
 	if at > w.newest {
 		w.newest = at
 	}
-	for w.head < len(w.q) && w.q[w.head].at < w.newest-w.maxAge {
+	for w.n > 0 && w.ring[w.head].at < w.newest-w.maxAge {
 		w.evict()
 	}
 	h := maphash.String(w.seed, id)
 	if _, ok := w.ids[h]; ok {
 		return true
 	}
-	if len(w.q)-w.head >= w.maxIDs {
+	if w.n >= w.maxIDs {
 		w.evict()
 	}
-	if w.head > 1024 && 2*w.head > len(w.q) {
-		n := copy(w.q, w.q[w.head:])
-		clear(w.q[n:])
-		w.q, w.head = w.q[:n], 0
+	if w.n == len(w.ring) {
+		w.grow()
 	}
-	w.q = append(w.q, dedupEntry{h: h, at: at})
+	w.ring[(w.head+w.n)%len(w.ring)] = dedupEntry{h: h, at: at}
+	w.n++
 	w.ids[h] = struct{}{}
 	return false
 }
 
+// grow doubles the ring (up to maxIDs), unwrapping it.
+func (w *DedupWindow) grow() {
+	size := min(max(2*len(w.ring), 1024), w.maxIDs)
+	ring := make([]dedupEntry, size)
+	for i := range w.n {
+		ring[i] = w.ring[(w.head+i)%len(w.ring)]
+	}
+	w.ring, w.head = ring, 0
+}
+
 func (w *DedupWindow) evict() {
-	delete(w.ids, w.q[w.head].h)
-	w.q[w.head] = dedupEntry{}
-	w.head++
+	delete(w.ids, w.ring[w.head].h)
+	w.head = (w.head + 1) % len(w.ring)
+	w.n--
 }
 
 // Len is the number of ids in the window.
@@ -100,7 +112,7 @@ func (w *DedupWindow) Len() int {
 	if w == nil {
 		return 0
 	}
-	return len(w.q) - w.head
+	return w.n
 }
 
 // Mark sets Duplicate on every valid record of rs whose event id the
