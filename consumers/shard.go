@@ -445,18 +445,24 @@ func (w *shardWorker) commit(ctx context.Context, finished, release bool, retrie
 	}
 }
 
+// uncommitted returns the durable position when it is past the last
+// checkpoint written, else nil: what the next lease write should carry.
+func (w *shardWorker) uncommitted() *Position {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.durable.After(w.checkpoint) {
+		return nil
+	}
+	p := w.durable
+	return &p
+}
+
 // commitOnce makes one attempt of commit with the durable position as it is
 // now. done is false when the write failed and may be retried.
 func (w *shardWorker) commitOnce(ctx context.Context, finished, release bool) (done bool, err error) {
 	w.writeMu.Lock()
 	defer w.writeMu.Unlock()
-	w.mu.Lock()
-	u := leases.Update{Finished: finished, Release: release}
-	if w.durable.After(w.checkpoint) {
-		p := w.durable
-		u.Checkpoint = &p
-	}
-	w.mu.Unlock()
+	u := leases.Update{Finished: finished, Release: release, Checkpoint: w.uncommitted()}
 	if u.Checkpoint == nil && !finished && !release {
 		return true, nil
 	}
@@ -688,13 +694,7 @@ func (s shardState) Save(ctx context.Context, state []byte) error {
 	w := s.w
 	w.writeMu.Lock()
 	defer w.writeMu.Unlock()
-	w.mu.Lock()
-	u := leases.Update{State: state, SetState: true}
-	if w.durable.After(w.checkpoint) {
-		p := w.durable
-		u.Checkpoint = &p
-	}
-	w.mu.Unlock()
+	u := leases.Update{State: state, SetState: true, Checkpoint: w.uncommitted()}
 	if err := w.r.cfg.Leases.Update(ctx, w.lease, u); err != nil {
 		if errors.Is(err, leases.ErrLeaseLost) {
 			w.r.m.checkpoint(w.r.cfg.App, "lease_lost")
