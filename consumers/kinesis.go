@@ -55,13 +55,21 @@ func ListShards(ctx context.Context, kc KinesisAPI, stream string) ([]StreamShar
 // reads/s. A diagnostic and verification tool for small streams (`clickstream
 // stream stats`, the chaos run's ground truth): it holds everything read.
 func ReadShard(ctx context.Context, kc KinesisAPI, stream string, s StreamShard, dst []Record) ([]Record, int, error) {
+	return readShardFrom(ctx, kc, stream, s, time.Time{}, dst)
+}
+
+// readShardFrom is ReadShard from the records that arrived at or after
+// from (AT_TIMESTAMP); zero from reads from the oldest record.
+func readShardFrom(ctx context.Context, kc KinesisAPI, stream string, s StreamShard, from time.Time, dst []Record) ([]Record, int, error) {
 	dec, err := NewRecordDecoder(s.ID, s.Range)
 	if err != nil {
 		return dst, 0, err
 	}
-	it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
-		StreamName: aws.String(stream), ShardId: aws.String(s.ID), ShardIteratorType: types.ShardIteratorTypeTrimHorizon,
-	})
+	in := &kinesis.GetShardIteratorInput{StreamName: aws.String(stream), ShardId: aws.String(s.ID), ShardIteratorType: types.ShardIteratorTypeTrimHorizon}
+	if !from.IsZero() {
+		in.ShardIteratorType, in.Timestamp = types.ShardIteratorTypeAtTimestamp, aws.Time(from)
+	}
+	it, err := kc.GetShardIterator(ctx, in)
 	if err != nil {
 		return dst, 0, fmt.Errorf("get iterator for %s: %w", s.ID, err)
 	}

@@ -529,54 +529,16 @@ func (w *shardWorker) seedFromParent(dedup *DedupWindow, parent string) {
 	if from.IsZero() {
 		return
 	}
-	dec, _ := NewRecordDecoder(parent, HashKeyRange{}) // a zero range never fails
-	iter, err := w.shardIterator(parent, &kinesis.GetShardIteratorInput{ShardIteratorType: types.ShardIteratorTypeAtTimestamp, Timestamp: aws.Time(from)})
-	var recs []Record
-	for err == nil && iter != nil {
-		var out *kinesis.GetRecordsOutput
-		cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
-		out, err = w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter}, noSDKRetries)
-		cancel()
-		if err != nil {
-			if errKind(err) == "throttled" {
-				if stopped, serr := w.sleep(w.r.cfg.PollInterval); stopped || serr != nil {
-					return
-				}
-				err = nil
-			}
-			continue
-		}
-		recs = recs[:0]
-		for i := range out.Records {
-			kr := &out.Records[i]
-			recs = dec.Append(recs, KinesisRecord{SequenceNumber: aws.ToString(kr.SequenceNumber), PartitionKey: aws.ToString(kr.PartitionKey),
-				ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp), Data: kr.Data})
-		}
-		for i := range recs {
-			if recs[i].Err == nil && !recs[i].Position.After(l.Checkpoint) {
-				dedup.Seen(recs[i].Event.ID, recs[i].ArrivalTime)
-			}
-		}
-		iter = out.NextShardIterator
-		if len(out.Records) == 0 && aws.ToInt64(out.MillisBehindLatest) == 0 {
-			break // an emulator that never ends a closed shard's iterator
-		}
-	}
+	recs, _, err := readShardFrom(w.ctx, w.r.cfg.Kinesis, w.r.cfg.Stream, StreamShard{ID: parent}, from, nil)
 	if err != nil {
 		w.log.Warn("de-duplication window not seeded from a parent shard", slog.String("parent", parent), slog.Any("err", err))
+		return
 	}
-}
-
-// shardIterator gets an iterator on shard with one call.
-func (w *shardWorker) shardIterator(shard string, in *kinesis.GetShardIteratorInput) (*string, error) {
-	in.StreamName, in.ShardId = aws.String(w.r.cfg.Stream), aws.String(shard)
-	cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
-	defer cancel()
-	out, err := w.r.cfg.Kinesis.GetShardIterator(cctx, in)
-	if err != nil {
-		return nil, err
+	for i := range recs {
+		if recs[i].Err == nil && !recs[i].Position.After(l.Checkpoint) {
+			dedup.Seen(recs[i].Event.ID, recs[i].ArrivalTime)
+		}
 	}
-	return out.ShardIterator, nil
 }
 
 // rebuildFrom returns where to start reading shard so the de-duplication
