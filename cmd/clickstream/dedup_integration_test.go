@@ -1,13 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +12,7 @@ import (
 
 	"github.com/clickstream-go/clickstream/internal/testenv"
 	"github.com/clickstream-go/clickstream/lab/chaos"
+	"github.com/clickstream-go/clickstream/lab/proc"
 	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
 	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
 	"github.com/clickstream-go/clickstream/producers"
@@ -124,32 +120,16 @@ func TestIntegration_RetriedPutRecordsChangeNoOutput(t *testing.T) {
 	}
 }
 
-// scrapeSum sums a counter's series on addr's /metrics by app label.
+// scrapeSum sums a counter's series on addr's /metrics per application.
 func scrapeSum(t *testing.T, addr, name string) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	m, err := proc.ScrapeURL(context.Background(), "http://"+addr+"/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
 	out := map[string]float64{}
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		labels, value, _ := strings.Cut(strings.TrimPrefix(line, name+"{"), "} ")
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			continue
-		}
-		for _, l := range strings.Split(labels, ",") {
-			if k, val, _ := strings.Cut(l, "="); k == "app" {
-				out[strings.Trim(val, `"`)] += v
-			}
-		}
+	for _, app := range chaos.Apps {
+		out[app] = m.Sum(name, "app", app)
 	}
 	return out
 }
