@@ -259,11 +259,24 @@ func Run(ctx context.Context, cfg Config, sink Sink, progress io.Writer) (Stats,
 	}
 	batches := make([][]Record, cfg.Concurrency)
 	since := make([]time.Time, cfg.Concurrency)
-	send := func(i int) {
+	// send hands batch i to its sender. A full batch (or the last one)
+	// waits while the sender is busy: that is the back-pressure. A partial
+	// batch past its linger goes only if the sender is free; otherwise it
+	// keeps growing, so a slow acknowledgement makes batches larger instead
+	// of stalling the generator below the configured rate.
+	send := func(i int, wait bool) {
 		if len(batches[i]) == 0 {
 			return
 		}
-		queues[i] <- batches[i] // blocks while sender i is busy: back-pressure
+		if wait {
+			queues[i] <- batches[i]
+		} else {
+			select {
+			case queues[i] <- batches[i]:
+			default:
+				return
+			}
+		}
 		batches[i] = make([]Record, 0, cfg.BatchSize)
 	}
 	for i := range batches {
@@ -295,17 +308,17 @@ func Run(ctx context.Context, cfg Config, sink Sink, progress io.Writer) (Stats,
 			}
 			batches[i] = append(batches[i], rec)
 			if len(batches[i]) == cfg.BatchSize {
-				send(i)
+				send(i, true)
 			}
 		}
 		for i := range batches {
 			if len(batches[i]) > 0 && time.Since(since[i]) >= cfg.Linger {
-				send(i)
+				send(i, false)
 			}
 		}
 	}
 	for i := range batches {
-		send(i)
+		send(i, true)
 		close(queues[i])
 	}
 	wg.Wait()
