@@ -60,6 +60,23 @@ func (b *bucket) take(cost float64) {
 	}
 }
 
+// wait is how long until the bucket is out of debt (0: now).
+func (b *bucket) wait(now time.Time) time.Duration {
+	if b.positive(now) {
+		return 0
+	}
+	return time.Duration((-b.tokens + 1) / b.rate * float64(time.Second))
+}
+
+// charge refills and then takes cost, possibly into debt.
+func (b *bucket) charge(now time.Time, cost float64) {
+	if b.unlimited() {
+		return
+	}
+	b.refill(now)
+	b.take(cost)
+}
+
 // shardBuckets are one shard's four limits.
 type shardBuckets struct {
 	writeRecords, writeBytes, readCalls, readBytes *bucket

@@ -14,7 +14,12 @@ const (
 	AWSWriteRecordsPerSec = 1000
 	AWSReadCallsPerSec    = 5
 	AWSReadBytesPerSec    = 2 << 20
-	DefaultBurst          = time.Second
+	// Enhanced fan-out, per registered consumer and shard.
+	AWSSubscribeCallsPerSec = 1
+	AWSFanOutBytesPerSec    = 2 << 20
+	// AWSSubscriptionLifetime: AWS ends every SubscribeToShard stream after this.
+	AWSSubscriptionLifetime = 5 * time.Minute
+	DefaultBurst            = time.Second
 )
 
 // Limits are the per-shard throughput limits the proxy enforces. A zero
@@ -24,6 +29,9 @@ type Limits struct {
 	WriteRecordsPerSec float64 `json:"write_records_per_sec"` // default 1,000
 	ReadCallsPerSec    float64 `json:"read_calls_per_sec"`    // default 5 GetRecords calls
 	ReadBytesPerSec    float64 `json:"read_bytes_per_sec"`    // default 2 MiB
+	// Enhanced fan-out, per registered consumer and shard.
+	SubscribeCallsPerSec float64 `json:"subscribe_calls_per_sec"` // default 1 SubscribeToShard call
+	FanOutBytesPerSec    float64 `json:"fan_out_bytes_per_sec"`   // default 2 MiB pushed
 	// Burst is how much unused capacity a shard saves up: each bucket holds
 	// Burst × rate. Default 1s.
 	Burst Duration `json:"burst"`
@@ -34,7 +42,8 @@ func AWSLimits() Limits { return Limits{}.withDefaults() }
 
 // NoLimits turns every limit off (faults only).
 func NoLimits() Limits {
-	return Limits{WriteBytesPerSec: -1, WriteRecordsPerSec: -1, ReadCallsPerSec: -1, ReadBytesPerSec: -1}.withDefaults()
+	return Limits{WriteBytesPerSec: -1, WriteRecordsPerSec: -1, ReadCallsPerSec: -1, ReadBytesPerSec: -1,
+		SubscribeCallsPerSec: -1, FanOutBytesPerSec: -1}.withDefaults()
 }
 
 func (l Limits) withDefaults() Limits {
@@ -47,6 +56,8 @@ func (l Limits) withDefaults() Limits {
 	def(&l.WriteRecordsPerSec, AWSWriteRecordsPerSec)
 	def(&l.ReadCallsPerSec, AWSReadCallsPerSec)
 	def(&l.ReadBytesPerSec, AWSReadBytesPerSec)
+	def(&l.SubscribeCallsPerSec, AWSSubscribeCallsPerSec)
+	def(&l.FanOutBytesPerSec, AWSFanOutBytesPerSec)
 	if l.Burst <= 0 {
 		l.Burst = Duration(DefaultBurst)
 	}
@@ -120,6 +131,19 @@ type Config struct {
 	// putting a record on another shard than the proxy routed it to all
 	// refresh it sooner. Default 2s.
 	ShardRefreshInterval time.Duration
+	// SubscriptionLifetime ends each SubscribeToShard stream after this
+	// long, as AWS does after 5 minutes; shorter makes consumers
+	// re-subscribe often (tests). Default AWSSubscriptionLifetime.
+	SubscriptionLifetime time.Duration
+	// FanOutPoll is how often a subscription reads an idle shard from the
+	// emulator: the push latency (AWS: about 70 ms). Default 50ms.
+	FanOutPoll time.Duration
+	// FanOutHeartbeat: an idle subscription sends an empty event this
+	// often. Default 1s.
+	FanOutHeartbeat time.Duration
+	// ConsumerActivation is how long a consumer the proxy registers stays
+	// CREATING (AWS: seconds). Default 500ms.
+	ConsumerActivation time.Duration
 	// Account is the account id in error messages. Default 000000000000.
 	Account string
 	// Seed seeds the fault dice (0: a fixed default, so runs repeat).

@@ -72,6 +72,13 @@ type Stats struct {
 	Injected500s   int64 `json:"injected_500s"`
 	DroppedBefore  int64 `json:"dropped_before"`
 	DroppedAfter   int64 `json:"dropped_after"`
+
+	SubscribeCalls    int64 `json:"subscribe_calls"`    // SubscribeToShard calls
+	SubscribeRejected int64 `json:"subscribe_rejected"` // of which refused: in use, or over the call rate
+	Subscriptions     int64 `json:"subscriptions"`      // event streams opened
+	FanOutEvents      int64 `json:"fan_out_events"`     // SubscribeToShardEvents pushed
+	FanOutRecords     int64 `json:"fan_out_records"`
+	FanOutBytes       int64 `json:"fan_out_bytes"`
 }
 
 // Proxy is an http.Handler; serve it on the address clients use as their
@@ -92,6 +99,12 @@ type Proxy struct {
 	iters   map[string]iterShard
 	added   int // iterators added since the last prune
 	stats   Stats
+
+	// Enhanced fan-out (fanout.go).
+	subs         map[string]*subscription // live, by consumer-shard
+	subCalls     map[string]time.Time     // last SubscribeToShard call, by consumer-shard
+	ownConsumers bool                     // the emulator has no stream consumers
+	consumers    map[string]*registered   // the proxy's registry, by ARN
 }
 
 // stream is what the proxy knows of one stream. Fields other than fetchMu
@@ -134,6 +147,18 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.SubscriptionLifetime <= 0 {
+		cfg.SubscriptionLifetime = AWSSubscriptionLifetime
+	}
+	if cfg.FanOutPoll <= 0 {
+		cfg.FanOutPoll = 50 * time.Millisecond
+	}
+	if cfg.FanOutHeartbeat <= 0 {
+		cfg.FanOutHeartbeat = time.Second
+	}
+	if cfg.ConsumerActivation <= 0 {
+		cfg.ConsumerActivation = 500 * time.Millisecond
+	}
 	tr := &http.Transport{
 		Proxy:               nil,
 		MaxIdleConns:        256,
@@ -143,17 +168,20 @@ func New(cfg Config) (*Proxy, error) {
 		DisableCompression: true,
 	}
 	p := &Proxy{
-		cfg:      cfg,
-		upstream: strings.TrimSuffix(u.String(), "/"),
-		client:   &http.Client{Transport: tr},
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		limits:   cfg.Limits.withDefaults(),
-		faults:   cfg.Faults,
-		rng:      mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		streams:  map[string]*stream{},
-		iters:    map[string]iterShard{},
-		stats:    Stats{Requests: map[string]int64{}},
+		cfg:       cfg,
+		upstream:  strings.TrimSuffix(u.String(), "/"),
+		client:    &http.Client{Transport: tr},
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		limits:    cfg.Limits.withDefaults(),
+		faults:    cfg.Faults,
+		rng:       mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		streams:   map[string]*stream{},
+		iters:     map[string]iterShard{},
+		stats:     Stats{Requests: map[string]int64{}},
+		subs:      map[string]*subscription{},
+		subCalls:  map[string]time.Time{},
+		consumers: map[string]*registered{},
 	}
 	p.passthrough = &httputil.ReverseProxy{
 		Rewrite:       func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.Out.Host = pr.In.Host },
@@ -278,8 +306,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
-	if !ok || r.Method != http.MethodPost || op == "SubscribeToShard" {
-		// Another protocol (CBOR), a streaming call, or not Kinesis at all.
+	if !ok || r.Method != http.MethodPost {
+		// Another protocol (CBOR), or not Kinesis at all.
 		p.passthrough.ServeHTTP(w, r)
 		return
 	}
@@ -311,6 +339,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var res *response
 	switch op {
+	case "SubscribeToShard":
+		p.subscribeToShard(w, r, body)
+		return
+	case "RegisterStreamConsumer", "DescribeStreamConsumer", "ListStreamConsumers", "DeregisterStreamConsumer":
+		res = p.consumerCall(r, op, body)
 	case "PutRecords":
 		errRate := 0.0
 		if faulty {
