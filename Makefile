@@ -15,10 +15,10 @@ STACK     := localstack/stack.sh
 # (DynamoDB Local then fails with "Address already in use").
 # The dev stack (make up) and the test stack (make test) use different ports
 # and state directories, so tests never touch data you are looking at.
-TEST_STACK_ENV := STATE_DIR=.local/test KINESIS_PORT=14568 DYNAMODB_PORT=18000 S3_PORT=19000 S3_CONSOLE_PORT=19001
+TEST_STACK_ENV := STATE_DIR=.local/test LIMITS=off KINESIS_PORT=14568 DYNAMODB_PORT=18000 S3_PORT=19000 S3_CONSOLE_PORT=19001
 TEST_TIMEOUT   ?= 15m
 # make bench also starts kinesalite (on its own small stack) for the producer's throughput ceiling.
-KINESALITE_STACK_ENV := STATE_DIR=.local/bench-kinesalite KINESIS=kinesalite KINESIS_PORT=15568 DYNAMODB_PORT=15800 S3_PORT=15900 S3_CONSOLE_PORT=15901
+KINESALITE_STACK_ENV := STATE_DIR=.local/bench-kinesalite KINESIS=kinesalite LIMITS=off KINESIS_PORT=15568 DYNAMODB_PORT=15800 S3_PORT=15900 S3_CONSOLE_PORT=15901
 PKGS           ?= ./...
 
 DEMO_DURATION ?= 20s
@@ -137,7 +137,7 @@ bench-e2e: build-lab ## end-to-end benchmark (clickstream-lab bench): a throughp
 
 # The chaos run (clickstream-lab chaos, docs/CHAOS.md) on its own kinesis-local stack:
 # kill -9 consumers and reshard under load, then check every output against the stream.
-CHAOS_STACK_ENV := STATE_DIR=.local/chaos KINESIS_PORT=26568 DYNAMODB_PORT=26800 S3_PORT=26900 S3_CONSOLE_PORT=26901
+CHAOS_STACK_ENV := STATE_DIR=.local/chaos LIMITS=off KINESIS_PORT=26568 DYNAMODB_PORT=26800 S3_PORT=26900 S3_CONSOLE_PORT=26901
 CHAOS_FLAGS     ?= --duration 5m
 
 .PHONY: chaos

@@ -19,6 +19,8 @@ import (
 	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/consumers/leases"
 	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
 )
 
 // The crash test re-executes the test binary as a consumer process.
@@ -29,6 +31,7 @@ const (
 	crashOut      = "CONSUMERS_CRASH_OUT"
 	crashOwner    = "CONSUMERS_CRASH_OWNER"
 	crashSuicide  = "CONSUMERS_CRASH_SUICIDE" // probability of SIGKILLing itself after output, before checkpoint
+	crashReadMode = "CONSUMERS_CRASH_READ_MODE"
 )
 
 // crashChildMain runs a consumer whose processor appends every record's id
@@ -79,7 +82,7 @@ func crashChildMain() int {
 		Leases: leases.NewDynamoStore(c.DynamoDB, os.Getenv(crashTable)), DeadLetter: consumers.NewMemoryDeadLetter(),
 		Owner: os.Getenv(crashOwner), LeaseDuration: 1500 * time.Millisecond, RenewInterval: 300 * time.Millisecond,
 		ShardSyncInterval: time.Second, PollInterval: 50 * time.Millisecond, IdleInterval: 150 * time.Millisecond,
-		MaxBackoff: 500 * time.Millisecond, CheckpointInterval: -1,
+		MaxBackoff: 500 * time.Millisecond, CheckpointInterval: -1, ReadMode: os.Getenv(crashReadMode),
 	})
 	if err != nil {
 		return fail(err)
@@ -113,7 +116,18 @@ func readSeen(t *testing.T, path string) map[string]int {
 }
 
 func TestRunner_SIGKILLedProcessRestartedLosesNothing(t *testing.T) {
+	t.Run("poll", func(t *testing.T) { testCrash(t, consumers.ReadPoll) })
+	// Enhanced fan-out through the proxy (kinesis-local's own SubscribeToShard
+	// is not usable by the SDK), whose subscriptions end every 2 s.
+	t.Run("efo", func(t *testing.T) { testCrash(t, consumers.ReadEFO) })
+}
+
+func testCrash(t *testing.T, mode string) {
 	e := newEnv(t, 4)
+	endpoint := os.Getenv("AWS_ENDPOINT_URL_KINESIS")
+	if mode == consumers.ReadEFO {
+		endpoint = proxytest.Start(t, e.c, kinesisproxy.Config{Limits: kinesisproxy.AWSLimits(), SubscriptionLifetime: 2 * time.Second}).URL
+	}
 	out := filepath.Join(t.TempDir(), "seen.txt")
 	p := newProducer(e.c, e.stream)
 	us := users(12)
@@ -141,6 +155,7 @@ func TestRunner_SIGKILLedProcessRestartedLosesNothing(t *testing.T) {
 	child := func(owner string, suicide float64) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashStream+"="+e.stream, crashTable+"="+e.table,
+			crashReadMode+"="+mode, "AWS_ENDPOINT_URL_KINESIS="+endpoint,
 			crashOut+"="+out, crashOwner+"="+owner, crashSuicide+"="+strconv.FormatFloat(suicide, 'f', -1, 64))
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {

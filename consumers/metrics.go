@@ -22,6 +22,8 @@ type metrics struct {
 	checkpoints *prometheus.CounterVec // app, result
 	deadLetters *prometheus.CounterVec // app, result
 	procErrors  *prometheus.CounterVec // app
+	subscribes  *prometheus.CounterVec // app
+	subErrors   *prometheus.CounterVec // app, kind
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "clickstream", "consumer"
 	m := &metrics{
 		behind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "millis_behind_latest",
-			Help: "MillisBehindLatest of the last GetRecords per shard."}, []string{"app", "shard"}),
+			Help: "MillisBehindLatest of the last GetRecords answer or fan-out event per shard."}, []string{"app", "shard"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "records_total",
 			Help: "User records handed to the processor (after de-aggregation) per shard."}, []string{"app", "shard"}),
 		bad: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "bad_records_total",
@@ -56,6 +58,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Dead-letter Put calls by result (ok, error)."}, []string{"app", "result"}),
 		procErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "processor_errors_total",
 			Help: "Errors returned by the processor (OpenShard, Process, Flush); the shard replays from its checkpoint."}, []string{"app"}),
+		subscribes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "subscriptions_total",
+			Help: "Enhanced fan-out subscriptions opened (SubscribeToShard); each lasts up to 5 minutes."}, []string{"app"}),
+		subErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "subscribe_errors_total",
+			Help: "Failed or broken enhanced fan-out subscriptions by kind (in_use, limit, not_found, throttled, other)."}, []string{"app", "kind"}),
 	}
 	var err error
 	register := func(c prometheus.Collector) prometheus.Collector {
@@ -81,6 +87,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.checkpoints = register(m.checkpoints).(*prometheus.CounterVec)
 	m.deadLetters = register(m.deadLetters).(*prometheus.CounterVec)
 	m.procErrors = register(m.procErrors).(*prometheus.CounterVec)
+	m.subscribes = register(m.subscribes).(*prometheus.CounterVec)
+	m.subErrors = register(m.subErrors).(*prometheus.CounterVec)
 	if err != nil {
 		return nil, err
 	}
@@ -171,5 +179,17 @@ func (m *metrics) deadLetter(app, result string) {
 func (m *metrics) procError(app string) {
 	if m != nil {
 		m.procErrors.WithLabelValues(app).Inc()
+	}
+}
+
+func (m *metrics) subscribed(app string) {
+	if m != nil {
+		m.subscribes.WithLabelValues(app).Inc()
+	}
+}
+
+func (m *metrics) subscribeError(app, kind string) {
+	if m != nil {
+		m.subErrors.WithLabelValues(app, kind).Inc()
 	}
 }

@@ -37,6 +37,11 @@ type Runner struct {
 	workers map[string]*shardWorker
 	work    context.Context    // set by Run: parent of every shard's context
 	abandon context.CancelFunc // cancels work: the crash-like stop used by tests
+
+	// Enhanced fan-out (ReadEFO): the client and the stream consumer's ARN.
+	fanOut FanOutAPI
+	arnMu  sync.Mutex
+	arn    string
 }
 
 // NewRunner validates cfg, fills in defaults and registers metrics.
@@ -49,7 +54,9 @@ func NewRunner(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumers: register metrics: %w", err)
 	}
+	fanOut, _ := cfg.Kinesis.(FanOutAPI)
 	return &Runner{
+		fanOut:  fanOut,
 		cfg:     cfg,
 		m:       m,
 		log:     cfg.Logger.With(slog.String("app", cfg.App), slog.String("owner", cfg.Owner)),
@@ -98,8 +105,16 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.work, r.abandon = work, abandon
 	r.mu.Unlock()
 
-	r.log.Info("consumer starting", slog.String("stream", r.cfg.Stream),
+	r.log.Info("consumer starting", slog.String("stream", r.cfg.Stream), slog.String("read_mode", r.cfg.ReadMode),
 		slog.Duration("lease_duration", r.cfg.LeaseDuration), slog.Duration("renew_interval", r.cfg.RenewInterval))
+	if r.cfg.ReadMode == ReadEFO {
+		// Register before taking leases: a consumer that cannot be
+		// registered (permissions, the 20-consumer limit) stops the process
+		// with the reason instead of failing every shard.
+		if _, err := r.consumerARN(ctx); err != nil {
+			return fmt.Errorf("consumers: enhanced fan-out: %w", err)
+		}
+	}
 	var (
 		obs      leases.Observations
 		lastSync time.Time

@@ -203,7 +203,7 @@ func (w *shardWorker) session() (err error) {
 			from = w.rebuildFrom(w.lease.ShardID, start)
 		}
 	}
-	iter, err := w.iterator(start, "", from)
+	rd, err := w.newReader(start, from)
 	if errors.Is(err, errShardGone) {
 		w.log.Error("shard vanished before it was read to the end: its remaining data expired", slog.String("checkpoint", start.String()))
 		return w.commit(ctx, true, true, -1)
@@ -211,60 +211,29 @@ func (w *shardWorker) session() (err error) {
 	if err != nil {
 		return w.finish(sp, err)
 	}
+	defer rd.close()
 
 	var (
-		bo       = retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff}
-		errs     errLog
-		lastRead string    // sequence number of the last Kinesis record read
-		nextCall time.Time // pacing: not before this
-		limit    = w.r.cfg.MaxRecords
-		sizer    recordSizer
-		skip     = start // drop user records at or before the checkpoint
+		errs errLog
+		skip = start // drop user records at or before the checkpoint
 	)
 	for {
-		if d := time.Until(nextCall); d > 0 {
-			if stopped, err := w.sleep(d); stopped || err != nil {
-				return w.finish(sp, err)
-			}
-		} else if w.stopping() {
-			return w.finish(sp, nil)
+		b, err := rd.next()
+		if errors.Is(err, errShardGone) {
+			w.log.Error("shard vanished before it was read to the end: its remaining data expired", slog.String("checkpoint", start.String()))
+			return w.commit(ctx, true, true, -1)
 		}
-		called := time.Now()
-		nextCall = called.Add(w.r.cfg.PollInterval)
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		out, err := w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(limit)}, noSDKRetries)
-		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			kind := errKind(err)
-			w.r.m.getError(w.r.cfg.App, kind)
-			if kind == "expired_iterator" {
-				w.log.Debug("shard iterator expired; getting a new one")
-				if iter, err = w.iterator(start, lastRead, from); err != nil {
-					return w.finish(sp, err)
-				}
-				continue
-			}
-			errs.log(w.log, slog.LevelWarn, "get records failed; backing off", err, slog.String("kind", kind))
-			nextCall = called.Add(bo.Next())
-			continue
+			return w.finish(sp, err)
 		}
-		bo.Reset()
-		records := make([]Record, 0, len(out.Records))
-		for i := range out.Records {
-			kr := &out.Records[i]
-			sizer.add(len(kr.Data))
+		records := make([]Record, 0, len(b.records))
+		for i := range b.records {
+			kr := &b.records[i]
 			records = dec.Append(records, KinesisRecord{
 				SequenceNumber: aws.ToString(kr.SequenceNumber), PartitionKey: aws.ToString(kr.PartitionKey),
 				ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp), Data: kr.Data,
 			})
 		}
-		if n := len(out.Records); n > 0 {
-			lastRead = aws.ToString(out.Records[n-1].SequenceNumber)
-		}
-		limit = sizer.limit(w.r.cfg.MaxRecords, w.r.cfg.MaxBytesPerCall)
 		if !skip.IsZero() {
 			// Resuming at the checkpoint: AT_SEQUENCE_NUMBER re-reads the
 			// checkpointed record; drop its sub-records up to the checkpointed
@@ -278,24 +247,22 @@ func (w *shardWorker) session() (err error) {
 				}
 				i++
 			}
-			if i < len(records) || out.NextShardIterator == nil {
+			if i < len(records) || b.end {
 				skip = Position{}
 			}
 			records = records[i:]
 		}
-		behind := aws.ToInt64(out.MillisBehindLatest)
-		shardEnd := out.NextShardIterator == nil
 		switch {
-		case len(out.ChildShards) > 0:
+		case len(b.children) > 0:
 			// Children are known at once, without waiting for a ListShards.
-			w.r.addChildren(out.ChildShards)
-		case shardEnd:
+			w.r.addChildren(b.children)
+		case b.end:
 			w.r.syncNow.Store(true) // emulators without ChildShards: list instead
 		}
-		if err := w.handle(ctx, sp, records, dedup, behind, shardEnd); err != nil {
+		if err := w.handle(ctx, sp, records, dedup, b.behind, b.end); err != nil {
 			return err
 		}
-		if shardEnd {
+		if b.end {
 			pos, err := sp.Flush(ctx)
 			if err != nil {
 				return fmt.Errorf("flush at shard end: %w", err)
@@ -315,10 +282,6 @@ func (w *shardWorker) session() (err error) {
 			} else if err != nil {
 				errs.log(w.log, slog.LevelWarn, "checkpoint failed; retrying after the next batch", err)
 			}
-		}
-		iter = out.NextShardIterator
-		if len(out.Records) == 0 && behind == 0 {
-			nextCall = called.Add(w.r.cfg.IdleInterval)
 		}
 	}
 }

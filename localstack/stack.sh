@@ -8,9 +8,11 @@
 # Settings (environment):
 #   KINESIS=kinesis-local|kinesalite   Kinesis emulator (default kinesis-local: faithful;
 #                                      kinesalite: ~25x faster, no on-demand/ChildShards)
-#   LIMITS=aws|none                    put the shard-limit proxy (localstack/limitproxy) on KINESIS_PORT
-#                                      in front of the emulator: aws enforces AWS's per-shard limits,
-#                                      none only injects faults (POST /__faults); unset: no proxy
+#   LIMITS=none|aws|off                the shard-limit proxy (localstack/limitproxy) on KINESIS_PORT in
+#                                      front of the emulator (default none): it serves enhanced fan-out
+#                                      (SubscribeToShard) as AWS does, injects faults on demand
+#                                      (POST /__faults), and with aws enforces AWS's per-shard limits;
+#                                      off: clients talk to the emulator directly (no fan-out)
 #   LIMITPROXY_FLAGS="..."             extra limitproxy flags, e.g. "-write-records-per-sec 100"
 #   KINESIS_UPSTREAM_PORT              the emulator's port behind the proxy (default KINESIS_PORT+100)
 #   KINESIS_PORT=4568 DYNAMODB_PORT=8000 S3_PORT=9000 S3_CONSOLE_PORT=9001
@@ -27,7 +29,8 @@ root=$(cd "$here/.." && pwd)
 
 KINESIS=${KINESIS:-kinesis-local}
 KINESIS_PORT=${KINESIS_PORT:-4568}
-LIMITS=${LIMITS:-}
+LIMITS=${LIMITS:-none}
+[ "$LIMITS" = off ] && LIMITS=
 LIMITPROXY_FLAGS=${LIMITPROXY_FLAGS:-}
 KINESIS_UPSTREAM_PORT=${KINESIS_UPSTREAM_PORT:-$((KINESIS_PORT + 100))}
 DYNAMODB_PORT=${DYNAMODB_PORT:-8000}
@@ -180,7 +183,7 @@ up() {
   case "$LIMITS" in
     "") ;;
     aws|none) kport=$KINESIS_UPSTREAM_PORT; build_limitproxy ;;
-    *) die "LIMITS must be aws, none or unset, not '$LIMITS'" ;;
+    *) die "LIMITS must be none, aws or off, not '$LIMITS'" ;;
   esac
   case "$KINESIS" in
     kinesis-local)

@@ -52,6 +52,7 @@ func consumeCommand(stderr io.Writer) *cli.Command {
 		host                string
 		lambdaBatch         int
 		lambdaWindow        time.Duration
+		readMode            string
 	)
 	return &cli.Command{
 		Name:  "consume",
@@ -76,7 +77,25 @@ that record). Its checkpoints live under the application name esm-NAME; the
 handlers keep their per-shard state under NAME as in AWS, so do not run both
 hosts of one processor on the same tables at once.
 
-Every application reading a stream shares each shard's 5 GetRecords calls/s:
+Reading: --read-mode poll (default) or efo, for every application of the
+process, or per application: --read-mode vectors=efo, or efo,archive=poll.
+
+  poll  GetRecords. Every application polling a stream shares each shard's
+        5 calls/s and 2 MiB/s, so each added application slows the others.
+  efo   enhanced fan-out: each application registers a stream consumer named
+        after it (at start, if missing) and Kinesis pushes records over
+        SubscribeToShard within ~70 ms, with 2 MiB/s per shard of its own.
+        It pays off with more than one or two applications on a stream, or a
+        latency target (vectors: put → visible under a second). AWS bills it
+        per consumer-shard-hour (~$0.015) and per GB read (~$0.013); a stream
+        consumer costs until deregistered: clickstream stream consumers lists
+        them, clickstream stream deregister-consumer NAME removes one.
+        Subscriptions are renewed every 5 minutes and after errors (counted in
+        clickstream_consumer_subscribe_errors_total), never replaced by polling.
+        On the local stack, Kinesis goes through the proxy that serves fan-out
+        (make up does this by default).
+
+Polling: every application reading a stream shares each shard's 5 GetRecords calls/s:
 with N of them, give each a --poll-interval of about N×200ms, or give the
 latency-critical one (vectors) more, e.g. vectors 340ms and two others 1s.
 Throttled calls back off (from --poll-interval, doubling) and are counted in
@@ -105,6 +124,7 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			fs.StringVar(&owner, "owner", "", "unique name of this process in the lease table (default hostname-pid-random)")
 			fs.StringVar(&metricsAddr, "metrics-addr", DefaultConsumeMetricsAddr, `listen address of /metrics and /healthz ("" to disable)`)
 			fs.DurationVar(&leaseDuration, "lease-duration", consumers.DefaultLeaseDuration, "lease expiry without renewal: the fail-over time after a crash")
+			fs.StringVar(&readMode, "read-mode", consumers.ReadPoll, `how shards are read: "poll" (GetRecords) or "efo" (enhanced fan-out), for every application or per application ("vectors=efo", "efo,archive=poll")`)
 			fs.DurationVar(&poll, "poll-interval", 200*time.Millisecond, "minimum time between GetRecords calls on a shard")
 			fs.DurationVar(&idle, "idle-interval", consumers.DefaultIdleInterval, "wait after an empty GetRecords on a caught-up shard (latency-critical consumers: set it to --poll-interval)")
 			fs.Int64Var(&memLimit, "memory-limit", 0, "soft memory limit of the Go runtime in bytes (0: --archive-memory-budget + 160 MiB when archive runs and GOMEMLIMIT is unset; negative: none)")
@@ -125,6 +145,10 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			}
 			if host != hostRuntime && host != hostLambda {
 				return cli.UsageErr("--host must be %s or %s, not %q", hostRuntime, hostLambda, host)
+			}
+			modes, err := parseReadModes(readMode, args)
+			if err != nil {
+				return cli.UsageErr("--read-mode: %v", err)
 			}
 			log, err := newLogger(stderr, logFormat, logLevel)
 			if err != nil {
@@ -149,7 +173,7 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 				return cli.UsageErr("--definitions: %v", err)
 			}
 			runners, err := buildRunners(c, args, runnerSpec{
-				res: r, owner: owner, host: host, settings: settings, lambdaBatch: lambdaBatch, lambdaWindow: lambdaWindow,
+				res: r, owner: owner, host: host, settings: settings, lambdaBatch: lambdaBatch, lambdaWindow: lambdaWindow, readModes: modes,
 				template: consumers.Config{
 					LeaseDuration: leaseDuration, PollInterval: poll, ShutdownTimeout: shutdown, MaxBytesPerCall: maxBytesPerCall,
 					IdleInterval: idle, DedupWindow: dedupWindow, DedupMaxIDs: dedupMaxIDs, Registerer: reg,
@@ -186,6 +210,7 @@ type runnerSpec struct {
 	settings     apps.Settings
 	lambdaBatch  int
 	lambdaWindow time.Duration
+	readModes    map[string]string // by application; missing: poll
 	// template holds the runtime's knobs; Stream, Processor, clients,
 	// Owner, App and Logger are filled in per application.
 	template consumers.Config
@@ -222,6 +247,7 @@ func buildRunners(c *awsx.Clients, args []string, spec runnerSpec, log *slog.Log
 		cfg.Stream, cfg.Processor, cfg.Kinesis = spec.res.Stream, p, c.Kinesis
 		cfg.Leases, cfg.DeadLetter, cfg.Owner = leases.NewDynamoStore(c.DynamoDB, spec.res.LeasesTable), dlq, spec.owner
 		cfg.Logger = runnerLog(spec.host, log, log.With("app", name))
+		cfg.ReadMode = spec.readModes[name]
 		runner, err := consumers.NewRunner(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
@@ -229,6 +255,37 @@ func buildRunners(c *awsx.Clients, args []string, spec runnerSpec, log *slog.Log
 		runners = append(runners, runner)
 	}
 	return runners, nil
+}
+
+// parseReadModes reads --read-mode: a mode for every application ("efo"),
+// per application ("vectors=efo"), or both ("efo,archive=poll"), for the
+// applications in names.
+func parseReadModes(s string, names []string) (map[string]string, error) {
+	all := consumers.ReadPoll
+	per := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		name, mode, named := strings.Cut(part, "=")
+		if !named {
+			name, mode = "", part
+		}
+		if mode != consumers.ReadPoll && mode != consumers.ReadEFO {
+			return nil, fmt.Errorf("%q: the mode is %q or %q", part, consumers.ReadPoll, consumers.ReadEFO)
+		}
+		switch {
+		case !named:
+			all = mode
+		case !slices.Contains(names, name):
+			return nil, fmt.Errorf("%q: %s is not one of the applications run (%s)", part, name, strings.Join(names, ", "))
+		default:
+			per[name] = mode
+		}
+	}
+	out := map[string]string{}
+	for _, n := range names {
+		out[n] = cmp.Or(per[n], all)
+	}
+	return out, nil
 }
 
 // serveMetrics serves /metrics (reg) and /healthz on addr until stopped.

@@ -19,7 +19,7 @@ func streamCommand(stdout io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:  "stream",
 		Short: "inspect the Kinesis stream",
-		Subs:  []*cli.Command{streamStatsCommand(stdout)},
+		Subs:  []*cli.Command{streamStatsCommand(stdout), streamConsumersCommand(stdout), streamDeregisterCommand(stdout)},
 	}
 }
 
@@ -111,4 +111,75 @@ func statsOf(sh consumers.StreamShard, recs []consumers.Record, kinesisRecords i
 		st.types[recs[i].Event.Type]++
 	}
 	return st
+}
+
+func streamConsumersCommand(stdout io.Writer) *cli.Command {
+	var stream string
+	return &cli.Command{
+		Name:  "consumers",
+		Short: "list the stream's enhanced fan-out consumers",
+		Long: `Lists the stream consumers registered for enhanced fan-out: the ones
+` + "`clickstream consume --read-mode efo`" + ` registers (named after each application),
+and any others (Lambda event source mappings, other tools). Each costs money on
+AWS for every shard-hour it is registered, read or not; remove one that is no
+longer used with ` + "`clickstream stream deregister-consumer NAME`" + `.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&stream, "stream", setup.DefaultStream, "Kinesis stream name")
+		},
+		Run: func(ctx context.Context, args []string) error {
+			if len(args) > 0 {
+				return cli.UsageErr("unexpected arguments %q", args)
+			}
+			c, err := awsx.Load(ctx)
+			if err != nil {
+				return err
+			}
+			list, err := consumers.ListConsumers(ctx, c.Kinesis, stream)
+			if err != nil {
+				return err
+			}
+			if len(list) == 0 {
+				fmt.Fprintf(stdout, "no stream consumers registered on %s\n", stream)
+				return nil
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "NAME\tSTATUS\tCREATED\tARN\n")
+			for _, sc := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", sc.Name, sc.Status, sc.Created.UTC().Format(time.RFC3339), sc.ARN)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func streamDeregisterCommand(stdout io.Writer) *cli.Command {
+	var stream string
+	return &cli.Command{
+		Name:  "deregister-consumer",
+		Args:  "NAME...",
+		Short: "deregister enhanced fan-out consumers (they cost money while registered)",
+		Long: `Deregisters the named stream consumers. Their subscriptions end at once; a
+` + "`clickstream consume --read-mode efo`" + ` process still running registers its
+consumer again when it next subscribes, so stop it first (or switch it to
+--read-mode poll): its checkpoints are kept either way.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&stream, "stream", setup.DefaultStream, "Kinesis stream name")
+		},
+		Run: func(ctx context.Context, args []string) error {
+			if len(args) == 0 {
+				return cli.UsageErr("name at least one consumer (clickstream stream consumers lists them)")
+			}
+			c, err := awsx.Load(ctx)
+			if err != nil {
+				return err
+			}
+			for _, name := range args {
+				if err := consumers.DeregisterConsumer(ctx, c.Kinesis, stream, name); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "deregistered %s from %s\n", name, stream)
+			}
+			return nil
+		},
+	}
 }

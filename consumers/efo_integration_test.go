@@ -1,0 +1,118 @@
+package consumers_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
+)
+
+// With enhanced fan-out, behind the proxy's AWS limits (one SubscribeToShard
+// per second per consumer-shard, one subscription at a time) and with
+// subscriptions ended every 2 s, two processes share the shards (a lease
+// moves to the second when it starts) while the stream is split and merged:
+// every record reaches a processor, in order per key, parents before
+// children — as with polling.
+func TestRunner_EnhancedFanOut_ResubscribesMovesLeasesAndFollowsResharding(t *testing.T) {
+	e := newEnv(t, 2)
+	ps := proxytest.Start(t, e.c, kinesisproxy.Config{Limits: kinesisproxy.AWSLimits(), SubscriptionLifetime: 2 * time.Second},
+		func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
+	p := newProducer(e.c, e.stream)
+	us := users(10)
+	stopProducing := background(100*time.Millisecond, func(ctx context.Context) error { return p.put(ctx, us) })
+	defer func() { _ = stopProducing() }()
+
+	reg := prometheus.NewRegistry()
+	efo := func(rec *recorder, owner string) consumers.Config {
+		cfg := e.config(t, rec, owner)
+		cfg.Kinesis, cfg.ReadMode, cfg.Registerer = ps.Kinesis, consumers.ReadEFO, reg
+		return cfg
+	}
+	ra, rb := newRecorder("efo", "a"), newRecorder("efo", "b")
+	a := start(t, efo(ra, "a"))
+	time.Sleep(2 * time.Second)
+	b := start(t, efo(rb, "b")) // takes one of a's two shards
+	time.Sleep(3 * time.Second)
+	reshard(t, e, 4)
+	time.Sleep(time.Second)
+	reshard(t, e, 2)
+	time.Sleep(time.Second)
+	if err := stopProducing(); err != nil {
+		t.Fatal(err)
+	}
+	want := p.produced()
+	waitFor(t, time.Minute, "every record", func() bool {
+		for _, id := range want {
+			if ra.count(id)+rb.count(id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	a.stop(t)
+	b.stop(t)
+	e.store.check(t)
+	if len(ra.all()) == 0 || len(rb.all()) == 0 {
+		t.Fatalf("records read by a: %d, by b: %d; the lease never moved", len(ra.all()), len(rb.all()))
+	}
+	all := append(ra.all(), rb.all()...)
+	firstOpen := func(id string) time.Time {
+		var first time.Time
+		for _, r := range []*recorder{ra, rb} {
+			r.mu.Lock()
+			if ts := r.opened[id]; len(ts) > 0 && (first.IsZero() || ts[0].Before(first)) {
+				first = ts[0]
+			}
+			r.mu.Unlock()
+		}
+		return first
+	}
+	next := map[string]int{}
+	for _, s := range orderByLineage(all, firstOpen) {
+		if s.Counter > next[s.Key] {
+			t.Fatalf("key %s: counter %d processed before %d", s.Key, s.Counter, next[s.Key])
+		}
+		if s.Counter == next[s.Key] {
+			next[s.Key]++
+		}
+	}
+	dups := len(all) - len(want)
+	st := ps.Stats()
+	subs := gathered(t, reg, "clickstream_consumer_subscriptions_total")
+	t.Logf("%d records (%d delivered twice, across lease moves), %d subscriptions, proxy: %d SubscribeToShard calls, %d refused, %d events, %d GetRecords calls",
+		len(want), dups, int(subs), st.SubscribeCalls, st.SubscribeRejected, st.FanOutEvents, st.GetRecordsCalls)
+	// GetRecords calls are only the small reads that rebuild a restarted
+	// session's de-duplication window.
+	if st.FanOutRecords < int64(len(want)) {
+		t.Fatalf("%d records pushed for %d produced: not reading through fan-out", st.FanOutRecords, len(want))
+	}
+	// Each of the 8 shards needs one subscription; more are re-subscriptions
+	// after the 2 s lifetime.
+	if subs <= 8 {
+		t.Fatalf("%v subscriptions: the runner did not re-subscribe when subscriptions ended", subs)
+	}
+}
+
+// gathered sums a metric's series.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
