@@ -23,6 +23,8 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/archive"
 	"github.com/clickstream-go/clickstream/consumers/metrics"
 	"github.com/clickstream-go/clickstream/internal/testenv"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
 )
 
 // syncBuffer is a bytes.Buffer safe to write from a running command while the
@@ -105,9 +107,13 @@ func mustRun(t *testing.T, args ...string) string {
 
 // TestIntegration_Pipeline runs the binary's commands the way `make demo`
 // does — setup, collector, consume archive vectors metrics, api, loadgen —
-// and checks that every output holds what loadgen sent.
+// and checks that every output holds what loadgen sent. As under `make up`,
+// Kinesis is reached through the proxy that serves enhanced fan-out, and
+// vectors and metrics read with it (archive polls).
 func TestIntegration_Pipeline(t *testing.T) {
 	c := testenv.Clients(t)
+	ps := proxytest.Start(t, c, kinesisproxy.Config{Limits: kinesisproxy.NoLimits()})
+	t.Setenv("AWS_ENDPOINT_URL_KINESIS", ps.URL)
 	ctx := context.Background()
 	stream, bucket := testenv.Name("cli"), testenv.Bucket(t, c)
 	vt, mt, lt := testenv.Name("cli-vectors"), testenv.Name("cli-metrics"), testenv.Name("cli-leases")
@@ -132,7 +138,7 @@ func TestIntegration_Pipeline(t *testing.T) {
 	collAddr, consAddr, apiAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	stopCollector := background(t, "collector", "--addr", collAddr, "--insecure-no-auth", "--stream", stream, "--linger", "20ms")
 	stopConsume := background(t, append([]string{"consume", "archive", "vectors", "metrics", "--metrics-addr", consAddr,
-		"--archive-max-age", "2s", "--lease-duration", "3s", "--poll-interval", "100ms"}, res...)...)
+		"--archive-max-age", "2s", "--lease-duration", "3s", "--poll-interval", "100ms", "--read-mode", "efo,archive=poll"}, res...)...)
 	stopAPI := background(t, append([]string{"api", "--addr", apiAddr, "--no-alerts"}, res...)...)
 	waitHealthy(t, collAddr)
 	waitHealthy(t, consAddr)
@@ -167,6 +173,19 @@ func TestIntegration_Pipeline(t *testing.T) {
 	// Stop the consumers gracefully: the final flush writes every window.
 	if code, logs := stopConsume(); code != 0 {
 		t.Fatalf("consume exit %d:\n%s", code, logs)
+	}
+	if st := ps.Stats(); st.FanOutRecords == 0 || st.Subscriptions < 4 {
+		t.Errorf("vectors and metrics on 2 shards: %d subscriptions, %d records pushed", st.Subscriptions, st.FanOutRecords)
+	}
+	// Their stream consumers stay registered (and cost money on AWS) until deregistered.
+	out = mustRun(t, "stream", "consumers", "--stream", stream)
+	if !regexp.MustCompile(`(?m)^metrics +ACTIVE`).MatchString(out) || !regexp.MustCompile(`(?m)^vectors +ACTIVE`).MatchString(out) || strings.Contains(out, "archive") {
+		t.Errorf("stream consumers:\n%s", out)
+	}
+	mustRun(t, "stream", "deregister-consumer", "--stream", stream, "vectors", "metrics")
+	if out := mustRun(t, "stream", "consumers", "--stream", stream); !strings.Contains(out, "no stream consumers registered") &&
+		regexp.MustCompile(`(?m)^\w+ +(CREATING|ACTIVE)`).MatchString(out) {
+		t.Errorf("after deregistering:\n%s", out)
 	}
 
 	// Metrics through the API: impressions and clicks over all windows

@@ -177,7 +177,7 @@ consumer again when it next subscribes, so stop it first (or switch it to
 				if err := consumers.DeregisterConsumer(ctx, c.Kinesis, stream, name); err != nil {
 					return err
 				}
-				fmt.Fprintf(stdout, "deregistered %s from %s\n", name, stream)
+				fmt.Fprintf(stdout, "deregistered %s from %s (DELETING for a few seconds, then gone)\n", name, stream)
 			}
 			return nil
 		},
