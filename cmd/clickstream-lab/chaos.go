@@ -63,6 +63,7 @@ kinesis-local stack.`,
 			fs.DurationVar(&cfg.Drain, "drain", 4*time.Minute, "how long to wait for the consumers to catch up afterwards")
 			fs.DurationVar(&cfg.FaultEvery, "fault-every", 0, "mean time between consumer faults (default duration/12, at least 5s)")
 			fs.BoolVar(&cfg.NoReshard, "no-reshard", false, "skip the split and the merge")
+			fs.StringVar(&cfg.ReadMode, "read-mode", "", `the consumers' --read-mode (default "poll,vectors=efo"; "poll" with --no-proxy)`)
 			fs.BoolVar(&cfg.NoProxy, "no-proxy", false, "components talk to the emulator directly: no shard limits, injected faults or proxy restart")
 			fs.Uint64Var(&seed, "seed", 0, "seed of the fault schedule and the load (default time-based)")
 			fs.IntVar(&cfg.Users, "users", 1000, "distinct users of the load")

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,10 @@ type Config struct {
 	// AWS's per-shard limits, a window of throttling, 500s and dropped
 	// connections, and a restart of the proxy).
 	NoProxy bool
+	// ReadMode is each consumer's --read-mode ["poll,vectors=efo": vectors
+	// reads through enhanced fan-out, served by the proxy; "poll" with
+	// NoProxy, since kinesis-local's own fan-out is not usable].
+	ReadMode string
 	// Seed makes the fault schedule and the load reproducible [time-based].
 	Seed uint64
 	// Users of the load generator [1000]: few enough that users get many events.
@@ -108,6 +113,12 @@ func (c *Config) defaults() error {
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
+	switch {
+	case c.ReadMode == "" && c.NoProxy:
+		c.ReadMode = "poll"
+	case c.ReadMode == "":
+		c.ReadMode = "poll,vectors=efo"
+	}
 	return nil
 }
 
@@ -133,6 +144,8 @@ type Faults struct {
 	GetErrors  float64 // all failed GetRecords/GetShardIterator calls
 	LeaseTakes float64
 	LeasesLost float64
+	// Enhanced fan-out: subscriptions opened, and failed or broken ones.
+	Subscriptions, SubscribeErrors float64
 }
 
 // Report is the outcome of a run.
@@ -178,7 +191,7 @@ type run struct {
 	procs map[string][]*proc.Process // running consumer processes per app
 	seq   int                        // numbering of consumer processes
 	// last scraped counter values per process, summed at the end.
-	counters map[*proc.Process][4]float64
+	counters map[*proc.Process][6]float64
 }
 
 // Run creates a fresh stream, tables and archive prefix, runs load with
@@ -197,7 +210,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		prefix:   "chaos/" + id,
 		rng:      rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 		procs:    map[string][]*proc.Process{},
-		counters: map[*proc.Process][4]float64{},
+		counters: map[*proc.Process][6]float64{},
 		rep: &Report{Started: start, Seed: cfg.Seed, CaughtUp: map[string]time.Duration{},
 			Faults: Faults{Kills: map[string]int{}, Starts: map[string]int{}, Concurrent: map[string]int{}}},
 	}
@@ -239,7 +252,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	r.logf("consumers up (logs in %s); load %.0f events/s for %s with faults every ~%s", r.cfg.LogDir, cfg.Rate, cfg.Duration, cfg.FaultEvery)
+	r.logf("consumers up, read modes %s (logs in %s); load %.0f events/s for %s with faults every ~%s", cfg.ReadMode, r.cfg.LogDir, cfg.Rate, cfg.Duration, cfg.FaultEvery)
 
 	if err := r.loadWithFaults(ctx); err != nil {
 		return nil, err
@@ -301,7 +314,8 @@ func (r *run) startConsumer(ctx context.Context, app string) (*proc.Process, err
 	name := fmt.Sprintf("consume-%s-%d", app, r.seq)
 	r.mu.Unlock()
 	args := []string{"consume", app, "--metrics-addr", addr, "--owner", name, "--prefix", r.prefix,
-		"--archive-max-age", r.cfg.ArchiveMaxAge.String(), "--lease-duration", r.cfg.LeaseDuration.String()}
+		"--archive-max-age", r.cfg.ArchiveMaxAge.String(), "--lease-duration", r.cfg.LeaseDuration.String(),
+		"--read-mode", readModeOf(r.cfg.ReadMode, app)}
 	p, err := proc.Start(r.cfg.Binary, r.cfg.LogDir, name, addr, r.cfg.Env, append(args, r.resFlags()...)...)
 	if err != nil {
 		return nil, err
@@ -473,7 +487,7 @@ func (r *run) scrapeAll(ctx context.Context) {
 func (r *run) scrapeOne(ctx context.Context, p *proc.Process) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var v [4]float64
+	var v [6]float64
 	var err error
 	fams := []struct {
 		name  string
@@ -483,6 +497,8 @@ func (r *run) scrapeOne(ctx context.Context, p *proc.Process) {
 		{"clickstream_consumer_get_records_errors_total", nil},
 		{"clickstream_consumer_lease_takes_total", nil},
 		{"clickstream_consumer_leases_lost_total", nil},
+		{"clickstream_consumer_subscriptions_total", nil},
+		{"clickstream_consumer_subscribe_errors_total", nil},
 	}
 	for i, f := range fams {
 		if v[i], err = p.Sum(ctx, f.name, f.match...); err != nil {
@@ -503,6 +519,8 @@ func (r *run) sumCounters() {
 		f.GetErrors += v[1]
 		f.LeaseTakes += v[2]
 		f.LeasesLost += v[3]
+		f.Subscriptions += v[4]
+		f.SubscribeErrors += v[5]
 	}
 }
 
@@ -561,4 +579,21 @@ func (r *run) cleanup() {
 		n += len(ids)
 	}
 	r.logf("deleted stream %s, 3 tables and %d objects", r.res.Stream, n)
+}
+
+// readModeOf is app's part of a --read-mode list ("poll,vectors=efo"): each
+// consumer process runs one application, and consume refuses a name it does
+// not run.
+func readModeOf(list, app string) string {
+	mode := "poll"
+	for _, part := range strings.Split(list, ",") {
+		name, m, named := strings.Cut(strings.TrimSpace(part), "=")
+		switch {
+		case !named:
+			mode = name
+		case name == app:
+			return m
+		}
+	}
+	return mode
 }

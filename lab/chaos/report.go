@@ -51,6 +51,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "seen by the consumers: %.0f GetRecords/GetShardIterator errors (%.0f throttled), %.0f lease takes, %.0f leases lost\n",
 		f.GetErrors, f.Throttled, f.LeaseTakes, f.LeasesLost)
+	if f.Subscriptions > 0 {
+		fmt.Fprintf(w, "enhanced fan-out: %.0f subscriptions, %.0f failed or broken (each re-subscribed)\n", f.Subscriptions, f.SubscribeErrors)
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "error: %s\n", e)
 	}

@@ -158,6 +158,12 @@ func (r *run) faultChecks() []Check {
 			Got: fmt.Sprintf("%d, %d", f.ProxyDroppedAfter, r.rep.Duplicates),
 			OK:  f.ProxyDroppedAfter > 0 && r.rep.Duplicates > 0})
 	}
+	if strings.Contains(r.cfg.ReadMode, "efo") {
+		// Scraped every 2 s: a run whose fan-out consumers never subscribed
+		// (or whose subscriptions were never counted) cannot pass.
+		out = append(out, Check{Name: "enhanced fan-out: subscriptions (" + r.cfg.ReadMode + ")", Expected: "≥ 1",
+			Got: fmt.Sprintf("%.0f (%.0f failed or broken)", f.Subscriptions, f.SubscribeErrors), OK: f.Subscriptions > 0})
+	}
 	if !r.cfg.NoReshard {
 		c := Check{Name: "faults: split + merge", Expected: "1 + 1", Got: fmt.Sprintf("%d + %d", f.Splits, f.Merges), OK: f.Splits == 1 && f.Merges == 1}
 		c.Examples = f.ReshardErrors

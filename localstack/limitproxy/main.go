@@ -42,6 +42,8 @@ func run() error {
 		jitter   = flag.Duration("jitter", 0, "fault: random extra latency up to this")
 		ops      = flag.String("fault-ops", strings.Join(kinesisproxy.DefaultFaultOperations, ","), "operations faults apply to (comma-separated; * for all)")
 		refresh  = flag.Duration("shard-refresh", 2*time.Second, "re-read a stream's shards from the emulator when its map is older than this")
+		lifetime = flag.Duration("subscription-lifetime", kinesisproxy.AWSSubscriptionLifetime, "end each SubscribeToShard stream after this (AWS: 5m; shorter makes consumers re-subscribe often)")
+		fanPoll  = flag.Duration("fan-out-poll", 50*time.Millisecond, "how often a subscription reads an idle shard from the emulator (the push latency; AWS: ~70ms)")
 		seed     = flag.Uint64("seed", 1, "seed for the fault dice")
 		verbose  = flag.Bool("v", false, "debug logging")
 	)
@@ -49,6 +51,8 @@ func run() error {
 	flag.Float64Var(&l.WriteRecordsPerSec, "write-records-per-sec", kinesisproxy.AWSWriteRecordsPerSec, "per-shard write limit in records per second; negative: none")
 	flag.Float64Var(&l.ReadCallsPerSec, "read-calls-per-sec", kinesisproxy.AWSReadCallsPerSec, "per-shard GetRecords calls per second; negative: none")
 	flag.Float64Var(&l.ReadBytesPerSec, "read-bytes-per-sec", kinesisproxy.AWSReadBytesPerSec, "per-shard read limit in bytes per second; negative: none")
+	flag.Float64Var(&l.SubscribeCallsPerSec, "subscribe-calls-per-sec", kinesisproxy.AWSSubscribeCallsPerSec, "SubscribeToShard calls per second per consumer and shard; negative: none")
+	flag.Float64Var(&l.FanOutBytesPerSec, "fan-out-bytes-per-sec", kinesisproxy.AWSFanOutBytesPerSec, "bytes pushed per second per consumer and shard (enhanced fan-out); negative: none")
 	flag.Float64Var(&f.ErrorRate, "error-rate", 0, "fault: probability of ProvisionedThroughputExceededException (per entry for PutRecords)")
 	flag.Float64Var(&f.Status500Rate, "status500-rate", 0, "fault: probability of a 500 InternalFailure")
 	flag.Float64Var(&f.DropRate, "drop-rate", 0, "fault: probability the connection is closed before forwarding")
@@ -75,6 +79,7 @@ func run() error {
 
 	p, err := kinesisproxy.New(kinesisproxy.Config{
 		Upstream: *upstream, Limits: l, Faults: f, ShardRefreshInterval: *refresh, Seed: *seed, Logger: logger,
+		SubscriptionLifetime: *lifetime, FanOutPoll: *fanPoll,
 	})
 	if err != nil {
 		return err
@@ -101,6 +106,7 @@ func run() error {
 	}
 	st := p.Stats()
 	logger.Info("stopped", "put_entries", st.PutEntries, "put_entries_throttled", st.PutEntriesThrottled,
-		"get_records_calls", st.GetRecordsCalls, "get_records_throttled", st.GetRecordsThrottled)
+		"get_records_calls", st.GetRecordsCalls, "get_records_throttled", st.GetRecordsThrottled,
+		"subscriptions", st.Subscriptions, "fan_out_records", st.FanOutRecords)
 	return nil
 }
