@@ -117,3 +117,13 @@ output "cli_env" {
     local.prefix == "" ? [] : ["export CLICKSTREAM_PREFIX=${local.prefix}"],
   ))
 }
+
+output "consume_policy_arns" {
+  description = "IAM policy per long-running application (var.consume): attach it to the role `clickstream consume NAME` runs as."
+  value       = { for k, p in aws_iam_policy.consume : k => p.arn }
+}
+
+output "consume_stream_consumers" {
+  description = "Enhanced fan-out stream consumers of the long-running applications (var.consume.read_mode = \"efo\"): `clickstream consume --read-mode efo` uses them."
+  value       = { for k, c in aws_kinesis_stream_consumer.consume : k => c.arn }
+}

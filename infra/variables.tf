@@ -581,3 +581,35 @@ variable "athena_bytes_scanned_cutoff" {
     error_message = "athena_bytes_scanned_cutoff must be at least 10 MiB (Athena's minimum)."
   }
 }
+
+variable "consume" {
+  description = <<-EOT
+    Long-running consumers: `clickstream consume` processes you run yourself
+    (EC2, ECS, EKS, a VM) instead of, or beside, the Lambda functions. For each
+    application listed, an IAM managed policy with exactly what it needs
+    (attach it to the role your processes run as: output consume_policy_arns)
+    and, with read_mode "efo", its enhanced fan-out stream consumer, named as
+    `clickstream consume --read-mode efo` names it (the application's name).
+    Fields: applications ([]: none; any of "archive", "vectors", "metrics");
+    read_mode ("poll", or "efo": 2 MiB/s per shard for each application and
+    records pushed within ~70 ms, billed per consumer-shard-hour and GB).
+    Do not run an application both here and as a Lambda function: both would
+    apply every event.
+  EOT
+  type = object({
+    applications = optional(list(string), [])
+    read_mode    = optional(string, "poll")
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = contains(["poll", "efo"], var.consume.read_mode)
+    error_message = "consume.read_mode must be \"poll\" or \"efo\"."
+  }
+
+  validation {
+    condition     = alltrue([for a in var.consume.applications : contains(["archive", "vectors", "metrics"], a)])
+    error_message = "consume.applications may name archive, vectors and metrics only."
+  }
+}

@@ -126,3 +126,53 @@ run "default_policies_are_least_privilege" {
     error_message = "each consumer may touch only leases items whose app is its own name"
   }
 }
+
+run "long_running_consumers_get_least_privilege_policies_and_fan_out_consumers" {
+  variables {
+    consume = { applications = ["vectors", "metrics"], read_mode = "efo" }
+  }
+
+  assert {
+    condition     = toset(keys(aws_kinesis_stream_consumer.consume)) == toset(["vectors", "metrics"]) && aws_kinesis_stream_consumer.consume["vectors"].name == "vectors"
+    error_message = "one stream consumer per application, named as `consume --read-mode efo` names it"
+  }
+  assert {
+    condition     = toset(keys(aws_iam_policy.consume)) == toset(["vectors", "metrics"])
+    error_message = "one policy per long-running application"
+  }
+  assert {
+    condition = alltrue(flatten([for k, p in aws_iam_policy.consume : [
+      for s in jsondecode(p.policy).Statement : [for a in s.Action : !strcontains(a, "*")]
+    ]]))
+    error_message = "no action may contain '*'"
+  }
+  assert {
+    condition = toset(flatten([for s in jsondecode(aws_iam_policy.consume["vectors"].policy).Statement : s.Resource])) == toset([
+      aws_kinesis_stream.events.arn,
+      aws_kinesis_stream_consumer.consume["vectors"].arn,
+      aws_dynamodb_table.this["leases"].arn,
+      aws_dynamodb_table.this["vectors"].arn,
+      "${aws_s3_bucket.archive.arn}/errors/*",
+    ])
+    error_message = "vectors: the stream, its own stream consumer, leases, the vectors table and errors/ only"
+  }
+  assert {
+    condition     = one([for s in jsondecode(aws_iam_policy.consume["vectors"].policy).Statement : s if s.Sid == "ReadStreamFanOut"]).Resource == [aws_kinesis_stream_consumer.consume["vectors"].arn] && one([for s in jsondecode(aws_iam_policy.consume["vectors"].policy).Statement : s if s.Sid == "ReadStreamFanOut"]).Action == ["kinesis:DescribeStreamConsumer", "kinesis:SubscribeToShard"]
+    error_message = "SubscribeToShard only on the application's own consumer"
+  }
+  assert {
+    condition     = output.consume_stream_consumers["metrics"] == aws_kinesis_stream_consumer.consume["metrics"].arn && output.consume_policy_arns["vectors"] == aws_iam_policy.consume["vectors"].arn
+    error_message = "outputs name the policies and stream consumers"
+  }
+}
+
+run "long_running_consumers_polling_have_no_fan_out" {
+  variables {
+    consume = { applications = ["archive"] }
+  }
+
+  assert {
+    condition     = length(aws_kinesis_stream_consumer.consume) == 0 && !strcontains(aws_iam_policy.consume["archive"].policy, "SubscribeToShard")
+    error_message = "read_mode poll registers no stream consumer and grants no fan-out"
+  }
+}

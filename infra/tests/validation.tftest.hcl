@@ -69,3 +69,11 @@ run "keys_go_in_one_secret_and_zips_must_exist" {
 
   expect_failures = [var.collector_api_keys, aws_lambda_function.fn]
 }
+
+run "consume_rejects_unknown_applications_and_modes" {
+  command = plan
+  variables {
+    consume = { applications = ["searcher"], read_mode = "push" }
+  }
+  expect_failures = [var.consume]
+}

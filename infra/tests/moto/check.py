@@ -96,7 +96,10 @@ def applied(state_path, outputs_path):
     check(s["EncryptionType"] == "KMS" and s["KeyId"] == kms_key, f"stream encryption: {s.get('EncryptionType')} {s.get('KeyId')}")
     check(s["RetentionPeriodHours"] == 24, f"stream retention {s['RetentionPeriodHours']}")
     consumers = [c["ConsumerName"] for c in kin.list_stream_consumers(StreamARN=out["stream_arn"])["Consumers"]]
-    check(consumers == [f"{name}-vectors"], f"stream consumers: {consumers}")
+    # The vectors Lambda's, and the long-running metrics application's (var.consume).
+    check(sorted(consumers) == sorted([f"{name}-vectors", "metrics"]), f"stream consumers: {consumers}")
+    check(set(out["consume_stream_consumers"]) == {"metrics"} and set(out["consume_policy_arns"]) == {"metrics"},
+          f"consume outputs: {out['consume_stream_consumers']} {out['consume_policy_arns']}")
 
     # DynamoDB: key schemas of internal/setup, on-demand, PITR, TTL.
     ddb = client("dynamodb")

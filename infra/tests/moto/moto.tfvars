@@ -19,3 +19,10 @@ vectors = {
 collector = {
   allowed_origins = ["https://app.example.com"]
 }
+
+# Long-running consumers beside the Lambda ones (in a real deployment
+# an application runs in one place): their policies and a stream consumer.
+consume = {
+  applications = ["metrics"]
+  read_mode    = "efo"
+}
