@@ -11,7 +11,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 
 	"github.com/clickstream-go/clickstream/internal/retry"
 )
@@ -132,6 +134,14 @@ func isLimitExceeded(err error) bool {
 	return errors.As(err, &le)
 }
 
+// ownEventCodec gives a subscription an event stream codec of its own.
+// aws-sdk-go-v2 (service/kinesis v1.56, smithy-go v1.28) keeps one codec per
+// client, with one decode buffer that every event stream of the client
+// decodes into: two subscriptions on one client (one per shard) race on it
+// (the race detector shows it, and an event may be parsed from another's
+// bytes). A Protocol per call gives each stream its own codec.
+func ownEventCodec(o *kinesis.Options) { o.Protocol = awsjson.New11(schemas.Kinesis_20131202) }
+
 // subscribeErrKind classifies a SubscribeToShard failure for back-off,
 // logs and metrics.
 func subscribeErrKind(err error) string {
@@ -223,7 +233,7 @@ func (e *efoReader) subscribe() error {
 		sctx, cancel := context.WithCancel(w.ctx)
 		hung := time.AfterFunc(callTimeout, cancel) // the call, not the stream it opens
 		out, err := w.r.fanOut.SubscribeToShard(sctx, &kinesis.SubscribeToShardInput{
-			ConsumerARN: aws.String(arn), ShardId: aws.String(w.lease.ShardID), StartingPosition: e.position()}, noSDKRetries)
+			ConsumerARN: aws.String(arn), ShardId: aws.String(w.lease.ShardID), StartingPosition: e.position()}, noSDKRetries, ownEventCodec)
 		hung.Stop()
 		if err == nil {
 			e.stream, e.cancel = out.GetStream(), cancel
