@@ -268,10 +268,11 @@ func (e *efoReader) subscribe() error {
 }
 
 // next returns the next batch pushed, or an empty one when nothing came for
-// IdleInterval (so processors flush on time as with polling).
+// PollInterval, so processors that hold records by time (the archive's max
+// age, the vectors' coalescing) are called about as often as when polling.
 func (e *efoReader) next() (readBatch, error) {
 	w := e.w
-	idle := time.NewTimer(w.r.cfg.IdleInterval)
+	idle := time.NewTimer(w.r.cfg.PollInterval)
 	defer idle.Stop()
 	for {
 		if e.stream == nil {

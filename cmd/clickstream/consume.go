@@ -24,6 +24,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/apps"
 	"github.com/clickstream-go/clickstream/consumers/archive"
 	"github.com/clickstream-go/clickstream/consumers/leases"
+	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/lambdas/esm"
@@ -232,13 +233,20 @@ func buildRunners(c *awsx.Clients, args []string, spec runnerSpec, log *slog.Log
 		if err != nil {
 			return nil, cli.UsageErr("%v", err)
 		}
+		settings := spec.settings
+		if settings.Vectors.Coalesce < 0 {
+			settings.Vectors.Coalesce = 0
+			if spec.readModes[name] == consumers.ReadEFO && spec.host == hostRuntime {
+				settings.Vectors.Coalesce = vectors.DefaultEFOCoalesce
+			}
+		}
 		var p consumers.Processor
 		if spec.host == hostLambda {
 			p, err = lambdaMapping(app, c, functions.Config{
-				Stream: spec.res.Stream, LeasesTable: spec.res.LeasesTable, StateOwner: spec.owner, Settings: spec.settings,
+				Stream: spec.res.Stream, LeasesTable: spec.res.LeasesTable, StateOwner: spec.owner, Settings: settings,
 			}, spec.lambdaBatch, spec.lambdaWindow)
 		} else {
-			p, err = app.New(c, spec.settings)
+			p, err = app.New(c, settings)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)

@@ -167,6 +167,7 @@ func Flags(fs *flag.FlagSet, s *Settings) {
 	fs.DurationVar(&s.Vectors.HalfLife, "half-life", vectors.DefaultHalfLife, "vectors: half-life of the decay in event time (fixed for a table's life)")
 	fs.IntVar(&s.Vectors.MaxFeatures, "max-features", vectors.DefaultMaxFeatures, "vectors: features kept per user (the weakest are pruned)")
 	fs.IntVar(&s.Vectors.Concurrency, "vectors-concurrency", vectors.DefaultConcurrency, "vectors: DynamoDB writes in flight")
+	fs.DurationVar(&s.Vectors.Coalesce, "vectors-coalesce", -1, "vectors: hold a shard's deliveries this long and write each user once for all of them (negative: 250ms with --read-mode efo, whose deliveries are small and frequent, else 0)")
 	fs.StringVar(&s.DefinitionsFile, "definitions", "", "metrics: definitions file (YAML; default the built-in access and engagement metrics)")
 	fs.DurationVar(&s.Metrics.AllowedLateness, "allowed-lateness", time.Hour, "metrics: how long late events still correct a window")
 	fs.DurationVar(&s.Metrics.OutOfOrderness, "out-of-orderness", 5*time.Second, "metrics: watermark delay behind the largest event time")

@@ -41,11 +41,13 @@ const (
 	DefaultMaxWeight           = 1e6
 	DefaultMaxFutureSkew       = time.Hour
 	DefaultConcurrency         = 32
-	DefaultMaxAttempts         = 10
-	DefaultRetryBase           = 25 * time.Millisecond
-	DefaultRetryMax            = 2 * time.Second
-	DefaultMaxRounds           = 16
-	DefaultKnownUsers          = 200_000
+	// DefaultEFOCoalesce is Config.Coalesce under enhanced fan-out (`consume --read-mode efo`).
+	DefaultEFOCoalesce = 250 * time.Millisecond
+	DefaultMaxAttempts = 10
+	DefaultRetryBase   = 25 * time.Millisecond
+	DefaultRetryMax    = 2 * time.Second
+	DefaultMaxRounds   = 16
+	DefaultKnownUsers  = 200_000
 )
 
 // maxItemBytes leaves headroom under DynamoDB's 400 KB item limit for the
@@ -101,6 +103,14 @@ type Config struct {
 	// create when most unremembered users lately were new (one call for a
 	// new user instead of two), else with the ADD. Default 200000.
 	KnownUsers int
+	// Coalesce holds the records of consecutive batches of a shard for up
+	// to this long and writes them together: one write per user for all of
+	// them instead of one per batch. Enhanced fan-out delivers many small
+	// batches (every ~50-200 ms); holding them 250 ms keeps the writes per
+	// event where polling has them, at that much latency. Held records are
+	// not reported durable, so a crash replays them. Default 0: each batch
+	// is written when it arrives.
+	Coalesce time.Duration
 	// MaxRounds bounds the conditional-write rounds for one user in one
 	// batch (each failed condition costs one). Default 16.
 	MaxRounds int

@@ -88,7 +88,14 @@ type shardProcessor struct {
 	shard string
 	last  consumers.Position
 	agg   aggregator
+
+	// Config.Coalesce: records of consecutive batches held since since.
+	pending []consumers.Record
+	since   time.Time
 }
+
+// maxCoalesced bounds the records held by Config.Coalesce.
+const maxCoalesced = 20000
 
 // Process applies the batch: one conditional UpdateItem per user (more only
 // on the rare paths: new user, landmark rebase, pruning, replay overlap), in
@@ -104,28 +111,72 @@ type shardProcessor struct {
 // are durable too; the runtime or Lambda replays them, and the per-shard
 // guard makes those replays no-ops.
 func (sp *shardProcessor) Process(ctx context.Context, b consumers.Batch) (consumers.Position, error) {
+	if sp.p.cfg.Coalesce > 0 {
+		return sp.coalesce(ctx, b)
+	}
 	if len(b.Records) == 0 {
 		return consumers.Position{}, nil
 	}
+	failIdx, err := sp.write(ctx, b.Records)
+	if err != nil {
+		return sp.last, &consumers.BatchError{Index: failIdx, Err: err}
+	}
+	return sp.last, nil
+}
+
+// coalesce holds the records of consecutive batches for up to
+// Config.Coalesce and writes them together: one write per user for all of
+// them. It reports durable only what is written, so the checkpoint never
+// passes a held record; a crash replays them.
+func (sp *shardProcessor) coalesce(ctx context.Context, b consumers.Batch) (consumers.Position, error) {
+	if len(b.Records) > 0 {
+		if len(sp.pending) == 0 {
+			sp.since = time.Now()
+		}
+		sp.pending = append(sp.pending, b.Records...)
+	}
+	if len(sp.pending) == 0 || !b.ShardEnd && len(sp.pending) < maxCoalesced && time.Since(sp.since) < sp.p.cfg.Coalesce {
+		return sp.last, nil
+	}
+	return sp.flushPending(ctx)
+}
+
+func (sp *shardProcessor) flushPending(ctx context.Context) (consumers.Position, error) {
+	recs := sp.pending
+	sp.pending = nil
+	if _, err := sp.write(ctx, recs); err != nil {
+		return sp.last, err // the session replays from the checkpoint
+	}
+	return sp.last, nil
+}
+
+// write applies recs and moves sp.last past what is durable. On a failure it
+// returns the index of the first record that may not be (see Process).
+func (sp *shardProcessor) write(ctx context.Context, recs []consumers.Record) (int, error) {
 	start := time.Now()
 	p := sp.p
-	runs := sp.agg.group(b.Records, &p.cfg, p.skip)
+	runs := sp.agg.group(recs, &p.cfg, p.skip)
 	failIdx, err := sp.writeAll(ctx, runs)
 	p.m.batchSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.m.batchErrors.Inc()
 		if failIdx > 0 {
-			sp.last = b.Records[failIdx-1].Position
-			return sp.last, &consumers.BatchError{Index: failIdx, Err: err}
+			sp.last = recs[failIdx-1].Position
 		}
-		return consumers.Position{}, &consumers.BatchError{Index: 0, Err: err}
+		return failIdx, err
 	}
-	sp.last = b.Last()
-	return sp.last, nil
+	sp.last = recs[len(recs)-1].Position
+	return 0, nil
 }
 
-// Flush has nothing to do: Process is durable on return.
-func (sp *shardProcessor) Flush(ctx context.Context) (consumers.Position, error) { return sp.last, nil }
+// Flush writes the records Config.Coalesce holds; without it, Process is
+// durable on return and Flush has nothing to do.
+func (sp *shardProcessor) Flush(ctx context.Context) (consumers.Position, error) {
+	if len(sp.pending) > 0 {
+		return sp.flushPending(ctx)
+	}
+	return sp.last, nil
+}
 
 // Close has nothing to drop.
 func (sp *shardProcessor) Close() {}

@@ -492,3 +492,44 @@ func counterValue(t testing.TB, reg *prometheus.Registry, name, label string) fl
 	}
 	return 0
 }
+
+func TestProcess_CoalesceHoldsBatchesAndWritesEachUserOnceForAll(t *testing.T) {
+	st := newMemStore()
+	sp := open(t, mustProcessor(t, st, Config{Coalesce: 150 * time.Millisecond}))
+	ctx := context.Background()
+	var last consumers.Position
+	for i := range 10 { // 10 small deliveries of the same two users
+		b := batchOf(rec(2*i+1, event.TypeClick, "u1", testNow, map[string]float64{"f": 1}),
+			rec(2*i+2, event.TypeClick, "u2", testNow, map[string]float64{"f": 1}))
+		pos, err := sp.Process(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pos.After(last) {
+			t.Fatalf("delivery %d: reported %v durable while its records are held", i, pos)
+		}
+		last = b.Last()
+	}
+	if n := st.count("add") + st.count("put"); n != 0 {
+		t.Fatalf("%d writes while held", n)
+	}
+	time.Sleep(150 * time.Millisecond)
+	pos, err := sp.Process(ctx, batchOf()) // an idle tick after the window
+	if err != nil || pos != last {
+		t.Fatalf("after the window: durable %v (%v), want %v", pos, err, last)
+	}
+	if n := st.count("add") + st.count("put"); n > 4 { // one per user; a new user's create may add one
+		t.Fatalf("%d writes for 2 users, want one each", n)
+	}
+	if v := vec(t, st, "u1"); v["f"][0] < 9.99 || v["f"][0] > 10.01 {
+		t.Fatalf("u1's clicks %v, want 10", v["f"])
+	}
+	// Flush writes what is held, at once.
+	b := batchOf(rec(21, event.TypeClick, "u1", testNow, map[string]float64{"f": 1}))
+	if _, err := sp.Process(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if pos, err := sp.Flush(ctx); err != nil || pos != b.Last() {
+		t.Fatalf("flush: durable %v (%v), want %v", pos, err, b.Last())
+	}
+}
