@@ -116,7 +116,8 @@ bench: ## benchmarks: hot paths in-process; producer, vectors, latency against t
 
 # The end-to-end benchmark runs on its own stack: kinesalite (kinesis-local moves
 # only ~1.5 MiB/s here) behind the shard-limit proxy (LIMITS=aws), so the
-# numbers respect AWS's per-shard limits. Two runs: throughput (collector,
+# numbers respect AWS's per-shard limits; the proxy also serves enhanced
+# fan-out. Four runs, polling and fan-out side by side: throughput (collector,
 # archive, metrics at full speed; vectors is left out because DynamoDB Local
 # manages ~1,000 UpdateItem/s here) and latency (all three consumers at
 # 1,000 events/s, put → vector visible).
@@ -126,13 +127,17 @@ BENCH_THROUGHPUT_FLAGS ?= --apps archive,metrics --concurrency 16 --duration 2m
 BENCH_LATENCY_FLAGS    ?= --rate 1000 --duration 1m
 
 .PHONY: bench-e2e
-bench-e2e: build-lab ## end-to-end benchmark (clickstream-lab bench): a throughput and a latency run on kinesalite behind the shard-limit proxy; updates docs/BENCHMARKS.md
+bench-e2e: build-lab ## end-to-end benchmark (clickstream-lab bench): throughput and latency, polling and fan-out, on kinesalite behind the shard-limit proxy; updates docs/BENCHMARKS.md
 	@$(BENCH_STACK_ENV) $(STACK) up
 	@set -o pipefail; source .local/bench/env && \
-	  $(LAB) bench $(BENCH_E2E_FLAGS) $(BENCH_THROUGHPUT_FLAGS) --name 'Throughput run' \
+	  $(LAB) bench $(BENCH_E2E_FLAGS) $(BENCH_THROUGHPUT_FLAGS) --name 'Throughput run, polling' \
 	    --log-dir .local/bench/throughput --profile-dir .local/bench/throughput/profiles && \
-	  $(LAB) bench $(BENCH_E2E_FLAGS) $(BENCH_LATENCY_FLAGS) --name 'Latency run' --report-append \
-	    --log-dir .local/bench/latency --profile-dir .local/bench/latency/profiles; rc=$$?; \
+	  $(LAB) bench $(BENCH_E2E_FLAGS) $(BENCH_THROUGHPUT_FLAGS) --read-mode efo --name 'Throughput run, enhanced fan-out' --report-append \
+	    --log-dir .local/bench/throughput-efo --profile-dir .local/bench/throughput-efo/profiles && \
+	  $(LAB) bench $(BENCH_E2E_FLAGS) $(BENCH_LATENCY_FLAGS) --name 'Latency run, polling' --report-append \
+	    --log-dir .local/bench/latency --profile-dir .local/bench/latency/profiles && \
+	  $(LAB) bench $(BENCH_E2E_FLAGS) $(BENCH_LATENCY_FLAGS) --read-mode efo --name 'Latency run, enhanced fan-out' --report-append \
+	    --log-dir .local/bench/latency-efo --profile-dir .local/bench/latency-efo/profiles; rc=$$?; \
 	  $(BENCH_STACK_ENV) $(STACK) down; exit $$rc
 
 # The chaos run (clickstream-lab chaos, docs/CHAOS.md) on its own kinesis-local stack:

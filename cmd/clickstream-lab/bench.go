@@ -68,6 +68,7 @@ three consumers at 1,000 events/s.`,
 			fs.DurationVar(&cfg.ArchiveMaxAge, "archive-max-age", 10*time.Second, "the archive consumer's --archive-max-age")
 			fs.Var(&apps, "apps", "consumers to run: archive, vectors, metrics (repeatable or comma-separated; default all three)")
 			fs.BoolVar(&cfg.Combined, "combined", false, "run the three consumers in one process")
+			fs.StringVar(&cfg.ReadMode, "read-mode", "poll", `the consumers' --read-mode: "poll" (sharing each shard's 5 GetRecords calls/s) or "efo" (enhanced fan-out)`)
 			fs.StringVar(&cfg.LogDir, "log-dir", "", "directory for the components' logs (default a temporary one)")
 			fs.BoolVar(&cfg.Keep, "keep", false, "keep the stream, tables and archive objects")
 			fs.StringVar(&cfg.Label, "label", "", `environment name in the report (default from CLICKSTREAM_LOCAL_KINESIS, e.g. "kinesalite")`)

@@ -87,6 +87,11 @@ type Config struct {
 	// PollIntervals are the consumers' --poll-interval [sharedPollIntervals:
 	// together they stay within a shard's 5 GetRecords calls/s].
 	PollIntervals map[string]time.Duration
+	// ReadMode is the consumers' --read-mode ["poll"]. With "efo" every
+	// consumer gets its own 2 MiB/s per shard (through the proxy's fan-out
+	// on the local stack) and polls nothing, so PollIntervals only pace the
+	// empty batches of idle shards: 200ms each.
+	ReadMode string
 	// Combined runs the three consumers in one `consume archive vectors
 	// metrics` process instead of one process each [false: separate, so
 	// CPU and RSS are per consumer].
@@ -118,6 +123,7 @@ type Result struct {
 	Started          time.Time
 	Apps             []string // the consumers that ran, in report order
 	PollIntervals    map[string]time.Duration
+	ReadMode         string
 	Label            string
 	Name             string
 	Machine          string
@@ -236,6 +242,15 @@ func (c *Config) defaults() error {
 			c.Apps = append(c.Apps, app)
 		}
 	}
+	if c.ReadMode == "" {
+		c.ReadMode = "poll"
+	}
+	if c.PollIntervals == nil && c.ReadMode == "efo" {
+		c.PollIntervals = map[string]time.Duration{}
+		for _, app := range c.Apps {
+			c.PollIntervals[app] = 200 * time.Millisecond
+		}
+	}
 	if c.PollIntervals == nil {
 		c.PollIntervals = sharedPollIntervals(c.Apps, c.Combined)
 	}
@@ -297,7 +312,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Stream: "bench-" + id, Shards: cfg.Shards, Bucket: cfg.Bucket,
 		VectorsTable: "bench-" + id + "-vectors", MetricsTable: "bench-" + id + "-metrics", LeasesTable: "bench-" + id + "-leases",
 	}
-	r := &Result{Started: time.Now(), Apps: cfg.Apps, PollIntervals: cfg.PollIntervals, Label: cfg.Label, Name: cmp.Or(cfg.Name, "Run"), Shards: cfg.Shards, TargetRate: cfg.Rate, Duration: cfg.Duration,
+	r := &Result{Started: time.Now(), Apps: cfg.Apps, PollIntervals: cfg.PollIntervals, ReadMode: cfg.ReadMode, Label: cfg.Label, Name: cmp.Or(cfg.Name, "Run"), Shards: cfg.Shards, TargetRate: cfg.Rate, Duration: cfg.Duration,
 		Machine:   machine(),
 		Processed: map[string]int64{}, LagMid: map[string]float64{}, LagEnd: map[string]float64{}, KeptUp: map[string]bool{},
 		CaughtUpAfter: map[string]time.Duration{}, ProcessedLatency: map[string]Percentiles{}}
@@ -450,7 +465,8 @@ func (b *benchRun) stopAll() {
 func (b *benchRun) consumeArgs(addr string, apps ...string) []string {
 	poll := b.cfg.PollIntervals[apps[0]].String()
 	args := append([]string{"consume"}, apps...)
-	args = append(args, "--metrics-addr", addr, "--prefix", b.prefix, "--archive-max-age", b.cfg.ArchiveMaxAge.String(), "--poll-interval", poll)
+	args = append(args, "--metrics-addr", addr, "--prefix", b.prefix, "--archive-max-age", b.cfg.ArchiveMaxAge.String(), "--poll-interval", poll,
+		"--read-mode", b.cfg.ReadMode)
 	if slices.Contains(apps, "vectors") {
 		// Latency-critical: an empty poll (MillisBehindLatest 0 when
 		// caught up) must not add a second to the next click.

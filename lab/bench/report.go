@@ -85,8 +85,11 @@ func (r *Result) Markdown() string {
 			polls = append(polls, fmt.Sprintf("%s %s", app, d))
 		}
 	}
-	if len(polls) > 0 {
-		w("GetRecords poll interval per consumer (together within a shard's 5 calls/s): %s.\n\n", strings.Join(polls, ", "))
+	switch {
+	case r.ReadMode == "efo":
+		w("Read mode: enhanced fan-out (each consumer pushed its own 2 MiB/s per shard).\n\n")
+	case len(polls) > 0:
+		w("Read mode: polling. GetRecords poll interval per consumer (together within a shard's 5 calls/s): %s.\n\n", strings.Join(polls, ", "))
 	}
 	w("| figure | value |\n|---|---|\n")
 	w("| events generated / accepted by the collector / acknowledged by Kinesis | %d / %d / %d |\n", r.Generated, r.Accepted, r.OnStream)
