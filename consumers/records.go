@@ -53,11 +53,23 @@ func NewRecordDecoder(shardID string, r HashKeyRange) (*RecordDecoder, error) {
 	return d, nil
 }
 
+// decode decodes one event; an event whose ts is more than
+// event.DefaultMaxFuture after the record's arrival is bad too (a wrong
+// device clock), judged against the arrival time so a replay decides alike.
+func decode(data []byte, arrival time.Time) (event.Event, error) {
+	e, err := event.Decode(data)
+	if err == nil {
+		err = e.CheckFuture(arrival, event.DefaultMaxFuture)
+	}
+	return e, err
+}
+
 // Append appends the user records of kr to dst and returns the extended
 // slice. A plain record becomes one Record at sub-sequence 0; an aggregate
 // becomes one Record per sub-record at sub-sequences 0..n-1; a corrupt
 // aggregate becomes one bad Record at sub-sequence 0 carrying the whole raw
-// record. Records whose event does not decode carry the decode error in Err.
+// record. Records whose event does not decode, or is dated more than
+// event.DefaultMaxFuture after its arrival, carry the reason in Err.
 // Data slices alias kr.Data.
 func (d *RecordDecoder) Append(dst []Record, kr KinesisRecord) []Record {
 	base := Record{
@@ -69,7 +81,7 @@ func (d *RecordDecoder) Append(dst []Record, kr KinesisRecord) []Record {
 	if !kpl.IsAggregated(kr.Data) {
 		r := base
 		r.Data = kr.Data
-		r.Event, r.Err = event.Decode(kr.Data)
+		r.Event, r.Err = decode(kr.Data, kr.ArrivalTime)
 		return append(dst, r)
 	}
 	subs, err := kpl.AppendDeaggregated(d.sub[:0], kr.Data, kr.PartitionKey)
@@ -97,7 +109,7 @@ func (d *RecordDecoder) Append(dst []Record, kr KinesisRecord) []Record {
 			}
 			r.OutOfRange = !d.rng.Contains(hk)
 		}
-		r.Event, r.Err = event.Decode(s.Data)
+		r.Event, r.Err = decode(s.Data, kr.ArrivalTime)
 		dst = append(dst, r)
 	}
 	clear(subs) // drop references to kr.Data held by the reused slice

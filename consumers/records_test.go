@@ -186,3 +186,26 @@ func FuzzRecordDecoder(f *testing.F) {
 		}
 	})
 }
+
+func TestRecordDecoder_EventDatedFarAfterItsArrivalIsBad(t *testing.T) {
+	dec, err := consumers.NewRecordDecoder("shardId-000000000000", consumers.HashKeyRange{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arrival := time.Date(2026, 12, 4, 19, 0, 0, 0, time.UTC)
+	future := []byte(`{"type":"click","ts":"2099-12-04T19:00:00Z","user_id":"u-1"}`)
+	soon := []byte(`{"type":"click","ts":"2026-12-05T18:00:00Z","user_id":"u-1"}`)
+	recs := dec.Append(nil, consumers.KinesisRecord{SequenceNumber: "1", PartitionKey: "u-1", ArrivalTime: arrival, Data: future})
+	recs = dec.Append(recs, consumers.KinesisRecord{SequenceNumber: "2", PartitionKey: "u-1", ArrivalTime: arrival, Data: soon})
+	var a kpl.Aggregator
+	a.Add(kpl.Record{PartitionKey: "u-1", Data: future})
+	a.Add(kpl.Record{PartitionKey: "u-1", Data: soon})
+	agg, _, _ := a.Build()
+	recs = dec.Append(recs, consumers.KinesisRecord{SequenceNumber: "3", PartitionKey: "u-1", ArrivalTime: arrival, Data: agg})
+	var ee *event.Error
+	for i, wantBad := range []bool{true, false, true, false} {
+		if (recs[i].Err != nil) != wantBad || wantBad && (!errors.As(recs[i].Err, &ee) || ee.Field != "ts") {
+			t.Errorf("record %d: err %v, want bad %v", i, recs[i].Err, wantBad)
+		}
+	}
+}

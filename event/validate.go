@@ -95,3 +95,22 @@ func checkFeatures(m map[string]float64) error {
 	k := slices.Min(bad)
 	return &Error{"features", "value of " + strconv.Quote(clip(k)) + " must be finite, got " + strconv.FormatFloat(m[k], 'g', -1, 64)}
 }
+
+// DefaultMaxFuture is how far an event's ts may be ahead of when it reached
+// the pipeline (the collector's receipt, Kinesis's arrival time). Beyond it
+// the device clock is wrong, and the event would open archive partitions and
+// metric windows years ahead.
+const DefaultMaxFuture = 24 * time.Hour
+
+// CheckFuture returns an *Error on ts when the event is more than max after
+// ref, the time it reached the pipeline; max <= 0 or a zero ref checks
+// nothing. Judged against ref rather than the clock, the same record gets
+// the same answer when it is read again.
+func (e *Event) CheckFuture(ref time.Time, max time.Duration) error {
+	if max <= 0 || ref.IsZero() || !e.TS.After(ref.Add(max)) {
+		return nil
+	}
+	ahead := e.TS.Sub(ref).Round(time.Second)
+	return &Error{"ts", e.TS.UTC().Format(time.RFC3339) + " is " + ahead.String() + " after the event reached the pipeline (" +
+		ref.UTC().Format(time.RFC3339) + "), more than the " + max.String() + " allowed: the sender's clock is wrong"}
+}

@@ -106,3 +106,30 @@ func TestDecode_ValidatesAfterDecoding(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckFuture_RejectsEventsTooFarAheadOfWhenTheyArrived(t *testing.T) {
+	ref := time.Date(2026, 12, 4, 19, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		ts   time.Time
+		max  time.Duration
+		fail bool
+	}{
+		{ref.Add(-time.Hour), DefaultMaxFuture, false},
+		{ref.Add(23 * time.Hour), DefaultMaxFuture, false},
+		{ref.Add(DefaultMaxFuture), DefaultMaxFuture, false},
+		{ref.Add(DefaultMaxFuture + time.Millisecond), DefaultMaxFuture, true},
+		{time.Date(2099, 12, 4, 19, 0, 0, 0, time.UTC), DefaultMaxFuture, true},
+		{time.Date(2099, 12, 4, 19, 0, 0, 0, time.UTC), 0, false}, // off
+	} {
+		e := Event{Type: TypeClick, TS: tc.ts, UserID: "u"}
+		err := e.CheckFuture(ref, tc.max)
+		var ee *Error
+		if (err != nil) != tc.fail || err != nil && (!errors.As(err, &ee) || ee.Field != "ts") {
+			t.Errorf("ts %v, max %v: %v", tc.ts, tc.max, err)
+		}
+	}
+	e := Event{Type: TypeClick, TS: time.Date(2099, 12, 4, 19, 0, 0, 0, time.UTC), UserID: "u"}
+	if msg := e.CheckFuture(ref, DefaultMaxFuture).Error(); !strings.Contains(msg, "ts: 2099-12-04T19:00:00Z is") || !strings.Contains(msg, "clock is wrong") {
+		t.Errorf("message %q", msg)
+	}
+}

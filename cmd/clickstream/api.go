@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"github.com/clickstream-go/clickstream/consumers/apps"
-	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"net/http"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/metrics/dashboard"
 	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"github.com/clickstream-go/clickstream/internal/setup"
 )
 

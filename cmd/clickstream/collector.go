@@ -5,14 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/producers"
 	"github.com/clickstream-go/clickstream/producers/collector"
@@ -88,6 +89,7 @@ start) and flush the producer before exiting.`,
 			fs.Var(&origins, "cors-origin", `browser origin allowed to post cross-origin, or "*" (repeatable)`)
 			fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", collector.DefaultMaxBodyBytes, "request body limit, compressed and decompressed")
 			fs.IntVar(&cfg.MaxEvents, "max-events", collector.DefaultMaxEvents, "events per request limit")
+			fs.DurationVar(&cfg.MaxFuture, "max-future", event.DefaultMaxFuture, "reject events whose ts is more than this after they were received (a wrong device clock; negative: accept any)")
 			fs.Float64Var(&cfg.RatePerKey, "rate-per-key", collector.DefaultRatePerKey, "sustained events/s per API key (negative: unlimited)")
 			fs.IntVar(&cfg.Burst, "burst", collector.DefaultBurst, "events a key may send at once above the rate")
 			fs.BoolVar(&aggregate, "aggregate", true, "KPL-aggregate records that go to the same shard")

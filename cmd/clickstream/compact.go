@@ -4,13 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"time"
 
 	"github.com/clickstream-go/clickstream/consumers/archive"
 	"github.com/clickstream-go/clickstream/consumers/metrics"
 	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"github.com/clickstream-go/clickstream/internal/setup"
 )
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"log/slog"
 	"net"
@@ -14,7 +13,9 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,13 +27,20 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/leases"
 	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/lambdas/esm"
 	"github.com/clickstream-go/clickstream/lambdas/functions"
 )
 
 // DefaultConsumeMetricsAddr serves /metrics and /healthz of `clickstream consume`.
+// With the default, a process that finds it taken (another consume on the
+// host) uses the next free port up to metricsPortsTried-1 above it.
 const DefaultConsumeMetricsAddr = "127.0.0.1:9464"
+
+// metricsPortsTried is how many ports from the default's a consume process
+// tries (9464-9473): ten processes per host.
+const metricsPortsTried = 10
 
 func consumeCommand(stderr io.Writer) *cli.Command {
 	var (
@@ -123,7 +131,7 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 		Flags: func(fs *flag.FlagSet) {
 			resourceFlags(fs, &r)
 			fs.StringVar(&owner, "owner", "", "unique name of this process in the lease table (default hostname-pid-random)")
-			fs.StringVar(&metricsAddr, "metrics-addr", DefaultConsumeMetricsAddr, `listen address of /metrics and /healthz ("" to disable)`)
+			fs.StringVar(&metricsAddr, "metrics-addr", DefaultConsumeMetricsAddr, `listen address of /metrics and /healthz ("" to disable); with the default, a second process on the host takes the next free port up to :9473 and logs it`)
 			fs.DurationVar(&leaseDuration, "lease-duration", consumers.DefaultLeaseDuration, "lease expiry without renewal: the fail-over time after a crash")
 			fs.StringVar(&readMode, "read-mode", consumers.ReadPoll, `how shards are read: "poll" (GetRecords) or "efo" (enhanced fan-out), for every application or per application ("vectors=efo", "efo,archive=poll")`)
 			fs.DurationVar(&poll, "poll-interval", 200*time.Millisecond, "minimum time between GetRecords calls on a shard")
@@ -188,10 +196,15 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 				log.Info("soft memory limit", "bytes", lim)
 			}
 			if metricsAddr != "" {
-				stopHTTP, err := serveMetrics(ctx, metricsAddr, reg, log)
+				ln, err := listenMetrics(metricsAddr, metricsAddr == DefaultConsumeMetricsAddr)
 				if err != nil {
 					return err
 				}
+				if got := ln.Addr().String(); got != metricsAddr {
+					log.Info("metrics address in use (another consume on this host?); serving on the next free port", "wanted", metricsAddr, "metrics_addr", got)
+					metricsAddr = got
+				}
+				stopHTTP := serveMetrics(ctx, ln, reg, log)
 				defer stopHTTP()
 			}
 			log.Info("consuming", "host", host, "stream", r.Stream, "processors", strings.Join(args, ","), "owner", owner, "metrics_addr", metricsAddr)
@@ -296,12 +309,37 @@ func parseReadModes(s string, names []string) (map[string]string, error) {
 	return out, nil
 }
 
-// serveMetrics serves /metrics (reg) and /healthz on addr until stopped.
-func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+// listenMetrics listens on addr; when it is taken and fallback is set (the
+// default address), on the next free port of the metricsPortsTried from it.
+// The error names the flag to change.
+func listenMetrics(addr string, fallback bool) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil || !fallback || !errors.Is(err, syscall.EADDRINUSE) {
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s: %w (set --metrics-addr to a free address, or \"\" to serve no metrics)", addr, err)
+		}
+		return ln, nil
+	}
+	host, port, perr := net.SplitHostPort(addr)
+	first, aerr := strconv.Atoi(port)
+	if perr != nil || aerr != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	for p := first + 1; p < first+metricsPortsTried; p++ {
+		if ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p))); err == nil {
+			return ln, nil
+		}
+	}
+	return nil, fmt.Errorf("listen for metrics: ports %d-%d on %s are all in use: give this process its own --metrics-addr (or \"\" to serve no metrics)",
+		first, first+metricsPortsTried-1, host)
+}
+
+// serveMetrics serves /metrics (reg) and /healthz on ln until stopped.
+func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry, log *slog.Logger) (stop func()) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	return serveBackground(ctx, addr, mux, log)
+	return serveOn(ctx, ln, mux, log)
 }
 
 // memoryLimit is the soft memory limit consume sets (0: none). The archive's
@@ -360,6 +398,12 @@ func serveBackground(ctx context.Context, addr string, h http.Handler, log *slog
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	return serveOn(ctx, ln, h, log), nil
+}
+
+// serveOn serves h on ln until the returned stop function is called or ctx ends.
+func serveOn(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
+	addr := ln.Addr().String()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -370,5 +414,5 @@ func serveBackground(ctx context.Context, addr string, h http.Handler, log *slog
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
-	}, nil
+	}
 }

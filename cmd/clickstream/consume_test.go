@@ -2,6 +2,8 @@ package main
 
 import (
 	"maps"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -30,5 +32,29 @@ func TestParseReadModes_OneForAllPerApplicationOrBoth(t *testing.T) {
 		if _, err := parseReadModes(in, names); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("%q: error %v, want one saying %q", in, err, msg)
 		}
+	}
+}
+
+func TestListenMetrics_TheDefaultMovesToTheNextFreePortAnExplicitAddressNamesTheFlag(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	_, port, _ := net.SplitHostPort(addr)
+	first, _ := strconv.Atoi(port)
+
+	ln, err := listenMetrics(addr, true)
+	if err != nil {
+		t.Fatalf("default address taken: %v", err)
+	}
+	defer ln.Close()
+	_, got, _ := net.SplitHostPort(ln.Addr().String())
+	if p, _ := strconv.Atoi(got); p <= first || p >= first+metricsPortsTried {
+		t.Fatalf("serving on %s, want a port in %d-%d", ln.Addr(), first+1, first+metricsPortsTried-1)
+	}
+	if _, err := listenMetrics(addr, false); err == nil || !strings.Contains(err.Error(), "set --metrics-addr to a free address") {
+		t.Fatalf("explicit address taken: %v", err)
 	}
 }

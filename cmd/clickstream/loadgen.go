@@ -5,11 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"time"
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/producers"
 	"github.com/clickstream-go/clickstream/producers/loadgen"

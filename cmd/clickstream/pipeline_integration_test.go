@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -50,6 +51,13 @@ func (s *syncBuffer) String() string {
 // stop reports its exit code and output.
 func background(t *testing.T, args ...string) (stop func() (int, string)) {
 	t.Helper()
+	stop, _ = backgroundLogs(t, args...)
+	return stop
+}
+
+// backgroundLogs is background that also returns the output so far.
+func backgroundLogs(t *testing.T, args ...string) (stop func() (int, string), logs func() string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan int, 1)
@@ -68,7 +76,7 @@ func background(t *testing.T, args ...string) (stop func() (int, string)) {
 		return code, out.String()
 	}
 	t.Cleanup(func() { stop() })
-	return stop
+	return stop, out.String
 }
 
 func freeAddr(t *testing.T) string {
@@ -246,5 +254,77 @@ func getJSON(t *testing.T, u string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("GET %s: %v", u, err)
+	}
+}
+
+// TestIntegration_TwoConsumeProcessesOnOneHostWithDefaultFlags starts two
+// `clickstream consume vectors` on one host without --metrics-addr, as
+// `consume --help` suggests for scaling out: both run, the second serves its
+// metrics on the next free port and says so, and the shards are split
+// between them.
+func TestIntegration_TwoConsumeProcessesOnOneHostWithDefaultFlags(t *testing.T) {
+	c := testenv.Clients(t)
+	stream, vt, lt := testenv.Name("cli-two"), testenv.Name("cli-two-vectors"), testenv.Name("cli-two-leases")
+	t.Cleanup(func() {
+		ctx := context.Background()
+		c.Kinesis.DeleteStream(ctx, &kinesis.DeleteStreamInput{StreamName: aws.String(stream)})
+		for _, tb := range []string{vt, lt} {
+			c.DynamoDB.DeleteTable(ctx, &dynamodb.DeleteTableInput{TableName: aws.String(tb)})
+		}
+	})
+	res := []string{"--stream", stream, "--vectors-table", vt, "--leases-table", lt, "--bucket", testenv.Bucket(t, c)}
+	mustRun(t, append([]string{"setup", "--shards", "2"}, res...)...)
+	args := append([]string{"consume", "vectors", "--lease-duration", "3s", "--log-format", "text"}, res...)
+	addrOf := func(stop func() (int, string), logs func() string) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if m := regexp.MustCompile(`msg=consuming .*metrics_addr=(\S+)`).FindStringSubmatch(logs()); m != nil {
+				return m[1]
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		code, out := stop()
+		t.Fatalf("no consuming line within 30s (exit %d):\n%s", code, out)
+		return ""
+	}
+	stopA, logsA := backgroundLogs(t, args...)
+	addrA := addrOf(stopA, logsA)
+	stopB, logsB := backgroundLogs(t, args...)
+	addrB := addrOf(stopB, logsB)
+	if addrA == addrB {
+		t.Fatalf("both serve metrics on %s", addrA)
+	}
+	if addrA == DefaultConsumeMetricsAddr && !strings.Contains(logsB(), "metrics address in use") {
+		t.Errorf("the second process does not say why it moved:\n%s", logsB())
+	}
+	waitHealthy(t, addrA)
+	waitHealthy(t, addrB)
+	// Each takes one of the two shards.
+	held := func(addr string) float64 {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`(?m)^clickstream_consumer_leases_held\{app="vectors"\} (\d+)`).FindSubmatch(b)
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.ParseFloat(string(m[1]), 64)
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for held(addrA) != 1 || held(addrB) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("leases held: %v and %v, want 1 each", held(addrA), held(addrB))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for name, stop := range map[string]func() (int, string){"first": stopA, "second": stopB} {
+		if code, logs := stop(); code != 0 {
+			t.Errorf("%s consume exit %d:\n%s", name, code, logs)
+		}
 	}
 }

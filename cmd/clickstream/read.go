@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"github.com/clickstream-go/clickstream/consumers/apps"
-	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/metrics"
 	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"github.com/clickstream-go/clickstream/internal/setup"
 )
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/clickstream-go/clickstream/internal/cli"
 	"io"
 	"text/tabwriter"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/cli"
 	"github.com/clickstream-go/clickstream/internal/setup"
 )
 

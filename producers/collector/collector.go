@@ -319,7 +319,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) int {
 	resp := Response{Rejected: []Rejection{}}
 	records := make([]producers.Record, 0, len(raws))
 	for i, raw := range raws {
-		rec, err := encodeEvent(raw, receivedAt)
+		rec, err := encodeEvent(raw, receivedAt, s.cfg.MaxFuture)
 		if err != nil {
 			resp.Rejected = append(resp.Rejected, Rejection{Index: i, Error: err.Error()})
 			continue
@@ -344,7 +344,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) int {
 
 // encodeEvent decodes and validates one event, assigns an id when absent,
 // stamps received_at and returns its canonical encoding as a record.
-func encodeEvent(raw []byte, receivedAt time.Time) (producers.Record, error) {
+func encodeEvent(raw []byte, receivedAt time.Time, maxFuture time.Duration) (producers.Record, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return producers.Record{}, errors.New("event must be a JSON object")
 	}
@@ -357,6 +357,9 @@ func encodeEvent(raw []byte, receivedAt time.Time) (producers.Record, error) {
 	}
 	e.ReceivedAt = receivedAt
 	if err := e.Validate(); err != nil {
+		return producers.Record{}, err
+	}
+	if err := e.CheckFuture(receivedAt, maxFuture); err != nil {
 		return producers.Record{}, err
 	}
 	data := e.AppendJSON(make([]byte, 0, len(raw)+96))

@@ -753,3 +753,21 @@ func TestServer_RunFailsClearlyWhenAddressIsTaken(t *testing.T) {
 		t.Fatalf("Run: %v, want a listen error naming the address", err)
 	}
 }
+
+func TestCollector_EventFromAClockFarAheadIsRejectedByIndex(t *testing.T) {
+	s, _ := newServer(t, baseConfig(newClock()), &fakeSink{})
+	ahead := t0.Add(23 * time.Hour).Format(time.RFC3339)
+	body := `{"type":"click","ts":"2099-12-04T19:00:00Z","user_id":"u-1"}` + "\n" +
+		`{"type":"click","ts":"` + ahead + `","user_id":"u-2"}` + "\n" + click("u-3", 1) + "\n"
+	resp := decodeResponse(t, post(t, s.Handler(), "application/x-ndjson", body))
+	if resp.Accepted != 2 || len(resp.Rejected) != 1 || resp.Rejected[0].Index != 0 ||
+		!strings.Contains(resp.Rejected[0].Error, "ts: 2099-12-04T19:00:00Z is") || !strings.Contains(resp.Rejected[0].Error, "more than the 24h0m0s allowed") {
+		t.Fatalf("got %+v, want event 0 rejected for its clock and the others accepted", resp)
+	}
+	cfg := baseConfig(newClock())
+	cfg.MaxFuture = -1
+	s, _ = newServer(t, cfg, &fakeSink{})
+	if resp := decodeResponse(t, post(t, s.Handler(), "application/x-ndjson", body)); resp.Accepted != 3 {
+		t.Fatalf("MaxFuture -1: %+v, want all accepted", resp)
+	}
+}

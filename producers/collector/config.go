@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/clickstream-go/clickstream/event"
 )
 
 // Defaults of Config. A zero field in Config means "use the default".
@@ -49,6 +51,12 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxEvents bounds the events in one request (413 beyond). Default 1000.
 	MaxEvents int
+	// MaxFuture rejects (by index, like any invalid event) an event whose ts
+	// is more than this after the collector received it: a device with a
+	// wrong clock would open archive partitions and metric windows years
+	// ahead. The consumers dead-letter such events too, against Kinesis's
+	// arrival time. Default event.DefaultMaxFuture (24h); negative: no check.
+	MaxFuture time.Duration
 
 	// RatePerKey is the sustained events/s allowed per API key, counting
 	// every event of a request, valid or not. Default 10,000; negative
@@ -133,6 +141,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxEvents == 0 {
 		cfg.MaxEvents = DefaultMaxEvents
+	}
+	switch {
+	case cfg.MaxFuture == 0:
+		cfg.MaxFuture = event.DefaultMaxFuture
+	case cfg.MaxFuture < 0:
+		cfg.MaxFuture = 0
 	}
 	if cfg.MaxEvents < 0 {
 		return cfg, fmt.Errorf("collector config: MaxEvents %d is negative", cfg.MaxEvents)
