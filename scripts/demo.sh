@@ -15,6 +15,8 @@ DURATION=${DEMO_DURATION:-20s}
 RATE=${DEMO_RATE:-300}
 COLLECTOR_ADDR=${DEMO_ADDR:-127.0.0.1:8080}
 API_ADDR=${DEMO_API_ADDR:-127.0.0.1:8081}
+# The read API wants a key; the demo makes one up (or takes DEMO_API_KEY).
+API_KEY=${DEMO_API_KEY:-demo-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}
 METRICS_ADDR=${DEMO_METRICS_ADDR:-127.0.0.1:9464}
 LOGS=.local/demo
 mkdir -p "$LOGS"
@@ -55,13 +57,13 @@ pids+=($!)
 	>"$LOGS/consume.log" 2>&1 &
 consume_pid=$!
 pids+=($consume_pid)
-"$BIN" api --addr "$API_ADDR" >"$LOGS/api.log" 2>&1 &
+"$BIN" api --addr "$API_ADDR" --api-key "$API_KEY" >"$LOGS/api.log" 2>&1 &
 api_pid=$!
 pids+=($api_pid)
 wait_http "http://$COLLECTOR_ADDR/healthz" collector "$LOGS/collector.log"
 wait_http "http://$METRICS_ADDR/healthz" consumers "$LOGS/consume.log"
 wait_http "http://$API_ADDR/healthz" api "$LOGS/api.log"
-echo "logs in $LOGS/; dashboard: http://$API_ADDR/"
+echo "logs in $LOGS/; dashboard: http://$API_ADDR/#key=$API_KEY"
 
 step "loadgen: $RATE events/s for $DURATION through the collector (0.2% malformed: rejected by the collector)"
 "$BIN" loadgen --url "http://$COLLECTOR_ADDR" --rate "$RATE" --duration "$DURATION" --bad-rate 0.002 --late-share 0.01
@@ -83,14 +85,19 @@ step "archive: partitions, files, rows (Parquet footers), dead letters"
 step "vectors: a few users' top features (decayed clicks/impressions)"
 "$BIN" vectors sample --n 5 --k 4
 
+step "read API: GET /v1/metrics with its key (401 without one)"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://$API_ADDR/v1/metrics")
+echo "without a key: HTTP $code"
+curl -fsS -H "Authorization: Bearer $API_KEY" "http://$API_ADDR/v1/metrics" | head -c 300; echo
+
 step "metrics: cache hit rate per route, last 5 minutes (incl. the live minute)"
 "$BIN" metrics query access --from -5m --open --values requests,hit_rate,miss_rate,expired_rate,latency_p95_ms
 step "metrics: click-through rate per placement"
 "$BIN" metrics query engagement --from -5m --open
 
 if [ "${DEMO_KEEP:-}" = 1 ]; then
-	step "API and dashboard still running at http://$API_ADDR/ — Ctrl-C to stop"
+	step "API and dashboard still running at http://$API_ADDR/#key=$API_KEY — Ctrl-C to stop"
 	wait "$api_pid" || true
 fi
 echo
-echo "demo done. Dashboard (with DEMO_KEEP=1): http://$API_ADDR/   Stop the stack: make down"
+echo "demo done. Dashboard (with DEMO_KEEP=1): http://$API_ADDR/#key=$API_KEY   Stop the stack: make down"

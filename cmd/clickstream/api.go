@@ -5,16 +5,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/clickstream-go/clickstream/consumers/apps"
 	"io"
 	"net/http"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"github.com/clickstream-go/clickstream/consumers/metrics"
 	"github.com/clickstream-go/clickstream/consumers/metrics/dashboard"
 	"github.com/clickstream-go/clickstream/consumers/vectors"
+	"github.com/clickstream-go/clickstream/internal/apikey"
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/cli"
 	"github.com/clickstream-go/clickstream/internal/setup"
@@ -35,6 +37,9 @@ func apiCommand(stderr io.Writer) *cli.Command {
 		outOfOrderness      time.Duration
 		logFormat, logLevel string
 		pprofAddr           string
+		keys                cli.StringList
+		keysFile, keySecret string
+		insecureNoAuth      bool
 	)
 	return &cli.Command{
 		Name:  "api",
@@ -50,6 +55,15 @@ people:
   GET /                                            the live dashboard (embedded, no CDN)
   GET /healthz, GET /metrics                       liveness, Prometheus metrics
 
+/v1/ needs an API key, as the collector does: Authorization: Bearer KEY, the keys
+given with --api-key (repeatable; env CLICKSTREAM_API_KEY), --api-keys-file (one per
+line) or --api-keys-secret (a Secrets Manager secret holding a JSON array of keys,
+as infra/ creates), each at least 16 characters, compared in constant time. A
+request without a valid key gets 401 and a message saying what to send. Serving
+without keys needs --insecure-no-auth (local use). The dashboard page itself is
+public (it holds no data); open it once as /#key=KEY and it keeps the key in the
+browser. /healthz and /metrics (Prometheus) need no key.
+
 It also evaluates the alert rules of the metrics definitions every
 --alert-interval and posts Slack-compatible webhooks once when an alert fires and
 once when it resolves (run one api process with alerts per deployment, or pass
@@ -57,6 +71,10 @@ once when it resolves (run one api process with alerts per deployment, or pass
 		Flags: func(fs *flag.FlagSet) {
 			resourceFlags(fs, &r)
 			fs.StringVar(&addr, "addr", DefaultAPIAddr, "listen address")
+			fs.Var(&keys, "api-key", "accepted API key for /v1/ (repeatable or comma-separated)")
+			fs.StringVar(&keysFile, "api-keys-file", "", "file of accepted API keys, one per line (# comments)")
+			fs.StringVar(&keySecret, "api-keys-secret", "", "Secrets Manager secret (ARN or name) holding a JSON array of accepted API keys")
+			fs.BoolVar(&insecureNoAuth, "insecure-no-auth", false, "serve /v1/ without API keys (local use only)")
 			fs.StringVar(&definitions, "definitions", "", "metrics definitions file (YAML; default the built-ins); must match the consumer's")
 			fs.StringVar(&webhook, "webhook-url", "", "alert webhook for rules that name none (default: the definitions' webhook; none: alerts are only logged)")
 			fs.DurationVar(&alertInterval, "alert-interval", 30*time.Second, "how often alert rules are evaluated")
@@ -87,6 +105,25 @@ once when it resolves (run one api process with alerts per deployment, or pass
 			if err != nil {
 				return err
 			}
+			src := apikey.Sources{Keys: keys, File: keysFile, SecretID: keySecret}
+			if keySecret != "" {
+				src.SM = secretsmanager.NewFromConfig(c.Config)
+			}
+			apiKeys, err := apikey.Load(ctx, src)
+			if err != nil {
+				return err
+			}
+			if len(apiKeys) == 0 && !insecureNoAuth {
+				return cli.UsageErr("no API keys: give --api-key, --api-keys-file or --api-keys-secret (or --insecure-no-auth to serve /v1/ to anyone, locally)")
+			}
+			if len(apiKeys) > 0 && insecureNoAuth {
+				return cli.UsageErr("--insecure-no-auth with API keys: choose one")
+			}
+			protect := func(h http.Handler) http.Handler { return h }
+			if !insecureNoAuth {
+				kr := apikey.New(apiKeys)
+				protect = func(h http.Handler) http.Handler { return apikey.Require(kr, h) }
+			}
 			reg := newRegistry()
 			vr := vectors.NewReader(c.DynamoDB, vectors.ReaderConfig{Table: r.VectorsTable, ConsistentRead: consistent})
 			vh, err := vectors.NewHandler(vr, vectors.HandlerConfig{Logger: log, Registerer: reg})
@@ -97,9 +134,10 @@ once when it resolves (run one api process with alerts per deployment, or pass
 			mh := metrics.NewHandler(mr, metrics.APIConfig{OutOfOrderness: outOfOrderness, Logger: log})
 
 			mux := http.NewServeMux()
-			mux.Handle("/v1/users/", vh)
-			mux.Handle("/v1/metrics", mh)
-			mux.Handle("/v1/metrics/", mh)
+			mux.Handle("/v1/", protect(http.NotFoundHandler()))
+			mux.Handle("/v1/users/", protect(vh))
+			mux.Handle("/v1/metrics", protect(mh))
+			mux.Handle("/v1/metrics/", protect(mh))
 			mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 			mux.Handle("/", dashboard.Handler())
@@ -109,7 +147,7 @@ once when it resolves (run one api process with alerts per deployment, or pass
 				return err
 			}
 			defer stop()
-			log.Info("api listening", "addr", addr, "dashboard", "http://"+addr+"/")
+			log.Info("api listening", "addr", addr, "dashboard", "http://"+addr+"/", "api_keys", len(apiKeys), "insecure_no_auth", insecureNoAuth)
 			if noAlerts {
 				<-ctx.Done()
 				return nil

@@ -147,7 +147,8 @@ func TestIntegration_Pipeline(t *testing.T) {
 	stopCollector := background(t, "collector", "--addr", collAddr, "--insecure-no-auth", "--stream", stream, "--linger", "20ms")
 	stopConsume := background(t, append([]string{"consume", "archive", "vectors", "metrics", "--metrics-addr", consAddr,
 		"--archive-max-age", "2s", "--lease-duration", "3s", "--poll-interval", "100ms", "--read-mode", "efo,archive=poll"}, res...)...)
-	stopAPI := background(t, append([]string{"api", "--addr", apiAddr, "--no-alerts"}, res...)...)
+	const apiKey = "pipeline-test-key-0123456789"
+	stopAPI := background(t, append([]string{"api", "--addr", apiAddr, "--no-alerts", "--api-key", apiKey}, res...)...)
 	waitHealthy(t, collAddr)
 	waitHealthy(t, consAddr)
 	waitHealthy(t, apiAddr)
@@ -200,7 +201,23 @@ func TestIntegration_Pipeline(t *testing.T) {
 	// equal what was sent.
 	q := url.Values{"from": {time.Now().Add(-30 * time.Minute).UTC().Format(time.RFC3339)}, "open": {"true"}}
 	var mres metrics.Result
-	getJSON(t, "http://"+apiAddr+"/v1/metrics/engagement?"+q.Encode(), &mres)
+	// The read API refuses requests without the key, and says what to send.
+	for _, auth := range []string{"", "Bearer wrong-key-0123456789"} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+apiAddr+"/v1/metrics/engagement", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "Authorization: Bearer KEY") {
+			t.Errorf("authorization %q: %s %s", auth, resp.Status, body)
+		}
+	}
+	getJSON(t, "http://"+apiAddr+"/v1/metrics/engagement?"+q.Encode(), &mres, apiKey)
 	var impressions, clicks float64
 	for _, r := range mres.Rows {
 		impressions += r.Values["impressions"]
@@ -222,14 +239,16 @@ func TestIntegration_Pipeline(t *testing.T) {
 	user := uid.Value
 	at := time.Now().UTC().Truncate(time.Second).Format(time.RFC3339)
 	var viaAPI, viaCLI map[string]any
-	getJSON(t, "http://"+apiAddr+"/v1/users/"+url.PathEscape(user)+"/vector?k=5&at="+at, &viaAPI)
+	getJSON(t, "http://"+apiAddr+"/v1/users/"+url.PathEscape(user)+"/vector?k=5&at="+at, &viaAPI, apiKey)
 	if err := json.Unmarshal([]byte(mustRun(t, "vectors", "get", "--vectors-table", vt, "--k", "5", "--at", at, user)), &viaCLI); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(viaAPI) != fmt.Sprint(viaCLI) {
 		t.Errorf("API and CLI disagree:\n%v\n%v", viaAPI, viaCLI)
 	}
-	if resp, err := http.Get("http://" + apiAddr + "/v1/users/nobody-here/vector"); err != nil || resp.StatusCode != 404 {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+apiAddr+"/v1/users/nobody-here/vector", nil)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 404 {
 		t.Errorf("unknown user: %v %v", resp.StatusCode, err)
 	}
 
@@ -240,9 +259,11 @@ func TestIntegration_Pipeline(t *testing.T) {
 	}
 }
 
-func getJSON(t *testing.T, u string, v any) {
+func getJSON(t *testing.T, u string, v any, key string) {
 	t.Helper()
-	resp, err := http.Get(u)
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

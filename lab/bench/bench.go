@@ -260,6 +260,9 @@ func (c *Config) defaults() error {
 	return nil
 }
 
+// apiKey is the read API's key in a run (the API refuses requests without one).
+const apiKey = "bench-read-api-key-0123456789"
+
 // sampleEvery is the sampling interval of the counters (the resolution of
 // count-crossing latencies, which interpolate between samples).
 const sampleEvery = 250 * time.Millisecond
@@ -507,7 +510,7 @@ func (b *benchRun) startComponents(ctx context.Context) error {
 	}
 	if slices.Contains(cfg.Apps, "vectors") || slices.Contains(cfg.Apps, "metrics") {
 		if b.api, err = b.start("api", func(a string) []string {
-			return append([]string{"api", "--addr", a, "--no-alerts"}, b.resFlags()...)
+			return append([]string{"api", "--addr", a, "--no-alerts", "--api-key", apiKey}, b.resFlags()...)
 		}); err != nil {
 			return err
 		}
@@ -895,6 +898,7 @@ func probeOne(ctx context.Context, collectorAddr, apiAddr, user string) (time.Du
 	deadline := start.Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		req.Header.Set("Authorization", "Bearer "+apiKey)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0, err
@@ -930,6 +934,7 @@ func probeWindows(ctx context.Context, apiAddr string, started time.Time, seenCo
 		}
 		q := url.Values{"from": {first.UTC().Format(time.RFC3339)}}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/v1/metrics/engagement?"+q.Encode(), nil)
+		req.Header.Set("Authorization", "Bearer "+apiKey)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			continue

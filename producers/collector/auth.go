@@ -1,19 +1,18 @@
 package collector
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"math"
-	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/clickstream-go/clickstream/internal/apikey"
 )
 
 // keyring authenticates bearer keys and holds one rate limiter per key.
 // The set of keys is fixed at construction, so the limiter map is bounded.
 type keyring struct {
-	hashes    [][sha256.Size]byte
+	keys      *apikey.Keyring
 	limiters  []*rate.Limiter // limiters[i] belongs to key i
 	anonymous *rate.Limiter   // nil unless InsecureNoAuth
 }
@@ -23,9 +22,8 @@ func newKeyring(cfg Config) *keyring {
 	if math.IsInf(cfg.RatePerKey, 1) {
 		limit = rate.Inf
 	}
-	k := &keyring{}
-	for _, key := range cfg.APIKeys {
-		k.hashes = append(k.hashes, sha256.Sum256([]byte(key)))
+	k := &keyring{keys: apikey.New(cfg.APIKeys)}
+	for range k.keys.Len() {
 		k.limiters = append(k.limiters, rate.NewLimiter(limit, cfg.Burst))
 	}
 	if cfg.InsecureNoAuth {
@@ -35,33 +33,13 @@ func newKeyring(cfg Config) *keyring {
 }
 
 // authenticate returns the rate limiter of the request's key, or nil when
-// the request is not authorized. Keys are compared as SHA-256 digests with
-// subtle.ConstantTimeCompare against every configured key, so neither the
-// key's length nor how many bytes matched leaks through timing.
+// the request is not authorized (keys compared in constant time, see
+// apikey.Keyring.Match).
 func (k *keyring) authenticate(authorization string) *rate.Limiter {
-	token, ok := bearerToken(authorization)
-	if ok {
-		sum := sha256.Sum256([]byte(token))
-		match := -1
-		for i := range k.hashes {
-			if subtle.ConstantTimeCompare(sum[:], k.hashes[i][:]) == 1 {
-				match = i
-			}
-		}
-		if match >= 0 {
-			return k.limiters[match]
-		}
+	if i := k.keys.Match(authorization); i >= 0 {
+		return k.limiters[i]
 	}
 	return k.anonymous
-}
-
-func bearerToken(h string) (string, bool) {
-	const prefix = "bearer "
-	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return "", false
-	}
-	t := strings.TrimSpace(h[len(prefix):])
-	return t, t != ""
 }
 
 // reserve takes n events from the limiter at now. It returns 0 when they

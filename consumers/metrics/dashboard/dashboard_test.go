@@ -22,6 +22,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/metrics"
 	"github.com/clickstream-go/clickstream/consumers/metrics/dashboard"
 	"github.com/clickstream-go/clickstream/event"
+	"github.com/clickstream-go/clickstream/internal/apikey"
 )
 
 func TestHandler_ServesEmbeddedFiles(t *testing.T) {
@@ -115,8 +116,11 @@ func TestDashboard_RendersChartsWithDataInHeadlessChromium(t *testing.T) {
 	feed(t, p, "shardId-000000000000", traffic(start, 25, []string{"/api/items/:id", "/api/feed"}))
 	feed(t, p, "shardId-000000000001", traffic(start, 25, []string{"/api/users/:id"}))
 
+	// The read API wants a key, as `clickstream api` does; the page gets it
+	// once from its #key= fragment.
+	const key = "dashboard-test-key-0123456789"
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", metrics.NewHandler(metrics.NewReader(store, metrics.ReaderConfig{}), metrics.APIConfig{}))
+	mux.Handle("/v1/", apikey.Require(apikey.New([]string{key}), metrics.NewHandler(metrics.NewReader(store, metrics.ReaderConfig{}), metrics.APIConfig{})))
 	mux.Handle("/", dashboard.Handler())
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
@@ -174,7 +178,7 @@ func TestDashboard_RendersChartsWithDataInHeadlessChromium(t *testing.T) {
 		paths: f.querySelectorAll('path.line').length, legend: f.querySelector('.legend').textContent,
 		rendered: f.dataset.rendered || ""}))`
 	err = chromedp.Do(ctx,
-		chromedp.Navigate(srv.URL+"/?refresh=1&minutes=60"),
+		chromedp.Navigate(srv.URL+"/?refresh=1&minutes=60#key="+key),
 		chromedp.WaitVisible(`#charts`),
 	)
 	if err != nil {

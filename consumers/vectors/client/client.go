@@ -1,20 +1,21 @@
 // Package client is the Go client of the user-vector read API
 // (`GET /v1/users/{user_id}/vector`, served by `clickstream api`).
 // Recommendation services use it to fetch a user's decayed click and
-// impression weights per feature; it depends on nothing but net/http.
+// impression weights per feature; it depends on nothing but net/http. The
+// API wants a key: New(url, nil, WithAPIKey(key)).
 package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/clickstream-go/clickstream/internal/readapi"
 )
 
 // Vector is a user's vector, decayed to AsOf (docs/DESIGN.md §4.2 read shape).
@@ -37,30 +38,36 @@ type Feature struct {
 // ErrNotFound: the API has no vector for the user (HTTP 404).
 var ErrNotFound = errors.New("user not found")
 
-// StatusError is a non-2xx answer other than 404.
-type StatusError struct {
-	StatusCode int
-	Message    string // the API's "error" field, or the body's start
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("vector API: HTTP %d: %s", e.StatusCode, e.Message)
-}
+// StatusError is a non-2xx answer other than 404 (401: a missing or wrong
+// API key).
+type StatusError = readapi.StatusError
 
 // Client reads vectors from one API server. It is safe for concurrent use.
 type Client struct {
 	base string
 	hc   *http.Client
+	key  string
 }
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithAPIKey sends key as "Authorization: Bearer KEY" (the API refuses
+// requests without one unless it runs with --insecure-no-auth).
+func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
 
 // New returns a client for the API at baseURL (e.g. "http://127.0.0.1:8081").
 // A nil httpClient means http.DefaultClient; set timeouts on the one you pass
 // or on the ctx of each call.
-func New(baseURL string, httpClient *http.Client) *Client {
+func New(baseURL string, httpClient *http.Client, opts ...Option) *Client {
 	if httpClient == nil {
 		httpClient = http.DefaultClient
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), hc: httpClient}
+	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: httpClient}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Vector returns the user's top k features decayed to now (k <= 0: the
@@ -86,38 +93,14 @@ func (c *Client) VectorAt(ctx context.Context, user string, k int, at time.Time)
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("vector API: build request: %w", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("vector API: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("vector API: read response: %w", err)
-	}
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, user)
-	case resp.StatusCode/100 != 2:
-		var e struct {
-			Error string `json:"error"`
-		}
-		msg := string(body)
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			msg = e.Error
-		} else if len(msg) > 200 {
-			msg = msg[:200]
-		}
-		return nil, &StatusError{StatusCode: resp.StatusCode, Message: msg}
-	}
 	var v Vector
-	if err := json.Unmarshal(body, &v); err != nil {
-		return nil, fmt.Errorf("vector API: decode response: %w", err)
+	err := readapi.Get(ctx, c.hc, u, c.key, &v)
+	var se *readapi.StatusError
+	switch {
+	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, user)
+	case err != nil:
+		return nil, fmt.Errorf("vector API: %w", err)
 	}
 	return &v, nil
 }

@@ -10,6 +10,20 @@ const MAX_SERIES = 8;
 const COLORS = ["#3b6fd8", "#e0702b", "#2f9e62", "#c8384c", "#8a5cc9", "#1a9aa8", "#b58b1b", "#6b7385"];
 const SVG = "http://www.w3.org/2000/svg";
 
+// The read API wants a key (Authorization: Bearer KEY) unless it runs with
+// --insecure-no-auth. Open the page as /#key=KEY once: the key is kept in
+// this browser's localStorage and removed from the address bar.
+const KEY_STORE = "clickstream-api-key";
+const hashKey = new URLSearchParams(location.hash.slice(1)).get("key");
+if (hashKey) {
+  localStorage.setItem(KEY_STORE, hashKey);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+function authHeaders() {
+  const k = localStorage.getItem(KEY_STORE);
+  return k ? { Authorization: `Bearer ${k}` } : {};
+}
+
 function clampInt(s, def, lo, hi) {
   const n = parseInt(s, 10);
   return Number.isFinite(n) ? Math.min(hi, Math.max(lo, n)) : def;
@@ -109,7 +123,8 @@ function draw(fig, rows, from, to) {
 
 async function fetchMetric(metric, from, to) {
   const q = new URLSearchParams({ from: new Date(from).toISOString(), to: new Date(to).toISOString() });
-  const resp = await fetch(`/v1/metrics/${encodeURIComponent(metric)}?${q}`, { cache: "no-store" });
+  const resp = await fetch(`/v1/metrics/${encodeURIComponent(metric)}?${q}`, { cache: "no-store", headers: authHeaders() });
+  if (resp.status === 401) throw new Error("the read API needs a key: open this page as /#key=YOUR_KEY");
   const body = await resp.json();
   if (!resp.ok) throw new Error(`${metric}: ${body.error || resp.statusText}`);
   return body.rows || [];
