@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
@@ -15,8 +14,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"github.com/clickstream-go/clickstream/consumers/vectors/client"
 	"github.com/clickstream-go/clickstream/event"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
+	"github.com/clickstream-go/clickstream/localstack/kinesisproxy/proxytest"
 )
 
 // BenchmarkPutToVisibleLatency measures the time from an app putting an
@@ -28,24 +31,46 @@ import (
 // probe user reads its vector every 20ms and takes the event count. One
 // iteration is a 12-second run; run it with -benchtime 1x. It fails when a
 // probe event never becomes visible, and when p99 exceeds
-// VECTORS_LATENCY_P99 (a duration, e.g. "1s") if that is set: the target is
+// VECTORS_LATENCY_P99 (a duration, e.g. "1s") if that is set (and
+// VECTORS_LATENCY_COALESCE overrides the vectors' Coalesce): the target is
 // p99 ≤ 1s, but a shared, overloaded machine cannot promise it.
+//
+// Sub-benchmarks: poll (GetRecords) and efo (enhanced fan-out through the
+// local proxy, with AWS's limits, and the vectors' default coalescing under
+// fan-out). Both report writes/event: DynamoDB calls of the processor per
+// event, which fan-out's smaller, more frequent deliveries would raise
+// without coalescing.
 func BenchmarkPutToVisibleLatency(b *testing.B) {
-	for range b.N {
-		measureLatency(b)
+	for _, mode := range []string{consumers.ReadPoll, consumers.ReadEFO} {
+		b.Run(mode, func(b *testing.B) {
+			for range b.N {
+				measureLatency(b, mode)
+			}
+		})
 	}
 }
 
-func measureLatency(t testing.TB) {
+func measureLatency(t testing.TB, mode string) {
 	s := newStack(t, 4)
 	reg := prometheus.NewRegistry()
 	conc, _ := strconv.Atoi(os.Getenv("VECTORS_LATENCY_CONCURRENCY")) // 0: the default
-	p, err := vectors.New(s.c.DynamoDB, vectors.Config{Table: s.table, Registerer: reg, Concurrency: conc})
+	vcfg := vectors.Config{Table: s.table, Registerer: reg, Concurrency: conc}
+	if mode == consumers.ReadEFO {
+		vcfg.Coalesce = vectors.DefaultEFOCoalesce
+	}
+	if d, err := time.ParseDuration(os.Getenv("VECTORS_LATENCY_COALESCE")); err == nil {
+		vcfg.Coalesce = d // e.g. "0s" to see fan-out without it
+	}
+	p, err := vectors.New(s.c.DynamoDB, vcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := runnerConfig(s.c, s.stream, s.leaseTable, p, "latency")
 	cfg.PollInterval, cfg.IdleInterval, cfg.CheckpointInterval = 0, 0, 0 // runtime defaults: 200ms, 1s, 1s
+	if mode == consumers.ReadEFO {
+		ps := proxytest.Start(t, s.c, kinesisproxy.Config{Limits: kinesisproxy.AWSLimits()})
+		cfg.Kinesis, cfg.ReadMode = ps.Kinesis, consumers.ReadEFO
+	}
 	stopRunner := runRunner(t, cfg)
 	h, err := vectors.NewHandler(vectors.NewReader(s.c.DynamoDB, vectors.ReaderConfig{Table: s.table}), vectors.HandlerConfig{})
 	if err != nil {
@@ -151,7 +176,7 @@ func measureLatency(t testing.TB) {
 	for deadline := time.Now().Add(15 * time.Second); missing() > 0 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}
-	logProcessorStats(t, reg)
+	writesPerEvent := logProcessorStats(t, reg)
 	if n := missing(); n > 0 {
 		t.Fatalf("%d probe events not visible 15s after the load stopped", n)
 	}
@@ -176,6 +201,7 @@ func measureLatency(t testing.TB) {
 		b.ReportMetric(ms(q(0.50)), "p50-ms")
 		b.ReportMetric(ms(q(0.99)), "p99-ms")
 		b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
+		b.ReportMetric(writesPerEvent, "writes/event")
 		b.ReportMetric(0, "ns/op")
 	}
 	if target, err := time.ParseDuration(os.Getenv("VECTORS_LATENCY_P99")); err == nil && q(0.99) > target {
@@ -183,10 +209,23 @@ func measureLatency(t testing.TB) {
 	}
 }
 
-func logProcessorStats(t testing.TB, reg *prometheus.Registry) {
+// logProcessorStats logs the processor's metrics and returns its DynamoDB
+// calls per event.
+func logProcessorStats(t testing.TB, reg *prometheus.Registry) float64 {
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
+	}
+	var calls, events float64
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "clickstream_vectors_dynamodb_calls_total":
+				calls += m.GetCounter().GetValue()
+			case "clickstream_vectors_events_total":
+				events += m.GetCounter().GetValue()
+			}
+		}
 	}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
@@ -203,4 +242,5 @@ func logProcessorStats(t testing.TB, reg *prometheus.Registry) {
 			}
 		}
 	}
+	return calls / max(1, events)
 }
