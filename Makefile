@@ -124,7 +124,9 @@ bench: ## benchmarks: hot paths in-process; producer, vectors, latency against t
 BENCH_STACK_ENV   := STATE_DIR=.local/bench KINESIS=kinesalite LIMITS=aws KINESIS_PORT=24568 DYNAMODB_PORT=28000 S3_PORT=29000 S3_CONSOLE_PORT=29001
 BENCH_E2E_FLAGS   ?= --shards 8 --drain 2m --stack-dir .local/bench --report docs/BENCHMARKS.md
 BENCH_THROUGHPUT_FLAGS ?= --apps archive,metrics --concurrency 16 --duration 2m
-BENCH_LATENCY_FLAGS    ?= --rate 1000 --duration 1m
+# 2m30s: at least one whole minute window ends while the load still runs (a
+# window ending after it is published only by the idle watermark, 10 s later).
+BENCH_LATENCY_FLAGS    ?= --rate 1000 --duration 2m30s
 
 .PHONY: bench-e2e
 bench-e2e: build-lab ## end-to-end benchmark (clickstream-lab bench): throughput and latency, polling and fan-out, on kinesalite behind the shard-limit proxy; updates docs/BENCHMARKS.md
