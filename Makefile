@@ -37,7 +37,7 @@ build: ## build bin/clickstream
 build-lab: build ## build bin/clickstream-lab (bench and chaos; starts bin/clickstream)
 	$(GO) build -trimpath -o $(LAB) ./cmd/clickstream-lab
 
-# The Lambda zips infra/*.tf deploys: dist/lambda-{archive,vectors,metrics,collector}.zip
+# The Lambda zips infra/*.tf deploys: dist/lambda-{archive,vectors,metrics,collector,readapi}.zip
 # (linux/arm64, CGO off, -trimpath, -tags lambda.norpc, fixed zip mtimes: reproducible).
 LAMBDA_ARCH ?= arm64
 

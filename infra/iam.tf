@@ -116,6 +116,28 @@ locals {
       ]
       Resource = [aws_dynamodb_table.this["metrics"].arn]
     }]
+    readapi = concat(
+      [
+        {
+          Sid      = "ReadUserVectors"
+          Effect   = "Allow"
+          Action   = ["dynamodb:BatchGetItem", "dynamodb:GetItem"]
+          Resource = [aws_dynamodb_table.this["vectors"].arn]
+        },
+        {
+          Sid      = "ReadMetrics"
+          Effect   = "Allow"
+          Action   = ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"]
+          Resource = [aws_dynamodb_table.this["metrics"].arn]
+        },
+      ],
+      local.read_api_keys_secret_arn == null ? [] : [{
+        Sid      = "ReadApiKeys"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = [local.read_api_keys_secret_arn]
+      }],
+    )
     collector = [
       {
         Sid    = "PutEvents"

@@ -25,6 +25,14 @@ locals {
       },
       length(var.collector.allowed_origins) == 0 ? {} : { CLICKSTREAM_ALLOWED_ORIGINS = join(",", var.collector.allowed_origins) },
     )
+    readapi = merge(
+      {
+        CLICKSTREAM_VECTORS_TABLE = local.vectors_table
+        CLICKSTREAM_METRICS_TABLE = local.metrics_table
+        CLICKSTREAM_READ_API_AUTH = var.read_api.auth
+      },
+      local.read_api_keys_secret_arn == null ? {} : { CLICKSTREAM_API_KEYS_SECRET_ARN = local.read_api_keys_secret_arn },
+    )
   }
 }
 

@@ -51,6 +51,13 @@ locals {
         reserved_concurrency = var.collector.reserved_concurrency
       }
     } : {},
+    var.read_api.enabled ? {
+      readapi = {
+        memory_mb            = var.read_api.memory_mb
+        timeout_seconds      = var.read_api.timeout_seconds
+        reserved_concurrency = var.read_api.reserved_concurrency
+      }
+    } : {},
   )
 
   dist_dir = coalesce(var.lambda_dist_dir, "${path.module}/../dist")

@@ -127,3 +127,28 @@ output "consume_stream_consumers" {
   description = "Enhanced fan-out stream consumers of the long-running applications (var.consume.read_mode = \"efo\"): `clickstream consume --read-mode efo` uses them."
   value       = { for k, c in aws_kinesis_stream_consumer.consume : k => c.arn }
 }
+
+output "vectors_reader_policy_arn" {
+  description = "IAM policy to attach to a service that reads user vectors straight from DynamoDB (vectors.NewReader: GetItem, BatchGetItem on the vectors table only)."
+  value       = aws_iam_policy.vectors_reader.arn
+}
+
+output "read_api_url" {
+  description = "Base URL of the read API (null when read_api.enabled is false): GET <url>/v1/users/{id}/vector?k=20, GET <url>/v1/metrics/{metric}, the dashboard at <url>/#key=KEY."
+  value       = local.read_api ? aws_apigatewayv2_stage.read[0].invoke_url : null
+}
+
+output "read_api_auth" {
+  description = "How callers authenticate to the read API: \"keys\" (Authorization: Bearer KEY, keys in read_api_keys_secret_arn) or \"iam\" (SigV4-signed requests, service execute-api, with read_api_invoke_policy_arn attached)."
+  value       = local.read_api ? var.read_api.auth : null
+}
+
+output "read_api_keys_secret_arn" {
+  description = "Secrets Manager secret holding the read API's keys as a JSON array (keys mode)."
+  value       = local.read_api_keys_secret_arn
+}
+
+output "read_api_invoke_policy_arn" {
+  description = "IAM policy a caller's role needs to call the read API in iam mode (execute-api:Invoke, GET only)."
+  value       = local.read_api_iam ? aws_iam_policy.read_api_invoke[0].arn : null
+}

@@ -205,7 +205,7 @@ variable "point_in_time_recovery" {
 # ---------------------------------------------------------------------------
 
 variable "lambda_dist_dir" {
-  description = "Directory holding the function zips lambda-archive.zip, lambda-vectors.zip, lambda-metrics.zip and lambda-collector.zip built by `make lambdas`. Default null: <repository>/dist."
+  description = "Directory holding the function zips lambda-archive.zip, lambda-vectors.zip, lambda-metrics.zip, lambda-collector.zip and lambda-readapi.zip built by `make lambdas`. Default null: <repository>/dist."
   type        = string
   default     = null
 }
@@ -611,5 +611,59 @@ variable "consume" {
   validation {
     condition     = alltrue([for a in var.consume.applications : contains(["archive", "vectors", "metrics"], a)])
     error_message = "consume.applications may name archive, vectors and metrics only."
+  }
+}
+
+variable "read_api" {
+  description = <<-EOT
+    The read API (GET /v1/users/{id}/vector, GET /v1/metrics..., the
+    dashboard) as a Lambda function behind an API Gateway HTTP API, for
+    recommendation services and dashboards. Fields, with defaults: enabled
+    (true); auth ("keys": bearer keys from Secrets Manager, as the collector;
+    "iam": API Gateway checks SigV4 signatures, for services inside AWS that
+    call it with their role, which needs execute-api:Invoke: output
+    read_api_invoke_policy_arn); memory_mb (256); timeout_seconds (10);
+    reserved_concurrency (-1); throttling_rate_limit (500 requests/s) and
+    throttling_burst_limit (1000); api_keys_secret_arn (null: this module
+    creates "<name>/read-api-keys"; keys mode only).
+  EOT
+  type = object({
+    enabled                = optional(bool, true)
+    auth                   = optional(string, "keys")
+    memory_mb              = optional(number, 256)
+    timeout_seconds        = optional(number, 10)
+    reserved_concurrency   = optional(number, -1)
+    throttling_rate_limit  = optional(number, 500)
+    throttling_burst_limit = optional(number, 1000)
+    api_keys_secret_arn    = optional(string)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = contains(["keys", "iam"], var.read_api.auth)
+    error_message = "read_api.auth must be \"keys\" or \"iam\"."
+  }
+
+  validation {
+    condition     = var.read_api.timeout_seconds >= 1 && var.read_api.timeout_seconds <= 29
+    error_message = "read_api.timeout_seconds must be 1-29: API Gateway gives up on an integration after 30 seconds."
+  }
+}
+
+variable "read_api_keys" {
+  description = <<-EOT
+    Bearer keys the read API accepts (read_api.auth = "keys"), stored as a JSON
+    array in the module's secret. Default []: the secret is created empty and
+    you put the keys in yourself, which keeps them out of Terraform state.
+  EOT
+  type        = list(string)
+  default     = []
+  nullable    = false
+  sensitive   = true
+
+  validation {
+    condition     = alltrue([for k in var.read_api_keys : length(k) >= 16])
+    error_message = "every read API key must be at least 16 characters."
   }
 }

@@ -14,8 +14,7 @@ import (
 
 	"github.com/clickstream-go/clickstream/consumers/apps"
 	"github.com/clickstream-go/clickstream/consumers/metrics"
-	"github.com/clickstream-go/clickstream/consumers/metrics/dashboard"
-	"github.com/clickstream-go/clickstream/consumers/vectors"
+	"github.com/clickstream-go/clickstream/consumers/readapi"
 	"github.com/clickstream-go/clickstream/internal/apikey"
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/cli"
@@ -119,28 +118,18 @@ once when it resolves (run one api process with alerts per deployment, or pass
 			if len(apiKeys) > 0 && insecureNoAuth {
 				return cli.UsageErr("--insecure-no-auth with API keys: choose one")
 			}
-			protect := func(h http.Handler) http.Handler { return h }
-			if !insecureNoAuth {
-				kr := apikey.New(apiKeys)
-				protect = func(h http.Handler) http.Handler { return apikey.Require(kr, h) }
-			}
 			reg := newRegistry()
-			vr := vectors.NewReader(c.DynamoDB, vectors.ReaderConfig{Table: r.VectorsTable, ConsistentRead: consistent})
-			vh, err := vectors.NewHandler(vr, vectors.HandlerConfig{Logger: log, Registerer: reg})
+			srv, err := readapi.New(readapi.Config{
+				DynamoDB: c.DynamoDB, VectorsTable: r.VectorsTable, MetricsTable: r.MetricsTable, Definitions: defs,
+				ConsistentRead: consistent, OutOfOrderness: outOfOrderness, Keys: apiKeys, Open: insecureNoAuth,
+				Logger: log, Registerer: reg,
+			})
 			if err != nil {
 				return err
 			}
-			mr := metrics.NewReader(metrics.NewDynamoStore(c.DynamoDB, r.MetricsTable), metrics.ReaderConfig{Definitions: defs})
-			mh := metrics.NewHandler(mr, metrics.APIConfig{OutOfOrderness: outOfOrderness, Logger: log})
-
 			mux := http.NewServeMux()
-			mux.Handle("/v1/", protect(http.NotFoundHandler()))
-			mux.Handle("/v1/users/", protect(vh))
-			mux.Handle("/v1/metrics", protect(mh))
-			mux.Handle("/v1/metrics/", protect(mh))
 			mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-			mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-			mux.Handle("/", dashboard.Handler())
+			mux.Handle("/", srv)
 
 			stop, err := serveBackground(ctx, addr, mux, log)
 			if err != nil {
@@ -152,7 +141,7 @@ once when it resolves (run one api process with alerts per deployment, or pass
 				<-ctx.Done()
 				return nil
 			}
-			al, err := metrics.NewAlerter(mr, metrics.AlertConfig{WebhookURL: webhook, Interval: alertInterval, Logger: log, Registerer: reg})
+			al, err := metrics.NewAlerter(srv.Metrics, metrics.AlertConfig{WebhookURL: webhook, Interval: alertInterval, Logger: log, Registerer: reg})
 			if err != nil {
 				return err
 			}

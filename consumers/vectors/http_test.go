@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/consumers/vectors/client"
 	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/internal/setup"
@@ -275,5 +276,62 @@ func TestClient_DoesNotFollowTheServerIntoUnboundedBodies(t *testing.T) {
 	var se *client.StatusError
 	if !errors.As(err, &se) || se.StatusCode != 502 || len(se.Message) > 200 {
 		t.Errorf("err %v", err)
+	}
+}
+
+// TestReader_DirectReadsEqualTheAPI: a service inside AWS reading the table
+// directly (Get, GetMany) gets exactly what the read API answers, for the
+// same users, k and at.
+func TestReader_DirectReadsEqualTheAPI(t *testing.T) {
+	c := testenv.Clients(t)
+	table := testenv.Table(t, c, setup.VectorsTable)
+	p, err := New(c.DynamoDB, Config{Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := open(t, p)
+	var recs []consumers.Record
+	users := make([]string, 130) // more than one BatchGetItem call
+	for i := range users {
+		users[i] = fmt.Sprintf("u-%03d", i)
+		for j := range 1 + i%3 {
+			typ := event.TypeImpression
+			if j%2 == 0 {
+				typ = event.TypeClick
+			}
+			recs = append(recs, rec(len(recs)+1, typ, users[i], testNow.Add(-time.Duration(i*j)*time.Hour),
+				map[string]float64{fmt.Sprintf("f%d", j): 1 + float64(i%5), "common": 0.5}))
+		}
+	}
+	if _, err := sp.Process(context.Background(), batchOf(recs...)); err != nil {
+		t.Fatal(err)
+	}
+	rd := NewReader(c.DynamoDB, ReaderConfig{Table: table, Now: func() time.Time { return testNow }})
+	h, _ := NewHandler(rd, HandlerConfig{})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	cl := client.New(srv.URL, srv.Client())
+	ctx := context.Background()
+	at := testNow.Add(36 * time.Hour)
+	many, err := rd.GetMany(ctx, append(users, "nobody", users[0]), at, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(many) != len(users) || many["nobody"] != nil {
+		t.Fatalf("GetMany: %d vectors for %d users", len(many), len(users))
+	}
+	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	for _, u := range users {
+		viaAPI, err := cl.VectorAt(ctx, u, 3, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct, err := rd.Get(ctx, u, at, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, d, m := js(viaAPI), js(direct), js(many[u]); a != d || a != m {
+			t.Fatalf("%s:\nAPI     %s\nGet     %s\nGetMany %s", u, a, d, m)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/clickstream-go/clickstream/consumers/vectors/client"
+	"github.com/clickstream-go/clickstream/internal/retry"
 	"github.com/clickstream-go/clickstream/internal/setup"
 )
 
@@ -61,11 +62,10 @@ func (r *Reader) Get(ctx context.Context, user string, at time.Time, k int) (*Ve
 		at = r.cfg.Now()
 	}
 	out, err := r.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(r.cfg.Table),
-		Key:       map[string]types.AttributeValue{attrUser: &types.AttributeValueMemberS{Value: user}},
-		// The guards and version are the writer's business.
-		ProjectionExpression:     aws.String("#u, #c, #i, #lm, #hl, #n"),
-		ExpressionAttributeNames: map[string]string{"#u": attrUser, "#c": attrClicks, "#i": attrImps, "#lm": attrLandmark, "#hl": attrHalfLife, "#n": attrEvents},
+		TableName:                aws.String(r.cfg.Table),
+		Key:                      userKey(user),
+		ProjectionExpression:     aws.String(readProjection),
+		ExpressionAttributeNames: readNames,
 		ConsistentRead:           aws.Bool(r.cfg.ConsistentRead),
 	})
 	if err != nil {
@@ -79,6 +79,72 @@ func (r *Reader) Get(ctx context.Context, user string, at time.Time, k int) (*Ve
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, user)
 	}
 	return vectorOf(it, at, k)
+}
+
+// The attributes a read needs: the guards and version are the writer's business.
+const readProjection = "#u, #c, #i, #lm, #hl, #n"
+
+var readNames = map[string]string{"#u": attrUser, "#c": attrClicks, "#i": attrImps, "#lm": attrLandmark, "#hl": attrHalfLife, "#n": attrEvents}
+
+func userKey(user string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{attrUser: &types.AttributeValueMemberS{Value: user}}
+}
+
+// maxBatchGet is BatchGetItem's limit of keys per call.
+const maxBatchGet = 100
+
+// GetMany is Get for many users at once, with BatchGetItem (100 keys a call;
+// keys DynamoDB leaves unprocessed are asked again with backoff). Users
+// without a stored vector are absent from the map; duplicates are read
+// once. Each vector is exactly what Get (and the read API) returns.
+func (r *Reader) GetMany(ctx context.Context, users []string, at time.Time, k int) (map[string]*Vector, error) {
+	if at.IsZero() {
+		at = r.cfg.Now()
+	}
+	out := make(map[string]*Vector, len(users))
+	seen := make(map[string]bool, len(users))
+	var pending []map[string]types.AttributeValue
+	for _, u := range users {
+		if !seen[u] {
+			seen[u] = true
+			pending = append(pending, userKey(u))
+		}
+	}
+	bo := retry.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
+	for len(pending) > 0 {
+		n := min(len(pending), maxBatchGet)
+		res, err := r.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{
+			r.cfg.Table: {Keys: pending[:n], ProjectionExpression: aws.String(readProjection),
+				ExpressionAttributeNames: readNames, ConsistentRead: aws.Bool(r.cfg.ConsistentRead)},
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("get vectors of %d users: %w", n, err)
+		}
+		pending = pending[n:]
+		for _, m := range res.Responses[r.cfg.Table] {
+			it, err := decodeItem(m)
+			if err != nil {
+				return nil, err
+			}
+			if it == nil {
+				continue
+			}
+			v, err := vectorOf(it, at, k)
+			if err != nil {
+				return nil, fmt.Errorf("user %q: %w", it.UserID, err)
+			}
+			out[v.UserID] = v
+		}
+		if left := res.UnprocessedKeys[r.cfg.Table].Keys; len(left) > 0 {
+			pending = append(pending, left...)
+			if err := retry.Sleep(ctx, bo.Next()); err != nil {
+				return nil, err
+			}
+		} else {
+			bo.Reset()
+		}
+	}
+	return out, nil
 }
 
 // Get is Reader.Get with a Reader of default configuration on table.

@@ -29,7 +29,7 @@ run "default_deployment_matches_the_design" {
     error_message = "bucket name: ${aws_s3_bucket.archive.bucket}"
   }
   assert {
-    condition     = toset(keys(aws_lambda_function.fn)) == toset(["archive", "vectors", "metrics", "collector"])
+    condition     = toset(keys(aws_lambda_function.fn)) == toset(["archive", "vectors", "metrics", "collector", "readapi"])
     error_message = "functions: ${join(",", keys(aws_lambda_function.fn))}"
   }
   assert {

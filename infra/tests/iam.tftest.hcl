@@ -85,6 +85,16 @@ run "default_policies_are_least_privilege" {
     error_message = "collector: the stream and its key secret only"
   }
 
+  assert {
+    condition = toset(flatten([for s in jsondecode(aws_iam_role_policy.fn["readapi"].policy).Statement : s.Resource])) == toset([
+      "${aws_cloudwatch_log_group.fn["readapi"].arn}:*",
+      aws_dynamodb_table.this["vectors"].arn,
+      aws_dynamodb_table.this["metrics"].arn,
+      aws_secretsmanager_secret.read_api_keys[0].arn,
+    ]) && !contains(flatten([for s in jsondecode(aws_iam_role_policy.fn["readapi"].policy).Statement : s.Action]), "dynamodb:UpdateItem")
+    error_message = "read API: reads the vectors and metrics tables and its key secret, writes nothing"
+  }
+
   # Only the collector writes and only consumers read the stream
   assert {
     condition = alltrue([for k, p in aws_iam_role_policy.fn :
@@ -94,7 +104,7 @@ run "default_policies_are_least_privilege" {
   }
   assert {
     condition = alltrue([for k, p in aws_iam_role_policy.fn :
-      contains(flatten([for s in jsondecode(p.policy).Statement : s.Action]), "kinesis:GetRecords") == (k != "collector")
+      contains(flatten([for s in jsondecode(p.policy).Statement : s.Action]), "kinesis:GetRecords") == contains(["archive", "vectors", "metrics"], k)
     ])
     error_message = "only consumers may get records"
   }
@@ -174,5 +184,21 @@ run "long_running_consumers_polling_have_no_fan_out" {
   assert {
     condition     = length(aws_kinesis_stream_consumer.consume) == 0 && !strcontains(aws_iam_policy.consume["archive"].policy, "SubscribeToShard")
     error_message = "read_mode poll registers no stream consumer and grants no fan-out"
+  }
+}
+
+run "the_vectors_reader_policy_reads_the_vectors_table_only" {
+  assert {
+    condition = jsondecode(aws_iam_policy.vectors_reader.policy).Statement == [{
+      Sid      = "ReadUserVectors"
+      Effect   = "Allow"
+      Action   = ["dynamodb:BatchGetItem", "dynamodb:GetItem"]
+      Resource = [aws_dynamodb_table.this["vectors"].arn]
+    }]
+    error_message = "the reader policy allows GetItem and BatchGetItem on the vectors table and nothing else"
+  }
+  assert {
+    condition     = output.vectors_reader_policy_arn == aws_iam_policy.vectors_reader.arn
+    error_message = "output vectors_reader_policy_arn"
   }
 }

@@ -112,13 +112,15 @@ run "optional_parts_can_be_switched_off" {
     enable_dashboard = false
     collector        = { enabled = false }
     metrics          = { enabled = false }
+    read_api         = { enabled = false }
   }
 
   assert {
     condition = (
       length(aws_glue_catalog_database.this) == 0 && length(aws_glue_catalog_table.events) == 0 && length(aws_athena_workgroup.this) == 0 &&
       length(aws_cloudwatch_metric_alarm.this) == 0 && length(aws_sns_topic.alarms) == 0 && length(aws_cloudwatch_dashboard.this) == 0 &&
-      length(aws_apigatewayv2_api.collector) == 0 && length(aws_apigatewayv2_route.collector) == 0 && length(aws_secretsmanager_secret.api_keys) == 0
+      length(aws_apigatewayv2_api.collector) == 0 && length(aws_apigatewayv2_route.collector) == 0 && length(aws_secretsmanager_secret.api_keys) == 0 &&
+      length(aws_apigatewayv2_api.read) == 0 && length(aws_secretsmanager_secret.read_api_keys) == 0
     )
     error_message = "disabled parts must not be created"
   }
@@ -131,7 +133,7 @@ run "optional_parts_can_be_switched_off" {
     error_message = "a disabled consumer or collector has no function, mapping or role"
   }
   assert {
-    condition     = output.collector_url == null && output.glue_table == null && output.alarm_topic_arn == null && output.dashboard_url == null
+    condition     = output.collector_url == null && output.read_api_url == null && output.glue_table == null && output.alarm_topic_arn == null && output.dashboard_url == null
     error_message = "outputs of disabled parts must be null"
   }
   assert {
@@ -210,5 +212,27 @@ run "customer_key_fan_out_stored_keys_and_an_existing_topic" {
   assert {
     condition     = length(aws_secretsmanager_secret_version.api_keys) == 1 && jsondecode(aws_secretsmanager_secret_version.api_keys[0].secret_string) == ["key-one-0123456789", "key-two-0123456789"]
     error_message = "the keys must be stored as a JSON array"
+  }
+}
+
+run "read_api_with_iam_authorization" {
+  variables {
+    read_api = { auth = "iam" }
+  }
+
+  assert {
+    condition     = aws_apigatewayv2_route.read[0].authorization_type == "AWS_IAM" && length(aws_secretsmanager_secret.read_api_keys) == 0
+    error_message = "iam mode: API Gateway checks SigV4 on every route and no key secret is made"
+  }
+  assert {
+    condition = (
+      aws_lambda_function.fn["readapi"].environment[0].variables["CLICKSTREAM_READ_API_AUTH"] == "iam" &&
+      !contains(keys(aws_lambda_function.fn["readapi"].environment[0].variables), "CLICKSTREAM_API_KEYS_SECRET_ARN")
+    )
+    error_message = "iam mode: the function checks no keys"
+  }
+  assert {
+    condition     = jsondecode(aws_iam_policy.read_api_invoke[0].policy).Statement[0].Action == ["execute-api:Invoke"] && output.read_api_invoke_policy_arn == aws_iam_policy.read_api_invoke[0].arn && output.read_api_auth == "iam"
+    error_message = "iam mode: an invoke policy for callers, in the outputs"
   }
 }

@@ -50,6 +50,7 @@ const (
 	EnvAPIKeysSecret   = "CLICKSTREAM_API_KEYS_SECRET_ARN"
 	EnvAPIKeys         = "CLICKSTREAM_API_KEYS"          // local runs only: comma-separated keys instead of the secret
 	EnvInsecureNoAuth  = "CLICKSTREAM_INSECURE_NO_AUTH"  // local runs only: "true" accepts requests without a key
+	EnvReadAPIAuth     = "CLICKSTREAM_READ_API_AUTH"     // read API: "keys" (default) or "iam" (API Gateway checks SigV4)
 	EnvStateLeaseOwner = "CLICKSTREAM_STATE_LEASE_OWNER" // default hostname-pid-random
 )
 

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clickstream-go/clickstream/internal/readapi"
+	"github.com/clickstream-go/clickstream/internal/apiclient"
 )
 
 // Result is one metric over a time range (the body of GET /v1/metrics/{metric}).
@@ -62,7 +62,7 @@ type Query struct {
 var ErrUnknownMetric = errors.New("unknown metric")
 
 // StatusError is a non-2xx answer (401: a missing or wrong API key).
-type StatusError = readapi.StatusError
+type StatusError = apiclient.StatusError
 
 // Client reads metrics from one API server. It is safe for concurrent use.
 type Client struct {
@@ -94,7 +94,7 @@ func New(baseURL string, httpClient *http.Client, opts ...Option) *Client {
 // watermarks.
 func (c *Client) Catalog(ctx context.Context) (*Catalog, error) {
 	var cat Catalog
-	if err := readapi.Get(ctx, c.hc, c.base+"/v1/metrics", c.key, &cat); err != nil {
+	if err := apiclient.Get(ctx, c.hc, c.base+"/v1/metrics", c.key, &cat); err != nil {
 		return nil, fmt.Errorf("metrics API: %w", err)
 	}
 	return &cat, nil
@@ -120,8 +120,8 @@ func (c *Client) Query(ctx context.Context, metric string, q Query) (*Result, er
 		u += "?" + v.Encode()
 	}
 	var res Result
-	err := readapi.Get(ctx, c.hc, u, c.key, &res)
-	var se *readapi.StatusError
+	err := apiclient.Get(ctx, c.hc, u, c.key, &res)
+	var se *apiclient.StatusError
 	switch {
 	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound:
 		return nil, fmt.Errorf("%w: %s: %s", ErrUnknownMetric, metric, se.Message)

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clickstream-go/clickstream/internal/readapi"
+	"github.com/clickstream-go/clickstream/internal/apiclient"
 )
 
 // Vector is a user's vector, decayed to AsOf (docs/DESIGN.md §4.2 read shape).
@@ -40,7 +40,7 @@ var ErrNotFound = errors.New("user not found")
 
 // StatusError is a non-2xx answer other than 404 (401: a missing or wrong
 // API key).
-type StatusError = readapi.StatusError
+type StatusError = apiclient.StatusError
 
 // Client reads vectors from one API server. It is safe for concurrent use.
 type Client struct {
@@ -94,8 +94,8 @@ func (c *Client) VectorAt(ctx context.Context, user string, k int, at time.Time)
 		u += "?" + q.Encode()
 	}
 	var v Vector
-	err := readapi.Get(ctx, c.hc, u, c.key, &v)
-	var se *readapi.StatusError
+	err := apiclient.Get(ctx, c.hc, u, c.key, &v)
+	var se *apiclient.StatusError
 	switch {
 	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound:
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, user)

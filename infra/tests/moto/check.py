@@ -170,7 +170,7 @@ def applied(state_path, outputs_path):
 
     # IAM: one inline policy per role, no wildcard action or resource.
     iam = client("iam")
-    for fn in FUNCTIONS:
+    for fn in FUNCTIONS + ["readapi"]:
         role = f"{name}-{fn}-lambda"
         doc = iam.get_role_policy(RoleName=role, PolicyName=f"{name}-{fn}")["PolicyDocument"]
         if isinstance(doc, str):
@@ -200,6 +200,20 @@ def applied(state_path, outputs_path):
         check(routes == {"POST /v1/events", "OPTIONS /v1/events", "GET /healthz"}, f"collector routes {routes}")
         integ = apigw.get_integrations(ApiId=api[0]["ApiId"])["Items"]
         check(len(integ) == 1 and integ[0]["PayloadFormatVersion"] == "2.0", f"collector integration {integ}")
+
+    # The read API: its function, API (every route to it, no IAM auth in keys
+    # mode), keys secret and URL.
+    read_env = lam.get_function_configuration(FunctionName=f"{name}-readapi")["Environment"]["Variables"]
+    check(read_env.get("CLICKSTREAM_READ_API_AUTH") == "keys" and read_env.get("CLICKSTREAM_API_KEYS_SECRET_ARN") == out["read_api_keys_secret_arn"]
+          and read_env.get("CLICKSTREAM_VECTORS_TABLE") == f"{name}-user-vectors", f"readapi environment {read_env}")
+    read_keys = json.loads(sm.get_secret_value(SecretId=out["read_api_keys_secret_arn"])["SecretString"])
+    check(read_keys == ["moto-read-key-0123456789"], "read API key secret does not hold the keys as a JSON array")
+    api = [a for a in apigw.get_apis()["Items"] if a["Name"] == f"{name}-read"]
+    check(len(api) == 1, f"read APIs: {len(api)}")
+    if api:
+        routes = {(r["RouteKey"], r.get("AuthorizationType", "NONE")) for r in apigw.get_routes(ApiId=api[0]["ApiId"])["Items"]}
+        check(routes == {("$default", "NONE")}, f"read API routes {routes}")
+    check(bool(out.get("read_api_url")) and out.get("read_api_auth") == "keys", f"read API outputs {out.get('read_api_url')} {out.get('read_api_auth')}")
 
     glue = client("glue")
     t = glue.get_table(DatabaseName=name, Name="events")["Table"]

@@ -8,6 +8,7 @@ bucket_force_destroy        = true
 bucket_versioning           = true
 secret_recovery_window_days = 0
 collector_api_keys          = ["moto-test-key-0123456789"]
+read_api_keys               = ["moto-read-key-0123456789"]
 alarm_emails                = ["oncall@example.com"]
 alarm_webhook_urls          = ["https://hooks.example.com/clickstream"]
 shard_count                 = 2

@@ -29,13 +29,13 @@ import (
 )
 
 // functions are the Lambda functions, built in this order: one per
-// application, then the collector.
-var functions = append(apps.Names(), "collector")
+// application, then the collector and the read API.
+var functions = append(apps.Names(), "collector", "readapi")
 
 // mainOf is the package a function is built from, and its -X stamps.
 func mainOf(name string) (pkg, ldflags string) {
-	if name == "collector" {
-		return "./lambdas/collector", ""
+	if name == "collector" || name == "readapi" {
+		return "./lambdas/" + name, ""
 	}
 	return "./lambdas/consumer", " -X main.function=" + name
 }

@@ -1,7 +1,7 @@
-// Package readapi is the HTTP plumbing the read API's Go clients share
+// Package apiclient is the HTTP plumbing the read API's Go clients share
 // (consumers/vectors/client, consumers/metrics/client): a GET with the API
 // key, the body read with a bound, and the API's error message.
-package readapi
+package apiclient
 
 import (
 	"context"
