@@ -37,6 +37,19 @@ locals {
       }
     },
     {
+      for k, v in local.consumers : "${k}-batch-failures" => {
+        description = "The ${k} function reported failed batches 3 of the last 5 minutes (EMF clickstream_consumer_batch_failures_total): a store or the dead-letter bucket keeps failing, and the shard is retrying instead of moving."
+        namespace   = "Clickstream"
+        metric      = "clickstream_consumer_batch_failures_total"
+        statistic   = "Sum"
+        dimensions  = { Function = aws_lambda_function.fn[k].function_name }
+        threshold   = 0
+        period      = 60
+        evaluate    = 5
+        datapoints  = 3
+      }
+    },
+    {
       for k in keys(local.functions) : "${k}-errors" => {
         description = "The ${k} function failed more than ${var.lambda_errors_alarm_threshold} times in 5 minutes (consumers retry the batch; see its logs)."
         namespace   = "AWS/Lambda"

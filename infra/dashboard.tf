@@ -38,6 +38,31 @@ locals {
         title   = "Dead-letter queue: failed batches waiting"
         metrics = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.dlq_name, { stat = "Maximum", label = "messages" }]]
       },
+      # From the functions' EMF lines (namespace Clickstream): the figures
+      # the long-running consumers serve on /metrics.
+      {
+        title   = "Consumers: records processed (EMF)"
+        metrics = [for k in keys(local.consumers) : ["Clickstream", "clickstream_consumer_records_total", "Function", local.fn_names[k], { stat = "Sum", label = k }]]
+      },
+      {
+        title = "Consumers: bad records dead-lettered and failed batches (EMF)"
+        metrics = concat(
+          [for k in keys(local.consumers) : ["Clickstream", "clickstream_consumer_bad_records_total", "Function", local.fn_names[k], { stat = "Sum", label = "${k} bad records" }]],
+          [for k in keys(local.consumers) : ["Clickstream", "clickstream_consumer_batch_failures_total", "Function", local.fn_names[k], { stat = "Sum", label = "${k} failed batches" }]],
+        )
+      },
+      {
+        title = "Vectors and metrics: DynamoDB calls and throttling retries (EMF)"
+        metrics = concat(
+          contains(keys(local.consumers), "vectors") ? [
+            ["Clickstream", "clickstream_vectors_dynamodb_calls_total", "Function", local.fn_names["vectors"], { stat = "Sum", label = "vectors calls" }],
+            ["Clickstream", "clickstream_vectors_retries_total_throttle", "Function", local.fn_names["vectors"], { stat = "Sum", label = "vectors throttled retries" }],
+          ] : [],
+          contains(keys(local.consumers), "metrics") ? [
+            ["Clickstream", "clickstream_metrics_late_dropped_total", "Function", local.fn_names["metrics"], { stat = "Sum", label = "metrics: late events dropped" }],
+          ] : [],
+        )
+      },
       {
         title   = "DynamoDB: write units consumed"
         metrics = [for k, t in local.tables : ["AWS/DynamoDB", "ConsumedWriteCapacityUnits", "TableName", t.name, { stat = "Sum", label = k }]]

@@ -330,6 +330,14 @@ run "default_deployment_matches_the_design" {
     error_message = "errors and throttles alarms for every function"
   }
   assert {
+    condition = alltrue([for k in ["archive", "vectors", "metrics"] :
+      aws_cloudwatch_metric_alarm.this["${k}-batch-failures"].namespace == "Clickstream" &&
+      aws_cloudwatch_metric_alarm.this["${k}-batch-failures"].metric_name == "clickstream_consumer_batch_failures_total" &&
+      aws_cloudwatch_metric_alarm.this["${k}-batch-failures"].dimensions == tomap({ Function = aws_lambda_function.fn[k].function_name })
+    ])
+    error_message = "an alarm per consumer on its EMF failed-batch count, dimension Function as the functions emit it"
+  }
+  assert {
     condition = (
       aws_cloudwatch_metric_alarm.this["dlq-depth"].namespace == "AWS/SQS" &&
       aws_cloudwatch_metric_alarm.this["dlq-depth"].dimensions == tomap({ QueueName = aws_sqs_queue.dlq.name }) &&

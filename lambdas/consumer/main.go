@@ -10,8 +10,11 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/lambdas/functions"
@@ -37,11 +40,21 @@ func main() {
 		log.Error("load AWS config", "err", err)
 		os.Exit(1)
 	}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
 	h, err := functions.NewConsumer(function, c, cfg)
 	if err != nil {
 		log.Error("start", "err", err)
 		os.Exit(1)
 	}
+	em := functions.MetricsEmitter(reg, function, os.Getenv("AWS_LAMBDA_FUNCTION_NAME"))
 	log.Info("ready", "function", function, "version", version, "stream", cfg.Stream)
-	lambda.Start(h.Handle)
+	lambda.Start(func(ctx context.Context, ev events.KinesisEvent) (events.KinesisEventResponse, error) {
+		resp, err := h.Handle(ctx, ev)
+		// One EMF line per invocation: CloudWatch turns it into metrics.
+		if eerr := em.Emit(os.Stdout, time.Now()); eerr != nil {
+			log.Warn("metrics not reported", "err", eerr)
+		}
+		return resp, err
+	})
 }

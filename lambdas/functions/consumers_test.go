@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/clickstream-go/clickstream/consumers/apps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,7 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clickstream-go/clickstream/consumers/apps"
 	"github.com/clickstream-go/clickstream/consumers/archive"
 	"github.com/clickstream-go/clickstream/consumers/leases"
 	"github.com/clickstream-go/clickstream/internal/awsx"
@@ -299,4 +300,71 @@ func writeMixedEvent(t *testing.T) {
 	if err := os.WriteFile(filepath.Join("testdata", "mixed.event.json"), append(b, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestConsumers_ReportTheirFiguresAsEMF runs the vectors function on the
+// mixed golden event (bad records among good ones) and reads back the EMF
+// line the consumer main writes after each invocation: valid EMF, in the
+// Clickstream namespace, with the runtime's and the processor's figures.
+func TestConsumers_ReportTheirFiguresAsEMF(t *testing.T) {
+	c := testenv.Clients(t)
+	e := newEnv(t, c, testenv.Bucket(t, c), "emf/")
+	reg := prometheus.NewRegistry()
+	cfg := e.config()
+	cfg.Registerer = reg
+	h, err := functions.NewConsumer(functions.Vectors, c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := readEvent(t, "mixed")
+	if _, err := h.Handle(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := functions.MetricsEmitter(reg, functions.Vectors, "").Emit(&buf, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		AWS struct {
+			Timestamp         int64
+			CloudWatchMetrics []struct {
+				Namespace  string
+				Dimensions [][]string
+				Metrics    []struct{ Name, Unit string }
+			}
+		} `json:"_aws"`
+	}
+	var vals map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, buf.Bytes())
+	}
+	_ = json.Unmarshal(buf.Bytes(), &vals)
+	if len(doc.AWS.CloudWatchMetrics) == 0 || doc.AWS.CloudWatchMetrics[0].Namespace != functions.MetricsNamespace ||
+		vals["Function"] != "clickstream-vectors" || doc.AWS.Timestamp == 0 {
+		t.Fatalf("EMF envelope: %s", buf.Bytes())
+	}
+	declared := map[string]bool{}
+	for _, d := range doc.AWS.CloudWatchMetrics {
+		for _, m := range d.Metrics {
+			declared[m.Name] = true
+		}
+	}
+	num := func(name string) float64 {
+		v, ok := vals[name].(float64)
+		if !ok || !declared[name] {
+			t.Errorf("%s missing from the EMF line", name)
+		}
+		return v
+	}
+	if n := num("clickstream_consumer_records_total"); int(n) == 0 {
+		t.Errorf("records_total = %v", n)
+	}
+	if n := num("clickstream_consumer_bad_records_total"); n == 0 {
+		t.Errorf("bad_records_total = %v: the mixed event holds bad records", n)
+	}
+	if num("clickstream_vectors_events_total_click")+num("clickstream_vectors_events_total_impression") == 0 {
+		t.Error("no vector events")
+	}
+	num("clickstream_vectors_dynamodb_calls_total")
+	num("clickstream_vectors_batch_seconds_count")
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/consumers/apps"
@@ -25,6 +26,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/metrics"
 	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/emf"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/lambdas/kinesisadapter"
 )
@@ -158,6 +160,9 @@ func NewConsumer(name string, c *awsx.Clients, cfg Config) (*kinesisadapter.Hand
 		return nil, err
 	}
 	opts := []kinesisadapter.Option{kinesisadapter.WithLogger(cfg.Logger.With(slog.String("app", name)))}
+	if cfg.Registerer != nil {
+		opts = append(opts, kinesisadapter.WithRegisterer(cfg.Registerer))
+	}
 	if app.LambdaState && !cfg.NoState {
 		// The archive buffers a batch and flushes it at the end of the
 		// invocation; its pending-flush state makes a retry after a crash
@@ -167,4 +172,17 @@ func NewConsumer(name string, c *awsx.Clients, cfg Config) (*kinesisadapter.Hand
 			kinesisadapter.LeaseState(leases.NewDynamoStore(c.DynamoDB, cfg.LeasesTable), name, cfg.Stream, cfg.StateOwner)))
 	}
 	return kinesisadapter.New(p, consumers.NewS3DeadLetter(c.S3, cfg.Bucket, cfg.Prefix), opts...)
+}
+
+// MetricsNamespace is the CloudWatch namespace of the functions' EMF metrics.
+const MetricsNamespace = "Clickstream"
+
+// MetricsEmitter reports reg's metrics as CloudWatch EMF lines, with the
+// dimension Function (functionName, else "clickstream-"+app) and the
+// low-cardinality labels kept apart (type, kind, result, reason).
+func MetricsEmitter(reg prometheus.Gatherer, app, functionName string) *emf.Emitter {
+	if functionName == "" {
+		functionName = "clickstream-" + app
+	}
+	return emf.New(reg, MetricsNamespace, map[string]string{"Function": functionName}, "type", "kind", "result", "reason")
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clickstream-go/clickstream/consumers"
 )
@@ -34,6 +35,20 @@ type Handler struct {
 	dedupAge time.Duration
 	dedupIDs int
 	dedup    map[string]*consumers.DedupWindow
+
+	m adapterMetrics
+}
+
+// adapterMetrics are the runtime's figures in Lambda, named as the
+// long-running runtime names them (without the shard label).
+type adapterMetrics struct {
+	records, bad, dups, failures *prometheus.CounterVec // app
+}
+
+func (m adapterMetrics) add(c *prometheus.CounterVec, app string, n int) {
+	if c != nil && n > 0 {
+		c.WithLabelValues(app).Add(float64(n))
+	}
 }
 
 // maxDedupShards bounds the windows one instance keeps; an event source
@@ -76,6 +91,32 @@ func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 
 // WithClock sets the clock for Batch.Now. Default time.Now.
 func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
+
+// WithRegisterer registers the handler's metrics (records, bad records,
+// duplicates, failed batches per application) with reg; the consumer
+// functions report them, with the processors', as CloudWatch EMF lines.
+func WithRegisterer(reg prometheus.Registerer) Option {
+	return func(h *Handler) {
+		const ns, sub = "clickstream", "consumer"
+		vec := func(name, help string) *prometheus.CounterVec {
+			c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, []string{"app"})
+			if err := reg.Register(c); err != nil {
+				var are prometheus.AlreadyRegisteredError
+				if errors.As(err, &are) {
+					return are.ExistingCollector.(*prometheus.CounterVec)
+				}
+				return nil
+			}
+			return c
+		}
+		h.m = adapterMetrics{
+			records:  vec("records_total", "User records handed to the processor (after de-aggregation)."),
+			bad:      vec("bad_records_total", "Bad records (undecodable, invalid, corrupt aggregates), dead-lettered."),
+			dups:     vec("duplicate_events_total", "Events dropped as copies of an event id already handed on the shard (a retried PutRecords)."),
+			failures: vec("batch_failures_total", "Shard batches reported failed to the event source mapping (retried from the first record not durable)."),
+		}
+	}
+}
 
 // WithStateStore gives processors a per-shard StateStore. Default: none —
 // Load returns nil and Save fails with consumers.ErrNoStateStore (every
@@ -170,10 +211,16 @@ func (h *Handler) handleShard(ctx context.Context, g shardGroup) (string, bool) 
 			last[i] = records[len(records)-1].Position
 		}
 	}
-	if dups := h.window(g.shardID).Mark(records); dups > 0 {
+	dups := h.window(g.shardID).Mark(records)
+	if dups > 0 {
 		lg.Info("duplicate events skipped (same event id already handed on this shard)", slog.Int("count", dups))
 	}
+	app := h.proc.Name()
+	h.m.add(h.m.records, app, len(records))
+	h.m.add(h.m.bad, app, len(bad))
+	h.m.add(h.m.dups, app, dups)
 	firstNotDurable := func(durable consumers.Position) (string, bool) {
+		h.m.add(h.m.failures, app, 1)
 		delete(h.dedup, g.shardID) // the retry re-reads records this window holds
 		for i, r := range g.records {
 			if last[i].After(durable) {
