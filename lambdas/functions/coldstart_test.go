@@ -96,7 +96,7 @@ func TestColdStart_BootstrapAnswersItsFirstInvocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	post, _ := json.Marshal(apiRequest(http.MethodPost, "/v1/events", "k1", `{"type":"click","ts":"2026-11-22T10:00:00Z","user_id":"u-1"}`))
+	post, _ := json.Marshal(apiRequest(http.MethodPost, "/v1/events", "collector-key-0123456789", `{"type":"click","ts":"2026-11-22T10:00:00Z","user_id":"u-1"}`))
 	for _, fn := range append(append([]string{}, apps.Names()...), "collector") {
 		t.Run(fn, func(t *testing.T) {
 			bin := filepath.Join(dir, fn)
@@ -121,7 +121,7 @@ func TestColdStart_BootstrapAnswersItsFirstInvocation(t *testing.T) {
 				"AWS_LAMBDA_FUNCTION_NAME="+fn, "CLICKSTREAM_LOG_LEVEL=warn",
 				"CLICKSTREAM_STREAM="+stream, "CLICKSTREAM_BUCKET="+bucket, "CLICKSTREAM_PREFIX="+e.prefix,
 				"CLICKSTREAM_VECTORS_TABLE="+e.vectorsTable, "CLICKSTREAM_METRICS_TABLE="+e.metricsTable,
-				"CLICKSTREAM_LEASES_TABLE="+e.lse, "CLICKSTREAM_API_KEYS=k1")
+				"CLICKSTREAM_LEASES_TABLE="+e.lse, "CLICKSTREAM_API_KEYS=collector-key-0123456789")
 			var logs strings.Builder
 			cmd.Stdout, cmd.Stderr = &logs, &logs
 			start := time.Now()

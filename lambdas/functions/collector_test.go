@@ -43,7 +43,7 @@ func TestCollector_PutsAcceptedEventsOnTheStream(t *testing.T) {
 	c := testenv.Clients(t)
 	stream := testenv.Stream(t, c, 1)
 	ctx := context.Background()
-	col, err := collectorfn.New(ctx, c, nil, functions.Config{Stream: stream, APIKeys: []string{"k1"}})
+	col, err := collectorfn.New(ctx, c, nil, functions.Config{Stream: stream, APIKeys: []string{"collector-key-0123456789"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestCollector_PutsAcceptedEventsOnTheStream(t *testing.T) {
 {"type":"click"}
 {"type":"impression","ts":"2026-11-22T10:00:01Z","user_id":"u-2","id":"c-2","features":{"cat:x":1}}
 `
-	resp, err := col.Handle(ctx, apiRequest(http.MethodPost, "/v1/events", "k1", body))
+	resp, err := col.Handle(ctx, apiRequest(http.MethodPost, "/v1/events", "collector-key-0123456789", body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,15 +116,15 @@ func TestLoadAPIKeys_FromSecretsManager(t *testing.T) {
 	sm := secretsmanager.NewFromConfig(c.Config, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(endpoint) })
 	ctx := context.Background()
 	sec, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("clickstream-collector-keys"),
-		SecretString: aws.String(`["key-a","key-b"]`)})
+		SecretString: aws.String(`["key-a-0123456789abcd","key-b-0123456789abcd"]`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := collectorfn.LoadAPIKeys(ctx, sm, functions.Config{APIKeysSecretARN: aws.ToString(sec.ARN), APIKeys: []string{"local"}})
+	keys, err := collectorfn.LoadAPIKeys(ctx, sm, functions.Config{APIKeysSecretARN: aws.ToString(sec.ARN), APIKeys: []string{"local-key-0123456789"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(keys, ",") != "local,key-a,key-b" {
+	if strings.Join(keys, ",") != "local-key-0123456789,key-a-0123456789abcd,key-b-0123456789abcd" {
 		t.Fatalf("keys %v", keys)
 	}
 	bad, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("not-a-list"), SecretString: aws.String(`key-a`)})

@@ -6,14 +6,11 @@ package collectorfn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
+	"github.com/clickstream-go/clickstream/internal/apikey"
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/lambdas/functions"
@@ -71,37 +68,19 @@ func (c *Collector) Close(ctx context.Context) error {
 }
 
 // SecretsAPI is the part of the Secrets Manager client the collector uses.
-type SecretsAPI interface {
-	GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
-}
-
-var _ SecretsAPI = (*secretsmanager.Client)(nil)
+type SecretsAPI = apikey.SecretsAPI
 
 // ErrNoAPIKeys: the collector has neither keys nor InsecureNoAuth.
 var ErrNoAPIKeys = errors.New("no API keys: set " + functions.EnvAPIKeysSecret + " (or, locally, " + functions.EnvAPIKeys + " or " + functions.EnvInsecureNoAuth + ")")
 
 // LoadAPIKeys returns the collector's keys: cfg.APIKeys plus the keys in the
 // secret cfg.APIKeysSecretARN (a JSON array of strings, as infra/README.md
-// documents). sm may be nil when there is no secret.
+// documents), each at least apikey.MinLength characters. sm may be nil when
+// there is no secret.
 func LoadAPIKeys(ctx context.Context, sm SecretsAPI, cfg functions.Config) ([]string, error) {
-	keys := append([]string(nil), cfg.APIKeys...)
-	if cfg.APIKeysSecretARN != "" {
-		if sm == nil {
-			return nil, errors.New("load API keys: no Secrets Manager client")
-		}
-		out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(cfg.APIKeysSecretARN)})
-		if err != nil {
-			return nil, fmt.Errorf("load API keys from %s: %w", cfg.APIKeysSecretARN, err)
-		}
-		var fromSecret []string
-		if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &fromSecret); err != nil {
-			return nil, fmt.Errorf("load API keys from %s: the secret must be a JSON array of strings: %w", cfg.APIKeysSecretARN, err)
-		}
-		for _, k := range fromSecret {
-			if k != "" {
-				keys = append(keys, k)
-			}
-		}
+	keys, err := apikey.Load(ctx, apikey.Sources{Keys: cfg.APIKeys, SecretID: cfg.APIKeysSecretARN, SM: sm})
+	if err != nil {
+		return nil, err
 	}
 	if len(keys) == 0 && !cfg.InsecureNoAuth {
 		return nil, ErrNoAPIKeys
