@@ -138,7 +138,7 @@ moto_run() {
   mkdir -p "$dist" "$tf"
   python3 - "$dist" <<'EOF'
 import sys, zipfile
-for name in ["archive", "vectors", "metrics", "collector"]:
+for name in ["archive", "vectors", "metrics", "collector", "readapi"]:
     with zipfile.ZipFile(f"{sys.argv[1]}/lambda-{name}.zip", "w") as z:
         info = zipfile.ZipInfo("bootstrap", date_time=(2026, 1, 1, 0, 0, 0))
         info.external_attr = 0o755 << 16

@@ -242,7 +242,7 @@ def applied(state_path, outputs_path):
 
     logs = client("logs")
     groups = logs.describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}-")["logGroups"]
-    check(len(groups) == 4 and all(g.get("retentionInDays") == 30 for g in groups), f"function log groups {[(g['logGroupName'], g.get('retentionInDays')) for g in groups]}")
+    check(len(groups) == len(FUNCTIONS) + 1 and all(g.get("retentionInDays") == 30 for g in groups), f"function log groups {[(g['logGroupName'], g.get('retentionInDays')) for g in groups]}")
 
 
 def destroyed(name):
