@@ -354,8 +354,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var vecLat, winLat []time.Duration
 	var windowsSeen atomic.Int64
 	var probeErrs, profErrs []string
+	probesDone := make(chan struct{})
 	if slices.Contains(cfg.Apps, "vectors") {
-		wg.Go(func() { vecLat, probeErrs = probeVectors(probeCtx, b.collector.Addr, b.api.Addr, cfg.ProbeRate) })
+		wg.Go(func() {
+			defer close(probesDone)
+			vecLat, probeErrs = probeVectors(probeCtx, b.collector.Addr, b.api.Addr, cfg.ProbeRate)
+		})
+	} else {
+		close(probesDone)
 	}
 	if slices.Contains(cfg.Apps, "metrics") {
 		wg.Go(func() { winLat = probeWindows(winCtx, b.api.Addr, r.Started, &windowsSeen) })
@@ -380,7 +386,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if loadErr != nil && !errors.Is(loadErr, context.Canceled) {
 		r.Errors = append(r.Errors, "loadgen: "+loadErr.Error())
 	}
-	stopProbes() // probe clicks count as accepted events too
+	// Probe clicks count as accepted events too: wait for the ones in
+	// flight to be answered before counting.
+	stopProbes()
+	<-probesDone
 	target, err := b.delivered(ctx)
 	if err != nil {
 		return nil, err
@@ -884,7 +893,11 @@ func probeOne(ctx context.Context, collectorAddr, apiAddr, user string) (time.Du
 	body := fmt.Sprintf(`{"type":"click","ts":%q,"user_id":%q,"item_id":"probe","placement":"probe","features":{"probe":1}}`,
 		time.Now().UTC().Format(time.RFC3339Nano), user)
 	start := time.Now()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+collectorAddr+"/v1/events", strings.NewReader(body))
+	// A stop does not abandon a click in flight: the collector may have put
+	// it on the stream, and the run must know whether it accepted it.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(pctx, http.MethodPost, "http://"+collectorAddr+"/v1/events", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
