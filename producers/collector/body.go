@@ -32,6 +32,7 @@ type bodyFormat int
 const (
 	formatJSON   bodyFormat = iota // a JSON array of events, or one event object
 	formatNDJSON                   // one event object per line
+	formatText                     // text/plain (beacons): a JSON array, else NDJSON
 )
 
 // parseContentType maps the Content-Type header to a body format. A missing
@@ -49,8 +50,12 @@ func parseContentType(h string) (bodyFormat, error) {
 		return formatJSON, nil
 	case "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines":
 		return formatNDJSON, nil
+	case "text/plain":
+		// What a beacon sends without a CORS preflight: NDJSON, or a JSON
+		// array (one event per line splits either).
+		return formatText, nil
 	}
-	return 0, reqErr(http.StatusUnsupportedMediaType, "unsupported Content-Type %q: use application/json or application/x-ndjson", mt)
+	return 0, reqErr(http.StatusUnsupportedMediaType, "unsupported Content-Type %q: use application/json, application/x-ndjson (or text/plain from a beacon)", mt)
 }
 
 // parseContentEncoding reports whether the body is gzip-compressed; other
@@ -125,10 +130,10 @@ func splitEvents(body []byte, format bodyFormat, maxEvents int) ([][]byte, error
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, reqErr(http.StatusBadRequest, "empty body: send a JSON array of events, one event object, or NDJSON")
 	}
-	if format == formatNDJSON {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if format == formatNDJSON || format == formatText && trimmed[0] != '[' {
 		return splitLines(body, maxEvents)
 	}
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch trimmed[0] {
 	case '[':
 		return splitArray(body, maxEvents)

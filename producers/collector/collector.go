@@ -61,6 +61,7 @@ import (
 
 	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/producers"
+	"github.com/clickstream-go/clickstream/producers/web"
 	"github.com/clickstream-go/clickstream/producers/spool"
 )
 
@@ -170,6 +171,10 @@ func New(cfg Config, sink Sink, logger *slog.Logger, reg prometheus.Registerer) 
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/events", s.handleEvents)
+	sdk := web.Handler()
+	mux.Handle("GET "+web.SDKPath, sdk)
+	mux.Handle("GET "+web.TypesPath, sdk)
+	mux.Handle("GET "+web.ExamplePath, sdk)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -277,10 +282,17 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Allow", "POST, OPTIONS")
 		return s.fail(w, r, reqErr(http.StatusMethodNotAllowed, "method %s not allowed: POST events", r.Method))
 	}
-	lim := s.keys.authenticate(r.Header.Get("Authorization"))
+	// A beacon (navigator.sendBeacon, a page being closed) cannot set
+	// headers: the key may come as ?key=KEY instead. Browser keys are public
+	// anyway (they are in the page); the per-key rate limit is their guard.
+	auth := r.Header.Get("Authorization")
+	if k := r.URL.Query().Get("key"); auth == "" && k != "" {
+		auth = "Bearer " + k
+	}
+	lim := s.keys.authenticate(auth)
 	if lim == nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="clickstream"`)
-		return s.fail(w, r, reqErr(http.StatusUnauthorized, "missing or invalid API key: send Authorization: Bearer KEY"))
+		return s.fail(w, r, reqErr(http.StatusUnauthorized, "missing or invalid API key: send Authorization: Bearer KEY (or ?key=KEY from a beacon)"))
 	}
 	format, err := parseContentType(r.Header.Get("Content-Type"))
 	if err != nil {

@@ -397,7 +397,7 @@ func TestCollector_UnparseableBodyIs400(t *testing.T) {
 
 func TestCollector_UnsupportedMediaIs415(t *testing.T) {
 	s, _ := newServer(t, baseConfig(newClock()), &fakeSink{})
-	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json;;;"} {
+	for _, ct := range []string{"text/html", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json;;;"} {
 		if w := post(t, s.Handler(), ct, click("u", 1)); w.Code != http.StatusUnsupportedMediaType {
 			t.Errorf("Content-Type %q: status %d, want 415", ct, w.Code)
 		}
@@ -769,5 +769,39 @@ func TestCollector_EventFromAClockFarAheadIsRejectedByIndex(t *testing.T) {
 	s, _ = newServer(t, cfg, &fakeSink{})
 	if resp := decodeResponse(t, post(t, s.Handler(), "application/x-ndjson", body)); resp.Accepted != 3 {
 		t.Fatalf("MaxFuture -1: %+v, want all accepted", resp)
+	}
+}
+
+// A beacon (navigator.sendBeacon) sends text/plain without headers: the key
+// comes in the query string, the body is NDJSON or a JSON array.
+func TestCollector_AcceptsWhatABeaconCanSend(t *testing.T) {
+	sink := &fakeSink{}
+	s, _ := newServer(t, baseConfig(newClock()), sink)
+	for _, body := range []string{click("u-1", 1) + "\n" + click("u-2", 2) + "\n", "[" + click("u-1", 1) + "," + click("u-2", 2) + "]"} {
+		r := httptest.NewRequest(http.MethodPost, "/v1/events?key="+testKey, strings.NewReader(body))
+		r.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, r)
+		if resp := decodeResponse(t, w); resp.Accepted != 2 {
+			t.Fatalf("beacon body %q: %d %+v", body, w.Code, resp)
+		}
+	}
+	r := httptest.NewRequest(http.MethodPost, "/v1/events?key=wrong-key-0123456789", strings.NewReader(click("u-1", 1)))
+	r.Header.Set("Content-Type", "text/plain")
+	w := httptest.NewRecorder()
+	s.Handler().ServeHTTP(w, r)
+	if w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "?key=KEY") {
+		t.Fatalf("wrong key in the query: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestCollector_ServesTheWebSDK(t *testing.T) {
+	s, _ := newServer(t, baseConfig(newClock()), &fakeSink{})
+	for path, want := range map[string]string{"/v1/sdk.js": "observeImpressions", "/v1/sdk.d.ts": "declare namespace clickstream", "/v1/sdk/example.html": "clickstream.init"} {
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		if w.Code != 200 || !strings.Contains(w.Body.String(), want) || w.Header().Get("Cache-Control") == "" {
+			t.Errorf("GET %s: %d %q", path, w.Code, w.Header())
+		}
 	}
 }
