@@ -7,7 +7,7 @@
   var api = factory(root);
   if (typeof module === "object" && module.exports) module.exports = api;
   else root.clickstream = api;
-})(typeof self !== "undefined" ? self : this, function (root) {
+})(typeof globalThis !== "undefined" ? globalThis : typeof self !== "undefined" ? self : this, function (root) {
   "use strict";
 
   var STORE = "clickstream:q:"; // + tab id: this tab's unsent events
