@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/metrics/dashboard"
 	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/internal/apikey"
+	"github.com/clickstream-go/clickstream/internal/testenv"
 )
 
 func TestHandler_ServesEmbeddedFiles(t *testing.T) {
@@ -88,25 +88,13 @@ func traffic(start time.Time, minutes int, routes []string) []event.Event {
 	return evs
 }
 
-func chromium(t *testing.T) string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CLICKSTREAM_INTEGRATION") != "" {
-		t.Fatal("chromium not found: apt-get install -y chromium chromium-driver")
-	}
-	t.Skip("chromium not installed (apt-get install -y chromium chromium-driver); `make test` installs it")
-	return ""
-}
 
 // TestDashboard_RendersChartsWithDataInHeadlessChromium loads the page in a
 // real browser against the real read API on an in-memory store: every chart
 // draws lines from data, a refresh picks up a new route, nothing is logged
 // to the console, and a screenshot is kept.
 func TestDashboard_RendersChartsWithDataInHeadlessChromium(t *testing.T) {
-	exe := chromium(t)
+	exe := testenv.Chromium(t)
 	store := metrics.NewMemoryStore()
 	p, err := metrics.NewProcessor(store, metrics.Config{})
 	if err != nil {
