@@ -61,8 +61,8 @@ import (
 
 	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/producers"
-	"github.com/clickstream-go/clickstream/producers/web"
 	"github.com/clickstream-go/clickstream/producers/spool"
+	"github.com/clickstream-go/clickstream/producers/web"
 )
 
 // Sink takes the records of one request, all or nothing, without blocking:

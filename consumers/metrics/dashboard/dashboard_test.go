@@ -88,7 +88,6 @@ func traffic(start time.Time, minutes int, routes []string) []event.Event {
 	return evs
 }
 
-
 // TestDashboard_RendersChartsWithDataInHeadlessChromium loads the page in a
 // real browser against the real read API on an in-memory store: every chart
 // draws lines from data, a refresh picks up a new route, nothing is logged
