@@ -68,6 +68,18 @@ echo "logs in $LOGS/; dashboard: http://$API_ADDR/#key=$API_KEY"
 step "loadgen: $RATE events/s for $DURATION through the collector (0.2% malformed: rejected by the collector)"
 "$BIN" loadgen --url "http://$COLLECTOR_ADDR" --rate "$RATE" --duration "$DURATION" --bad-rate 0.002 --late-share 0.01
 
+EXAMPLE_URL="http://$COLLECTOR_ADDR/v1/sdk/example.html?key=demo-web-key-0123456789&user=u-web-demo&flush=500"
+CHROMIUM=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+if [ -n "$CHROMIUM" ]; then
+	step "a real page: headless Chromium opens the web SDK's example (impressions of the items on screen, through /v1/events)"
+	timeout 30 "$CHROMIUM" --headless --no-sandbox --disable-gpu --no-first-run --virtual-time-budget=6000 \
+		--user-data-dir="$(mktemp -d)" --dump-dom "$EXAMPLE_URL" >/dev/null 2>"$LOGS/chromium.log" \
+		&& echo "page loaded; its events are among the stream's (user u-web-demo)" \
+		|| echo "chromium could not load the page (see $LOGS/chromium.log); the page is at $EXAMPLE_URL"
+else
+	echo "web SDK example (open it in a browser): $EXAMPLE_URL"
+fi
+
 step "loadgen: 200 events straight to Kinesis, 5% malformed (they go to the dead-letter prefix)"
 "$BIN" loadgen --via kinesis --events 200 --bad-rate 0.05 --seed 7 --quiet
 
