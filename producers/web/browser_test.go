@@ -2,7 +2,6 @@ package web_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -187,9 +186,7 @@ func TestSDK_InChromium(t *testing.T) {
 		case "click":
 			clicks = append(clicks, fmt.Sprintf("%s/%s/%d", r.Event.Placement, r.Event.ItemID, *r.Event.Position))
 		case "page_view":
-			var u string
-			_ = json.Unmarshal(r.Event.Extra["uri"], &u)
-			uris[u] = true
+			uris[r.Event.URI] = true
 		}
 	}
 	if len(impressions) != 6 {
