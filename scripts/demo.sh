@@ -96,6 +96,10 @@ step "archive: partitions, files, rows (Parquet footers), dead letters"
 
 step "vectors: a few users' top features (decayed clicks/impressions)"
 "$BIN" vectors sample --n 5 --k 4
+if [ -n "$CHROMIUM" ]; then
+	echo "the example page's user (impressions from a real browser):"
+	"$BIN" vectors get --k 3 u-web-demo || echo "(no vector for u-web-demo: see $LOGS/chromium.log)"
+fi
 
 step "read API: GET /v1/metrics with its key (401 without one)"
 code=$(curl -s -o /dev/null -w '%{http_code}' "http://$API_ADDR/v1/metrics")

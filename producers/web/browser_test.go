@@ -57,11 +57,15 @@ func items(prefix string) string {
 // header (fetch), without reaching the collector.
 type faults struct {
 	next http.Handler
-	fail atomic.Int64
-	seen atomic.Int64
+	fail    atomic.Int64
+	seen    atomic.Int64
+	gzipped atomic.Int64
 }
 
 func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		f.gzipped.Add(1)
+	}
 	if r.Method == http.MethodPost && r.Header.Get("Authorization") != "" && f.fail.Add(-1) >= 0 {
 		f.seen.Add(1)
 		w.Header().Set("Retry-After", "1")
@@ -135,6 +139,13 @@ func TestSDK_InChromium(t *testing.T) {
 	offline(t, ctx, false)
 	eval(`window.dispatchEvent(new Event("online"))`)
 	time.Sleep(2 * time.Second)
+	// A batch over 1 KB goes gzipped (CompressionStream).
+	eval(`for (let i = 0; i < 15; i++) clickstream.track("page_view", {uri: "/big-" + i, user_agent: "x".repeat(200)})`)
+	eval(`clickstream.flush()`)
+	time.Sleep(2 * time.Second)
+	if f.gzipped.Load() == 0 {
+		t.Error("no gzipped request: large batches should be compressed")
+	}
 	// Events queued while fetches fail, then the page goes away: the
 	// beacon (key in the query, text/plain) carries them.
 	f.fail.Store(1000)
@@ -200,7 +211,7 @@ func TestSDK_InChromium(t *testing.T) {
 	if strings.Join(clicks, ",") != "grid_a/a-2/2,grid_a/a-4/4" {
 		t.Errorf("clicks %v", clicks)
 	}
-	for _, u := range []string{"/offline-1", "/offline-2", "/last-1", "/last-2"} {
+	for _, u := range []string{"/offline-1", "/offline-2", "/last-1", "/last-2", "/big-0", "/big-14"} {
 		if !uris[u] {
 			t.Errorf("page view %s lost (uris on the stream: %v)", u, uris)
 		}
