@@ -56,7 +56,7 @@ func items(prefix string) string {
 // faults answers 503 to the next fail requests that carry an Authorization
 // header (fetch), without reaching the collector.
 type faults struct {
-	next http.Handler
+	next    http.Handler
 	fail    atomic.Int64
 	seen    atomic.Int64
 	gzipped atomic.Int64
