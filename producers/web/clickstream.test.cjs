@@ -108,3 +108,48 @@ test("a full queue drops the oldest events and counts them", async () => {
     assert.deepStrictEqual(cs.stats().dropped, 2);
   } finally { mock.timers.reset(); }
 });
+
+// fakeStorage is a Map-backed localStorage shared by the "tabs" of a test.
+function fakeStorage() {
+  const m = new Map();
+  return {
+    get length() { return m.size; },
+    key: (i) => Array.from(m.keys())[i] ?? null,
+    getItem: (k) => (m.has(k) ? m.get(k) : null),
+    setItem: (k, v) => m.set(k, String(v)),
+    removeItem: (k) => m.delete(k),
+    _m: m,
+  };
+}
+
+test("a closed tab's stored events are sent once, by the one later tab that adopts them", async () => {
+  mock.timers.enable({ apis: ["setTimeout", "Date"] });
+  try {
+    globalThis.localStorage = fakeStorage();
+    const calls = fakeFetch([]);
+    globalThis.fetch = () => new Promise(() => {}); // tab 1 is offline: nothing answers
+    const tab1 = load();
+    tab1.init({ url: "https://c.example", key: "k", batchSize: 100, flushInterval: 60000 });
+    const ids = [tab1.track("e", { n: 1 }), tab1.track("e", { n: 2 })];
+    assert.strictEqual([...globalThis.localStorage._m.keys()].filter((k) => k.startsWith("clickstream:q:")).length, 1);
+    // Tab 1 is closed: its last heartbeat is 20 s old when two tabs open.
+    globalThis.localStorage.setItem("clickstream:alive:" + tab1.stats().tab, String(Date.now() - 20000));
+    const sent = [];
+    globalThis.fetch = (url, init) => {
+      sent.push(...init.body.trim().split("\n").map((l) => JSON.parse(l).id));
+      return Promise.resolve({ status: 202, headers: { get: () => null }, json: () => Promise.resolve({ accepted: 1, rejected: [] }) });
+    };
+    const tab2 = load();
+    tab2.init({ url: "https://c.example", key: "k", flushInterval: 60000 });
+    const tab3 = load();
+    tab3.init({ url: "https://c.example", key: "k", flushInterval: 60000 });
+    assert.strictEqual(tab2.stats().queued + tab3.stats().queued, 2, "adopted by one tab");
+    assert.ok(tab2.stats().queued === 0 || tab3.stats().queued === 0, "not by both");
+    mock.timers.tick(0); await settle();
+    assert.deepStrictEqual(sent.sort(), ids.sort(), "each event sent once");
+    assert.strictEqual(calls.length, 0);
+  } finally {
+    delete globalThis.localStorage;
+    mock.timers.reset();
+  }
+});
