@@ -62,17 +62,7 @@ func TestRunner_EnhancedFanOut_ResubscribesMovesLeasesAndFollowsResharding(t *te
 		t.Fatalf("records read by a: %d, by b: %d; the lease never moved", len(ra.all()), len(rb.all()))
 	}
 	all := append(ra.all(), rb.all()...)
-	firstOpen := func(id string) time.Time {
-		var first time.Time
-		for _, r := range []*recorder{ra, rb} {
-			r.mu.Lock()
-			if ts := r.opened[id]; len(ts) > 0 && (first.IsZero() || ts[0].Before(first)) {
-				first = ts[0]
-			}
-			r.mu.Unlock()
-		}
-		return first
-	}
+	firstOpen := firstOpenIn(ra, rb)
 	next := map[string]int{}
 	for _, s := range orderByLineage(all, firstOpen) {
 		if s.Counter > next[s.Key] {
@@ -84,7 +74,7 @@ func TestRunner_EnhancedFanOut_ResubscribesMovesLeasesAndFollowsResharding(t *te
 	}
 	dups := len(all) - len(want)
 	st := ps.Stats()
-	subs := gathered(t, reg, "clickstream_consumer_subscriptions_total")
+	subs := counterSum(t, reg, "clickstream_consumer_subscriptions_total")
 	t.Logf("%d records (%d delivered twice, across lease moves), %d subscriptions, proxy: %d SubscribeToShard calls, %d refused, %d events, %d GetRecords calls",
 		len(want), dups, int(subs), st.SubscribeCalls, st.SubscribeRejected, st.FanOutEvents, st.GetRecordsCalls)
 	// GetRecords calls are only the small reads that rebuild a restarted
@@ -97,22 +87,4 @@ func TestRunner_EnhancedFanOut_ResubscribesMovesLeasesAndFollowsResharding(t *te
 	if subs <= 8 {
 		t.Fatalf("%v subscriptions: the runner did not re-subscribe when subscriptions ended", subs)
 	}
-}
-
-// gathered sums a metric's series.
-func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }

@@ -69,17 +69,7 @@ func TestRunner_ReshardingUnderLoadReadsParentsFirstAndKeepsPerKeyOrder(t *testi
 	if len(ls.Shards) != 8 {
 		t.Fatalf("%d shards after 2→4→2, want 8", len(ls.Shards))
 	}
-	firstOpen := func(id string) time.Time {
-		var first time.Time
-		for _, r := range []*recorder{ra, rb} {
-			r.mu.Lock()
-			if ts := r.opened[id]; len(ts) > 0 && (first.IsZero() || ts[0].Before(first)) {
-				first = ts[0]
-			}
-			r.mu.Unlock()
-		}
-		return first
-	}
+	firstOpen := firstOpenIn(ra, rb)
 	ended := func(id string) time.Time {
 		for _, r := range []*recorder{ra, rb} {
 			r.mu.Lock()
@@ -124,6 +114,21 @@ func TestRunner_ReshardingUnderLoadReadsParentsFirstAndKeepsPerKeyOrder(t *testi
 		}
 	}
 	t.Logf("%d records across 8 shards", len(want))
+}
+
+// firstOpenIn returns when a shard was first opened by any of the recorders.
+func firstOpenIn(recs ...*recorder) func(shard string) time.Time {
+	return func(id string) time.Time {
+		var first time.Time
+		for _, r := range recs {
+			r.mu.Lock()
+			if ts := r.opened[id]; len(ts) > 0 && (first.IsZero() || ts[0].Before(first)) {
+				first = ts[0]
+			}
+			r.mu.Unlock()
+		}
+		return first
+	}
 }
 
 // orderByLineage orders records as the stream's lineage dictates: by when

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // maxBody bounds an answer.
@@ -61,4 +62,29 @@ func Get(ctx context.Context, hc *http.Client, u, key string, out any) error {
 		return fmt.Errorf("decode response: %w", err)
 	}
 	return nil
+}
+
+// Conn is one read-API server as a client sees it: base URL, HTTP client
+// and API key. It is safe for concurrent use once configured.
+type Conn struct {
+	base string
+	hc   *http.Client
+	key  string
+}
+
+// NewConn returns a connection to the API at baseURL; a nil httpClient
+// means http.DefaultClient.
+func NewConn(baseURL string, httpClient *http.Client) *Conn {
+	if httpClient == nil {
+		httpClient = http.DefaultClient
+	}
+	return &Conn{base: strings.TrimRight(baseURL, "/"), hc: httpClient}
+}
+
+// SetKey sets the API key sent as "Authorization: Bearer KEY".
+func (c *Conn) SetKey(key string) { c.key = key }
+
+// Get is Get on path (with its query) of the connection's server.
+func (c *Conn) Get(ctx context.Context, path string, out any) error {
+	return Get(ctx, c.hc, c.base+path, c.key, out)
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/clickstream-go/clickstream/internal/apiclient"
@@ -66,24 +65,19 @@ type StatusError = apiclient.StatusError
 
 // Client reads metrics from one API server. It is safe for concurrent use.
 type Client struct {
-	base string
-	hc   *http.Client
-	key  string
+	conn *apiclient.Conn
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
 // WithAPIKey sends key as "Authorization: Bearer KEY".
-func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
+func WithAPIKey(key string) Option { return func(c *Client) { c.conn.SetKey(key) } }
 
 // New returns a client for the API at baseURL (e.g. "http://127.0.0.1:8081");
 // a nil httpClient means http.DefaultClient.
 func New(baseURL string, httpClient *http.Client, opts ...Option) *Client {
-	if httpClient == nil {
-		httpClient = http.DefaultClient
-	}
-	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: httpClient}
+	c := &Client{conn: apiclient.NewConn(baseURL, httpClient)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -94,7 +88,7 @@ func New(baseURL string, httpClient *http.Client, opts ...Option) *Client {
 // watermarks.
 func (c *Client) Catalog(ctx context.Context) (*Catalog, error) {
 	var cat Catalog
-	if err := apiclient.Get(ctx, c.hc, c.base+"/v1/metrics", c.key, &cat); err != nil {
+	if err := c.conn.Get(ctx, "/v1/metrics", &cat); err != nil {
 		return nil, fmt.Errorf("metrics API: %w", err)
 	}
 	return &cat, nil
@@ -115,12 +109,12 @@ func (c *Client) Query(ctx context.Context, metric string, q Query) (*Result, er
 	for k, val := range q.Dims {
 		v.Set(k, val)
 	}
-	u := c.base + "/v1/metrics/" + url.PathEscape(metric)
+	u := "/v1/metrics/" + url.PathEscape(metric)
 	if len(v) > 0 {
 		u += "?" + v.Encode()
 	}
 	var res Result
-	err := apiclient.Get(ctx, c.hc, u, c.key, &res)
+	err := c.conn.Get(ctx, u, &res)
 	var se *apiclient.StatusError
 	switch {
 	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound:

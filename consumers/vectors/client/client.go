@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/clickstream-go/clickstream/internal/apiclient"
@@ -44,9 +43,7 @@ type StatusError = apiclient.StatusError
 
 // Client reads vectors from one API server. It is safe for concurrent use.
 type Client struct {
-	base string
-	hc   *http.Client
-	key  string
+	conn *apiclient.Conn
 }
 
 // Option configures a Client.
@@ -54,16 +51,13 @@ type Option func(*Client)
 
 // WithAPIKey sends key as "Authorization: Bearer KEY" (the API refuses
 // requests without one unless it runs with --insecure-no-auth).
-func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
+func WithAPIKey(key string) Option { return func(c *Client) { c.conn.SetKey(key) } }
 
 // New returns a client for the API at baseURL (e.g. "http://127.0.0.1:8081").
 // A nil httpClient means http.DefaultClient; set timeouts on the one you pass
 // or on the ctx of each call.
 func New(baseURL string, httpClient *http.Client, opts ...Option) *Client {
-	if httpClient == nil {
-		httpClient = http.DefaultClient
-	}
-	c := &Client{base: strings.TrimRight(baseURL, "/"), hc: httpClient}
+	c := &Client{conn: apiclient.NewConn(baseURL, httpClient)}
 	for _, o := range opts {
 		o(c)
 	}
@@ -89,12 +83,12 @@ func (c *Client) VectorAt(ctx context.Context, user string, k int, at time.Time)
 	if !at.IsZero() {
 		q.Set("at", at.UTC().Format(time.RFC3339Nano))
 	}
-	u := c.base + "/v1/users/" + url.PathEscape(user) + "/vector"
+	u := "/v1/users/" + url.PathEscape(user) + "/vector"
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
 	var v Vector
-	err := apiclient.Get(ctx, c.hc, u, c.key, &v)
+	err := c.conn.Get(ctx, u, &v)
 	var se *apiclient.StatusError
 	switch {
 	case errors.As(err, &se) && se.StatusCode == http.StatusNotFound:
