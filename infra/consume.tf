@@ -37,28 +37,7 @@ locals {
           Resource = [aws_kinesis_stream_consumer.consume[k].arn]
         },
       ] : [],
-      [
-        {
-          Sid      = "WriteDeadLetters"
-          Effect   = "Allow"
-          Action   = ["s3:PutObject"]
-          Resource = ["${local.bucket_arn}/${local.errors_prefix}*"]
-        },
-        {
-          Sid    = "OwnLeases"
-          Effect = "Allow"
-          Action = [
-            "dynamodb:ConditionCheckItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:Query",
-            "dynamodb:UpdateItem",
-          ]
-          Resource  = [aws_dynamodb_table.this["leases"].arn]
-          Condition = { "ForAllValues:StringEquals" = { "dynamodb:LeadingKeys" = [k] } }
-        },
-      ],
+      [local.dead_letter_statement, local.own_leases_statements[k]],
       local.data_statements[k],
       local.kms_statements,
     )

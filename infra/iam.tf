@@ -62,28 +62,36 @@ locals {
           Action   = ["sqs:SendMessage"]
           Resource = [aws_sqs_queue.dlq.arn]
         },
-        {
-          Sid      = "WriteDeadLetters"
-          Effect   = "Allow"
-          Action   = ["s3:PutObject"]
-          Resource = ["${local.bucket_arn}/${local.errors_prefix}*"]
-        },
-        {
-          Sid    = "OwnShardState"
-          Effect = "Allow"
-          Action = [
-            "dynamodb:ConditionCheckItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:Query",
-            "dynamodb:UpdateItem",
-          ]
-          Resource  = [aws_dynamodb_table.this["leases"].arn]
-          Condition = { "ForAllValues:StringEquals" = { "dynamodb:LeadingKeys" = [k] } }
-        },
+        local.dead_letter_statement,
+        local.own_leases_statements[k],
       ],
     )
+  }
+
+  # Shared by the consumer functions and the long-running consumers
+  # (consume.tf): dead-letter bad records, and keep leases, checkpoints and
+  # per-shard state under the application's own name (dynamodb:LeadingKeys).
+  dead_letter_statement = {
+    Sid      = "WriteDeadLetters"
+    Effect   = "Allow"
+    Action   = ["s3:PutObject"]
+    Resource = ["${local.bucket_arn}/${local.errors_prefix}*"]
+  }
+  own_leases_statements = {
+    for k in ["archive", "vectors", "metrics"] : k => {
+      Sid    = "OwnShardState"
+      Effect = "Allow"
+      Action = [
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "dynamodb:UpdateItem",
+      ]
+      Resource  = [aws_dynamodb_table.this["leases"].arn]
+      Condition = { "ForAllValues:StringEquals" = { "dynamodb:LeadingKeys" = [k] } }
+    }
   }
 
   # What each handler writes.
