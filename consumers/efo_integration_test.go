@@ -47,32 +47,15 @@ func TestRunner_EnhancedFanOut_ResubscribesMovesLeasesAndFollowsResharding(t *te
 		t.Fatal(err)
 	}
 	want := p.produced()
-	waitFor(t, time.Minute, "every record", func() bool {
-		for _, id := range want {
-			if ra.count(id)+rb.count(id) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitSeenByAny(t, time.Minute, want, ra, rb)
 	a.stop(t)
 	b.stop(t)
 	e.store.check(t)
 	if len(ra.all()) == 0 || len(rb.all()) == 0 {
 		t.Fatalf("records read by a: %d, by b: %d; the lease never moved", len(ra.all()), len(rb.all()))
 	}
-	all := append(ra.all(), rb.all()...)
-	firstOpen := firstOpenIn(ra, rb)
-	next := map[string]int{}
-	for _, s := range orderByLineage(all, firstOpen) {
-		if s.Counter > next[s.Key] {
-			t.Fatalf("key %s: counter %d processed before %d", s.Key, s.Counter, next[s.Key])
-		}
-		if s.Counter == next[s.Key] {
-			next[s.Key]++
-		}
-	}
-	dups := len(all) - len(want)
+	checkKeyOrderByLineage(t, ra, rb)
+	dups := len(ra.all()) + len(rb.all()) - len(want)
 	st := ps.Stats()
 	subs := counterSum(t, reg, "clickstream_consumer_subscriptions_total")
 	t.Logf("%d records (%d delivered twice, across lease moves), %d subscriptions, proxy: %d SubscribeToShard calls, %d refused, %d events, %d GetRecords calls",

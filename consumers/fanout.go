@@ -166,26 +166,26 @@ func subscribeErrKind(err error) string {
 // session's start position, then one from the last ContinuationSequenceNumber
 // each time a subscription ends (after 5 minutes on AWS) or breaks.
 type efoReader struct {
-	w         *shardWorker
-	start     Position
-	from      time.Time
-	cont      string // the last ContinuationSequenceNumber
-	lastRead  string // the last Kinesis record's sequence number
-	behind    int64
-	stream    *kinesis.SubscribeToShardEventStream
-	cancel    context.CancelFunc // ends stream's connection
-	lastCall  time.Time
-	bo        retry.Backoff
-	errs      errLog
-	failures  int // consecutive failed subscriptions
-	minSpaced time.Duration
+	w        *shardWorker
+	start    Position
+	from     time.Time
+	cont     string // the last ContinuationSequenceNumber
+	lastRead string // the last Kinesis record's sequence number
+	behind   int64
+	stream   *kinesis.SubscribeToShardEventStream
+	cancel   context.CancelFunc // ends stream's connection
+	lastCall time.Time
+	bo       retry.Backoff
+	errs     errLog
+	failures int // consecutive failed subscriptions
 }
 
+// subscribeSpacing: AWS allows one SubscribeToShard call per second per
+// consumer-shard.
+const subscribeSpacing = time.Second
+
 func (w *shardWorker) newEFOReader(start Position, from time.Time) *efoReader {
-	return &efoReader{w: w, start: start, from: from,
-		bo:        retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff},
-		minSpaced: time.Second, // AWS: one SubscribeToShard call per second per consumer-shard
-	}
+	return &efoReader{w: w, start: start, from: from, bo: retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff}}
 }
 
 // position is where the next subscription starts: after what was read, or
@@ -218,7 +218,7 @@ func (e *efoReader) close() {
 func (e *efoReader) subscribe() error {
 	w := e.w
 	for {
-		if d := time.Until(e.lastCall.Add(e.minSpaced)); d > 0 {
+		if d := time.Until(e.lastCall.Add(subscribeSpacing)); d > 0 {
 			if stopped, err := w.sleep(d); err != nil {
 				return err
 			} else if stopped {
@@ -328,14 +328,6 @@ func (e *efoReader) next() (readBatch, error) {
 			return readBatch{records: v.Records, behind: e.behind, children: v.ChildShards, end: end}, nil
 		}
 	}
-}
-
-// goneFromStream reports whether the last listing of the stream no longer
-// has this worker's shard (past retention).
-func (w *shardWorker) goneFromStream() bool {
-	w.r.mu.Lock()
-	defer w.r.mu.Unlock()
-	return w.r.listed != nil && !w.r.listed[w.lease.ShardID]
 }
 
 // consumerARN returns the application's stream consumer, registering it

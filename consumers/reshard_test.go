@@ -49,14 +49,7 @@ func TestRunner_ReshardingUnderLoadReadsParentsFirstAndKeepsPerKeyOrder(t *testi
 		t.Fatal(err)
 	}
 	want := p.produced()
-	waitFor(t, 60*time.Second, "every record", func() bool {
-		for _, id := range want {
-			if ra.count(id)+rb.count(id) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitSeenByAny(t, 60*time.Second, want, ra, rb)
 	a.stop(t)
 	b.stop(t)
 	e.store.check(t)
@@ -98,14 +91,40 @@ func TestRunner_ReshardingUnderLoadReadsParentsFirstAndKeepsPerKeyOrder(t *testi
 		}
 	}
 
-	// Per-key order across the reshard: the first time a counter appears,
-	// every earlier counter of that key has appeared before it.
-	all := append(ra.all(), rb.all()...)
-	// Merge both processes' logs by processing order is not possible across
-	// processes; order per key holds per shard lineage, so check each key in
-	// the order its shards were read: sort by (first-open time of shard, position).
+	checkKeyOrderByLineage(t, ra, rb)
+	t.Logf("%d records across 8 shards", len(want))
+}
+
+// waitSeenByAny waits until every id in want was handed to one of recs.
+func waitSeenByAny(t *testing.T, timeout time.Duration, want []string, recs ...*recorder) {
+	t.Helper()
+	waitFor(t, timeout, "every record", func() bool {
+		for _, id := range want {
+			n := 0
+			for _, r := range recs {
+				n += r.count(id)
+			}
+			if n == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// checkKeyOrderByLineage checks per-key order across resharding: the first
+// time a counter appears, every earlier counter of that key has appeared
+// before it. Merging processes' logs by processing order is not possible;
+// order per key holds per shard lineage, so each key is checked in the
+// order its shards were read (first-open time of the shard, then position).
+func checkKeyOrderByLineage(t *testing.T, recs ...*recorder) {
+	t.Helper()
+	var all []seen
+	for _, r := range recs {
+		all = append(all, r.all()...)
+	}
 	next := map[string]int{}
-	for _, s := range orderByLineage(all, firstOpen) {
+	for _, s := range orderByLineage(all, firstOpenIn(recs...)) {
 		if s.Counter > next[s.Key] {
 			t.Fatalf("key %s: counter %d processed before %d", s.Key, s.Counter, next[s.Key])
 		}
@@ -113,7 +132,6 @@ func TestRunner_ReshardingUnderLoadReadsParentsFirstAndKeepsPerKeyOrder(t *testi
 			next[s.Key]++
 		}
 	}
-	t.Logf("%d records across 8 shards", len(want))
 }
 
 // firstOpenIn returns when a shard was first opened by any of the recorders.

@@ -573,13 +573,8 @@ func (w *shardWorker) iterator(at Position, lastRead string, from time.Time) (*s
 		}
 		kind := errKind(err)
 		w.r.m.getError(w.r.cfg.App, kind)
-		if kind == "not_found" {
-			w.r.mu.Lock()
-			listed := w.r.listed
-			w.r.mu.Unlock()
-			if listed != nil && !listed[w.lease.ShardID] {
-				return nil, errShardGone
-			}
+		if kind == "not_found" && w.goneFromStream() {
+			return nil, errShardGone
 		}
 		errs.log(w.log, slog.LevelWarn, "get shard iterator failed; backing off", err, slog.String("kind", kind))
 		if stopped, err := w.sleep(bo.Next()); stopped || err != nil {
@@ -589,6 +584,14 @@ func (w *shardWorker) iterator(at Position, lastRead string, from time.Time) (*s
 			return nil, err
 		}
 	}
+}
+
+// goneFromStream reports whether the last listing of the stream no longer
+// has this worker's shard (past retention).
+func (w *shardWorker) goneFromStream() bool {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	return w.r.listed != nil && !w.r.listed[w.lease.ShardID]
 }
 
 // sleep waits d; it reports a stop request or the shard's cancellation.

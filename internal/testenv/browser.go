@@ -25,10 +25,11 @@ func Chromium(t testing.TB) string {
 }
 
 // Browser starts headless Chromium for the test and returns its context
-// (cancelled when the test ends).
-func Browser(t testing.TB) context.Context {
+// (cancelled when the test ends); opts come after the defaults (a window
+// of 1280×900), so they override them.
+func Browser(t testing.TB, opts ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:0:0],
+	all := append(chromedp.DefaultExecAllocatorOptions[:0:0],
 		chromedp.ExecPath(Chromium(t)),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-background-networking", true),
@@ -37,7 +38,7 @@ func Browser(t testing.TB) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(all, opts...)...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelAlloc() })
 	return ctx

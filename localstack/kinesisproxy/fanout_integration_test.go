@@ -164,16 +164,7 @@ func TestProxy_SubscribeToShardEndsAClosedShardWithItsChildren(t *testing.T) {
 		ShardToSplit: aws.String("shardId-000000000000"), NewStartingHashKey: aws.String(mid)}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		d, err := ps.Kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitActive(t, ps.Kinesis, stream)
 	arn := registerActive(t, ps.Kinesis, stream, "app")
 	sub, err := ps.Kinesis.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{ConsumerARN: aws.String(arn),
 		ShardId: aws.String("shardId-000000000000"), StartingPosition: &types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon}})

@@ -342,16 +342,7 @@ func TestProxy_ChargesTheChildShardsAfterASplit(t *testing.T) {
 		ShardToSplit: aws.String("shardId-000000000000"), NewStartingHashKey: aws.String(mid)}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		d, err := ps.Kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitActive(t, ps.Kinesis, stream)
 	time.Sleep(1100 * time.Millisecond) // buckets full again
 	want := shardOf(t, ps.Upstream, stream)
 	in := entries(150, 10, keys)
@@ -380,6 +371,22 @@ func TestProxy_ChargesTheChildShardsAfterASplit(t *testing.T) {
 	}
 	if st := ps.Stats(); st.RouteMismatches != 0 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// waitActive waits until the stream is ACTIVE again (after a reshard).
+func waitActive(t *testing.T, kc *kinesis.Client, stream string) {
+	t.Helper()
+	ctx := ctxT(t)
+	for {
+		d, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

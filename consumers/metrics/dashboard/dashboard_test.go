@@ -93,7 +93,6 @@ func traffic(start time.Time, minutes int, routes []string) []event.Event {
 // draws lines from data, a refresh picks up a new route, nothing is logged
 // to the console, and a screenshot is kept.
 func TestDashboard_RendersChartsWithDataInHeadlessChromium(t *testing.T) {
-	exe := testenv.Chromium(t)
 	store := metrics.NewMemoryStore()
 	p, err := metrics.NewProcessor(store, metrics.Config{})
 	if err != nil {
@@ -112,19 +111,7 @@ func TestDashboard_RendersChartsWithDataInHeadlessChromium(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:0:0],
-		chromedp.ExecPath(exe),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1100),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	ctx := testenv.Browser(t, chromedp.WindowSize(1280, 1100))
 
 	var mu sync.Mutex
 	var problems []string
