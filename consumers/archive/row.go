@@ -18,7 +18,7 @@ type Row struct {
 	V             int32              `parquet:"v"`
 	ID            string             `parquet:"id,optional"`
 	Type          string             `parquet:"type,dict"`
-	TS            int64              `parquet:"ts,timestamp(millisecond:utc)"`
+	TS            int64              `parquet:"ts,timestamp(millisecond:utc),delta"`
 	UserID        string             `parquet:"user_id,optional"`
 	SessionID     string             `parquet:"session_id,optional"`
 	ItemID        string             `parquet:"item_id,optional,dict"`
@@ -42,10 +42,10 @@ type Row struct {
 	Extra string `parquet:"extra,optional"`
 
 	ShardID           string `parquet:"shard_id,dict"`
-	SequenceNumber    string `parquet:"sequence_number"`
+	SequenceNumber    string `parquet:"sequence_number,delta"`
 	SubSequenceNumber int64  `parquet:"sub_sequence_number"`
 	// ArrivalTS is when Kinesis accepted the record (ApproximateArrivalTimestamp).
-	ArrivalTS int64 `parquet:"arrival_ts,optional,timestamp(millisecond:utc)"`
+	ArrivalTS int64 `parquet:"arrival_ts,optional,timestamp(millisecond:utc),delta"`
 }
 
 // RowOf converts a good record into its archive row. The row shares maps
@@ -103,11 +103,11 @@ func millisOrZero(t time.Time) int64 {
 }
 
 // bufRecMemory estimates the heap a buffered record holds, for the memory
-// budget: its raw bytes in the slab, the bufRec, its share of the recs
-// slice's spare capacity and its sequence number (shared within an
-// aggregate, so counted in full: an upper bound).
-func bufRecMemory(r *consumers.Record) int64 {
-	return int64(len(r.Data)) + bufRecOverhead + int64(len(r.SequenceNumber))
+// budget: its buffered form in the slab (size bytes), the bufRec, its share
+// of the recs slice's spare capacity and its sequence number (shared within
+// an aggregate, so counted in full: an upper bound).
+func bufRecMemory(r *consumers.Record, size int) int64 {
+	return int64(size) + bufRecOverhead + int64(len(r.SequenceNumber))
 }
 
 // bufRecOverhead: a bufRec is 56 bytes; append's growth leaves up to as

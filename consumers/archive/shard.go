@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/clickstream-go/clickstream/consumers"
-	"github.com/clickstream-go/clickstream/event"
 )
 
 // partKey identifies a partition buffer: event type and event-time hour.
@@ -40,13 +39,14 @@ type partBuf struct {
 	first, last consumers.Position
 }
 
-// bufRec is a buffered row in compact form: the record's raw bytes (copied
-// into the partition's slabs, so a buffered KPL sub-record does not pin its
-// whole aggregate) and where it came from. It is decoded again into a Row
-// at upload (~2 µs/event). A decoded Row with its strings and maps held
-// ~1 KB per event, about 5× the raw JSON, and the buffers are what an
-// archive process's memory is made of: the end-to-end benchmark measured
-// 645 MiB RSS at 19,000 events/s with Rows buffered.
+// bufRec is a buffered row: its event's fields in the buffered form of
+// rowbuf.go (in the partition's slabs, so a buffered KPL sub-record does
+// not pin its whole aggregate) and where it came from. A decoded Row with
+// its strings and maps held ~1 KB per event, about 5× the raw JSON, and the
+// buffers are what an archive process's memory is made of: the end-to-end
+// benchmark measured 645 MiB RSS at 19,000 events/s with Rows buffered.
+// The raw JSON instead (~1.6× the buffered form) had to be decoded again at
+// upload, ~1 µs per event.
 type bufRec struct {
 	data      []byte
 	seq       string // shared by the sub-records of an aggregate
@@ -54,44 +54,40 @@ type bufRec struct {
 	arrivalMS int64 // millisOrZero(ArrivalTime)
 }
 
-// slabSize is the allocation unit of a partition's raw bytes: large enough
-// to amortise, small enough that hundreds of open partitions waste little.
+// slabSize is the allocation unit of a partition's buffered rows: large
+// enough to amortise, small enough that hundreds of open partitions waste
+// little.
 const slabSize = 64 << 10
 
-// keep buffers r in compact form.
-func (pb *partBuf) keep(r *consumers.Record) {
-	if len(pb.slab)+len(r.Data) > cap(pb.slab) {
-		pb.slab = make([]byte, 0, max(slabSize, len(r.Data)))
+// keep buffers the row of r, already in its buffered form in b.
+func (pb *partBuf) keep(r *consumers.Record, b []byte) {
+	if len(pb.slab)+len(b) > cap(pb.slab) {
+		pb.slab = make([]byte, 0, max(slabSize, len(b)))
 	}
 	start := len(pb.slab)
-	pb.slab = append(pb.slab, r.Data...)
+	pb.slab = append(pb.slab, b...)
 	pb.recs = append(pb.recs, bufRec{
 		data: pb.slab[start:len(pb.slab):len(pb.slab)],
 		seq:  r.SequenceNumber, sub: r.SubSequence, arrivalMS: millisOrZero(r.ArrivalTime),
 	})
 }
 
-// rows is a rowSource over the buffered records, decoding each chunk into
-// one reused buffer.
+// rows is a rowSource over the buffered rows, reading each chunk into one
+// reused buffer.
 func (pb *partBuf) rows(shardID string) rowSource {
 	var chunk []Row
+	var scratch []rowScratch
 	return func(from, n int) ([]Row, error) {
 		chunk = slices.Grow(chunk[:0], n)[:n]
+		if len(scratch) < n {
+			scratch = append(scratch, make([]rowScratch, n-len(scratch))...)
+		}
 		for i := range chunk {
-			br := &pb.recs[from+i]
-			e, err := event.Decode(br.data)
-			if err != nil {
-				// It was valid when buffered and decoding is deterministic.
-				return nil, fmt.Errorf("decode buffered record %s/%d again: %w", br.seq, br.sub, err)
+			br, row := &pb.recs[from+i], &chunk[i]
+			if err := readRow(br.data, row, &scratch[i]); err != nil {
+				return nil, fmt.Errorf("buffered record %s/%d: %w", br.seq, br.sub, err)
 			}
-			r := consumers.Record{
-				Position: consumers.Position{SequenceNumber: br.seq, SubSequence: br.sub},
-				ShardID:  shardID, Data: br.data, Event: e,
-			}
-			if br.arrivalMS != 0 {
-				r.ArrivalTime = time.UnixMilli(br.arrivalMS).UTC()
-			}
-			chunk[i] = RowOf(&r)
+			row.ShardID, row.SequenceNumber, row.SubSequenceNumber, row.ArrivalTS = shardID, br.seq, br.sub, br.arrivalMS
 		}
 		return chunk, nil
 	}
@@ -118,6 +114,7 @@ type shardProc struct {
 	mem       int64              // estimated memory of buffered rows
 	firstPrev consumers.Position // lastSeen before the first buffered row
 	firstAt   time.Time          // processing time of the first buffered row
+	scratch   []byte             // a row's buffered form, before it goes to its partition
 
 	err    error // sticky: after a failed flush only Close is valid
 	closed bool
@@ -206,11 +203,13 @@ func (s *shardProc) add(ctx context.Context, r *consumers.Record, now time.Time)
 	if s.rows == 0 {
 		s.firstPrev, s.firstAt = s.lastSeen, now
 	}
-	pb.keep(r)
+	row := RowOf(r)
+	s.scratch = appendRow(s.scratch[:0], &row)
+	pb.keep(r, s.scratch)
 	pb.raw += int64(len(r.Data))
 	pb.last = r.Position
 	s.lastSeen = r.Position
-	mem := bufRecMemory(r)
+	mem := bufRecMemory(r, len(s.scratch))
 	s.rows++
 	s.mem += mem
 	s.a.buffered.Add(mem)
