@@ -142,6 +142,23 @@ bench-e2e: build-lab ## end-to-end benchmark (clickstream-lab bench): throughput
 	    --log-dir .local/bench/latency-efo --profile-dir .local/bench/latency-efo/profiles; rc=$$?; \
 	  $(BENCH_STACK_ENV) $(STACK) down; exit $$rc
 
+# Archive efficiency (clickstream-lab bench-archive): a fixed stream, plain then
+# KPL-aggregated, archived by `clickstream consume archive` alone; events per
+# CPU-second, peak RSS and bytes per event into docs/BENCHMARKS.md. On the
+# kinesalite stack without the shard-limit proxy: the archive reads as fast as
+# it can, so the figures are its own cost, not the proxy's pacing.
+BENCH_ARCHIVE_FLAGS ?= --shards 4 --events 200000 --report docs/BENCHMARKS.md
+
+.PHONY: bench-archive
+bench-archive: build-lab ## archive efficiency on a fixed stream (plain and KPL-aggregated): events per CPU-second, peak RSS, bytes per event; updates docs/BENCHMARKS.md
+	@$(KINESALITE_STACK_ENV) $(STACK) up
+	@set -o pipefail; source .local/bench-kinesalite/env && \
+	  $(LAB) bench-archive $(BENCH_ARCHIVE_FLAGS) --name 'Plain records' \
+	    --log-dir .local/bench-kinesalite/archive --profile-dir .local/bench-kinesalite/archive/plain && \
+	  $(LAB) bench-archive $(BENCH_ARCHIVE_FLAGS) --aggregate --name 'KPL-aggregated records' --report-append \
+	    --log-dir .local/bench-kinesalite/archive --profile-dir .local/bench-kinesalite/archive/aggregated; rc=$$?; \
+	  $(KINESALITE_STACK_ENV) $(STACK) down; exit $$rc
+
 # The chaos run (clickstream-lab chaos, docs/CHAOS.md) on its own kinesis-local stack:
 # kill -9 consumers and reshard under load, then check every output against the stream.
 CHAOS_STACK_ENV := STATE_DIR=.local/chaos LIMITS=off KINESIS_PORT=26568 DYNAMODB_PORT=26800 S3_PORT=26900 S3_CONSOLE_PORT=26901

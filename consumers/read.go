@@ -39,7 +39,8 @@ func (w *shardWorker) newReader(start Position, from time.Time) (shardReader, er
 	if err != nil {
 		return nil, err
 	}
-	return &pollReader{w: w, start: start, from: from, iter: iter, limit: w.r.cfg.MaxRecords,
+	var sizer recordSizer
+	return &pollReader{w: w, start: start, from: from, iter: iter, limit: sizer.limit(w.r.cfg.MaxRecords, w.r.cfg.MaxBytesPerCall),
 		bo: retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff}}, nil
 }
 

@@ -681,11 +681,22 @@ func (s *recordSizer) add(size int) {
 	s.mean += (float64(size) - s.mean) / 256
 }
 
+// firstCallRecords is the Limit before a shard's record size is known: a
+// first call of 10,000 KPL aggregates was the whole of a short stream
+// (10 MiB, ~100 MB of decoded events per shard) and set a process's peak
+// memory; 100 records of any size bound it, and plain records reach the
+// full Limit from the second call.
+const firstCallRecords = 100
+
 // limit is the GetRecords Limit that holds about maxBytes of data at the
-// mean size seen so far: maxRecords before any record or with maxBytes 0.
+// mean size seen so far: at most firstCallRecords before any record,
+// maxRecords with maxBytes 0.
 func (s *recordSizer) limit(maxRecords int32, maxBytes int64) int32 {
-	if maxBytes <= 0 || s.n == 0 || s.mean < 1 {
+	if maxBytes <= 0 {
 		return maxRecords
+	}
+	if s.n == 0 || s.mean < 1 {
+		return min(maxRecords, firstCallRecords)
 	}
 	return int32(min(float64(maxRecords), max(1, float64(maxBytes)/s.mean)))
 }

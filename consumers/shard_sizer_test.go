@@ -10,7 +10,9 @@ func TestRecordSizer_LimitHoldsMaxBytesAtTheMeanSize(t *testing.T) {
 		maxBytes int64
 		want     int32
 	}{
-		{"no records yet: the maximum", nil, 10000, 2 << 20, 10000},
+		{"no records yet: a small first call", nil, 10000, 2 << 20, 100},
+		{"no records yet, below the small first call", nil, 50, 2 << 20, 50},
+		{"no records yet, no byte bound: the maximum", nil, 10000, 0, 10000},
 		{"no byte bound: the maximum", []int{100, 100}, 10000, 0, 10000},
 		{"small plain records: capped at the maximum", []int{200, 200, 200}, 10000, 2 << 20, 10000},
 		{"4 KiB aggregates: 512 per 2 MiB", []int{4096, 4096}, 10000, 2 << 20, 512},

@@ -37,6 +37,7 @@ point to (make up && source .local/env).
   make chaos       # 5 minutes of faults, then a pass/fail table (docs/CHAOS.md)`,
 		Subs: []*cli.Command{
 			benchCommand(stdout, stderr),
+			benchArchiveCommand(stdout, stderr),
 			chaosCommand(stdout, stderr),
 		},
 	}

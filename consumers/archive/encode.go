@@ -103,6 +103,9 @@ func newEncoder(cfg Config) (*encoder, error) {
 		parquet.CreatedBy("clickstream archive", "1", ""),
 		parquet.KeyValueMetadata("clickstream.schema", "events/v1"),
 	}
+	for _, col := range noPageBounds {
+		opts = append(opts, parquet.SkipPageBounds(col...))
+	}
 	if cfg.BloomFilterUserID {
 		opts = append(opts, parquet.BloomFilters(parquet.SplitBlockFilter(10, "user_id")))
 	}
@@ -111,6 +114,15 @@ func newEncoder(cfg Config) (*encoder, error) {
 		return nil, fmt.Errorf("parquet writer config: %w", err)
 	}
 	return &encoder{opts: opts}, nil
+}
+
+// noPageBounds are the columns whose per-page min/max (the column index)
+// no query prunes on: identifiers, free text and the extra JSON. Computing
+// them took ~7% of encoding; the row-group statistics stay.
+var noPageBounds = [][]string{
+	{"id"}, {"session_id"}, {"uri"}, {"user_agent"}, {"extra"}, {"sequence_number"},
+	{"features", "key_value", "key"}, {"features", "key_value", "value"},
+	{"attrs", "key_value", "key"}, {"attrs", "key_value", "value"},
 }
 
 const writeChunk = 4096

@@ -96,6 +96,33 @@ func TestAppendReportAddsToTheLatestRunSet(t *testing.T) {
 	}
 }
 
+func TestReportSectionsShareOneFileEachRewritingItsOwn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	for _, step := range []struct {
+		r   ReportSection
+		run string
+	}{{E2EReport, "### e2e 1"}, {ArchiveReport, "### archive 1"}, {E2EReport, "### e2e 2"}, {ArchiveReport, "### archive 2"}, {ArchiveReport, "### archive 3"}} {
+		if err := step.r.Update(path, step.run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(path)
+	s := string(b)
+	order := []string{"<!-- bench-e2e:latest -->", "### e2e 2", "<!-- bench-e2e:previous -->", "### e2e 1", "<!-- bench-e2e:end -->",
+		"## Archive efficiency", "<!-- bench-archive:latest -->", "### archive 3", "<!-- bench-archive:previous -->", "### archive 2", "<!-- bench-archive:end -->"}
+	last := -1
+	for _, want := range order {
+		i := strings.Index(s, want)
+		if i <= last {
+			t.Fatalf("%q missing or out of order in:\n%s", want, s)
+		}
+		last = i
+	}
+	if strings.Contains(s, "### archive 1") || strings.Count(s, "## Archive efficiency") != 1 {
+		t.Errorf("archive 1 should be gone and the heading written once:\n%s", s)
+	}
+}
+
 func TestReadProcStatsOfThisProcess(t *testing.T) {
 	buf := make([]byte, 64<<20)
 	for i := range buf {

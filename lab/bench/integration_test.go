@@ -63,3 +63,38 @@ func TestIntegration_ShortRun(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegration_ArchiveRun runs the archive-efficiency benchmark on a
+// small aggregated stream against the local stack, with the real binary:
+// every event archived, the figures present and consistent.
+func TestIntegration_ArchiveRun(t *testing.T) {
+	c := testenv.Clients(t)
+	bin := filepath.Join(t.TempDir(), "clickstream")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/clickstream").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	bucket := testenv.Bucket(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r, err := RunArchive(ctx, ArchiveConfig{Binary: bin, Clients: c, Bucket: bucket, Shards: 2, Events: 3000, Aggregate: true,
+		MaxAge: time.Second, Label: "integration test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := r.Markdown()
+	t.Log("\n" + md)
+	if r.Events != 3000 || r.OnStream != 3000 || r.Rows != 3000 || len(r.Errors) > 0 {
+		t.Errorf("events %d, on stream %d, rows %d, errors %v: want 3000 each and none", r.Events, r.OnStream, r.Rows, r.Errors)
+	}
+	if r.KinesisRecords <= 0 || r.KinesisRecords >= 3000 {
+		t.Errorf("%d Kinesis records for 3000 aggregated events", r.KinesisRecords)
+	}
+	if r.CPUSeconds <= 0 || r.PeakRSS <= 0 || r.Objects <= 0 || r.Bytes <= 0 || r.EventsPerCPUSecond() <= 0 {
+		t.Errorf("figures missing: %+v", r)
+	}
+	for _, want := range []string{"events per CPU-second", "peak RSS", "bytes on S3 per event", "KPL-aggregated"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}

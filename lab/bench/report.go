@@ -166,17 +166,40 @@ func (r *Result) Markdown() string {
 	return b.String()
 }
 
-const (
-	latestMark   = "<!-- bench-e2e:latest -->"
-	previousMark = "<!-- bench-e2e:previous -->"
-	endMark      = "<!-- bench-e2e:end -->"
+// A ReportSection is one benchmark's part of a markdown report: its runs
+// sit between HTML comment markers named after Key, so several benchmarks
+// share one file (docs/BENCHMARKS.md) and each rewrites only its own part.
+type ReportSection struct {
+	Key   string // marker name, e.g. "bench-e2e"
+	Title string // heading written when the file has no such part yet
+	About string // the sentence under it
+}
+
+// E2EReport is `clickstream-lab bench`'s part; ArchiveReport is
+// `clickstream-lab bench-archive`'s.
+var (
+	E2EReport = ReportSection{Key: "bench-e2e", Title: "End-to-end (`make bench-e2e`)",
+		About: "Written by `clickstream-lab bench`; the latest run and the one before it."}
+	ArchiveReport = ReportSection{Key: "bench-archive", Title: "Archive efficiency (`make bench-archive`)",
+		About: "Written by `clickstream-lab bench-archive`; the latest runs and the ones before them."}
 )
 
-// UpdateReport writes section as the latest run into the markdown file at
-// path, moving the run that was latest to "previous" (one previous run is
-// kept, for comparison). Text outside the markers is left alone; a missing
-// file or missing markers get a fresh skeleton.
-func UpdateReport(path, section string) error {
+func (r ReportSection) marks() (latest, previous, end string) {
+	return "<!-- " + r.Key + ":latest -->", "<!-- " + r.Key + ":previous -->", "<!-- " + r.Key + ":end -->"
+}
+
+// UpdateReport is E2EReport.Update.
+func UpdateReport(path, section string) error { return E2EReport.Update(path, section) }
+
+// AppendReport is E2EReport.Append.
+func AppendReport(path, section string) error { return E2EReport.Append(path, section) }
+
+// Update writes section as the latest run into the markdown file at path,
+// moving the run that was latest to "previous" (one previous run is kept,
+// for comparison). Text outside the markers is left alone; a missing file
+// or missing markers get a fresh skeleton at the end of the file.
+func (r ReportSection) Update(path, section string) error {
+	latestMark, previousMark, endMark := r.marks()
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -194,7 +217,7 @@ func UpdateReport(path, section string) error {
 		if head == "" {
 			head = "# Benchmarks\n\n"
 		}
-		head = strings.TrimRight(head, "\n") + "\n\n## End-to-end (`make bench-e2e`)\n\nWritten by `clickstream-lab bench`; the latest run and the one before it.\n\n"
+		head = strings.TrimRight(head, "\n") + "\n\n## " + r.Title + "\n\n" + r.About + "\n\n"
 	}
 	var out strings.Builder
 	out.WriteString(head)
@@ -213,11 +236,11 @@ func UpdateReport(path, section string) error {
 	return os.WriteFile(path, []byte(out.String()), 0o644)
 }
 
-// AppendReport adds section to the latest run of the markdown file at path
-// (after what UpdateReport wrote there), for a benchmark of several runs,
-// e.g. a throughput run and a latency run. Without a latest run it is
-// UpdateReport.
-func AppendReport(path, section string) error {
+// Append adds section to the latest run of the markdown file at path
+// (after what Update wrote there), for a benchmark of several runs, e.g. a
+// throughput run and a latency run. Without a latest run it is Update.
+func (r ReportSection) Append(path, section string) error {
+	latestMark, previousMark, _ := r.marks()
 	old, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
@@ -225,7 +248,7 @@ func AppendReport(path, section string) error {
 	s := string(old)
 	li, pi := strings.Index(s, latestMark), strings.Index(s, previousMark)
 	if li < 0 || pi < li {
-		return UpdateReport(path, section)
+		return r.Update(path, section)
 	}
 	out := strings.TrimRight(s[:pi], "\n") + "\n\n" + strings.TrimSpace(section) + "\n\n" + s[pi:]
 	return os.WriteFile(path, []byte(out), 0o644)

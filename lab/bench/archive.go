@@ -1,0 +1,311 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/internal/awsx"
+	"github.com/clickstream-go/clickstream/internal/setup"
+	"github.com/clickstream-go/clickstream/lab/proc"
+	"github.com/clickstream-go/clickstream/producers"
+	"github.com/clickstream-go/clickstream/producers/loadgen"
+)
+
+// ArchiveConfig is one archive-efficiency run: a fixed stream is loaded
+// first, then `clickstream consume archive` reads it from the oldest record
+// until every event is in S3, and its CPU time and peak RSS are read from
+// /proc — the archive process alone, start-up included.
+type ArchiveConfig struct {
+	Binary  string // the clickstream binary
+	Clients *awsx.Clients
+	Bucket  string
+	Shards  int // default 4
+	Events  int // default 100,000
+	// Aggregate puts the events KPL-aggregated (many per Kinesis record),
+	// as the producer library does by default; false puts one per record.
+	Aggregate bool
+	// MaxAge is the archive's --archive-max-age (default 5s): a fixed
+	// stream is read in seconds, so the last partial files are flushed by
+	// age.
+	MaxAge time.Duration
+	// Args are more flags for `consume archive` (e.g. --archive-memory-budget).
+	Args []string
+	// Timeout bounds the wait for every event to be archived (default 10m).
+	Timeout time.Duration
+
+	// ProfileDir, when set, gets a CPU profile of the archive process from
+	// its start, for ProfileFor (default 20s; the run waits for it):
+	// DIR/consume-archive.cpu.pprof.
+	ProfileDir string
+	ProfileFor time.Duration
+	LogDir     string
+	Keep       bool
+	Label      string
+	Name       string
+	Env        []string // environment of the archive process [os.Environ()]
+	Progress   io.Writer
+}
+
+// ArchiveResult is what an archive-efficiency run measured.
+type ArchiveResult struct {
+	Name, Label, Machine string
+	Started              time.Time
+	Shards               int
+	Aggregate            bool
+	Args                 []string
+
+	Events         int64 // put and acknowledged by Kinesis
+	KinesisRecords int64 // Kinesis records holding them (aggregates count once)
+	OnStream       int64 // user records read back from the stream
+	LoadTook       time.Duration
+
+	Rows, Objects, Bytes, Bad int64         // the archive's counters at the end
+	Took                      time.Duration // process start → last row written
+	CPUSeconds                float64       // of the archive process, start → last row
+	PeakRSS                   int64         // VmHWM of the archive process
+
+	Profile *ProfileSummary
+	Errors  []string
+}
+
+// EventsPerCPUSecond is the headline figure.
+func (r *ArchiveResult) EventsPerCPUSecond() float64 {
+	if r.CPUSeconds <= 0 {
+		return 0
+	}
+	return float64(r.Rows) / r.CPUSeconds
+}
+
+// RunArchive loads a fresh stream, runs the archive over it and returns the
+// figures. Resources are deleted afterwards unless Keep.
+func RunArchive(ctx context.Context, cfg ArchiveConfig) (*ArchiveResult, error) {
+	cfg.Shards = cmp.Or(cfg.Shards, 4)
+	cfg.Events = cmp.Or(cfg.Events, 100_000)
+	cfg.MaxAge = cmp.Or(cfg.MaxAge, 5*time.Second)
+	cfg.Timeout = cmp.Or(cfg.Timeout, 10*time.Minute)
+	cfg.ProfileFor = cmp.Or(cfg.ProfileFor, 20*time.Second)
+	cfg.Bucket = cmp.Or(cfg.Bucket, setup.DefaultBucket)
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if cfg.Env == nil {
+		cfg.Env = os.Environ()
+	}
+	if cfg.Binary == "" || cfg.Clients == nil {
+		return nil, errors.New("bench-archive: Binary and Clients are required")
+	}
+	id := time.Now().UTC().Format("20060102-150405")
+	prefix := "bench-archive/" + id
+	res := setup.Resources{Stream: "bench-archive-" + id, Shards: cfg.Shards, Bucket: cfg.Bucket,
+		VectorsTable: "bench-archive-" + id + "-vectors", MetricsTable: "bench-archive-" + id + "-metrics",
+		LeasesTable: "bench-archive-" + id + "-leases"}
+	r := &ArchiveResult{Name: cmp.Or(cfg.Name, "Run"), Label: cfg.Label, Machine: machine(), Started: time.Now(),
+		Shards: cfg.Shards, Aggregate: cfg.Aggregate, Args: cfg.Args}
+	fmt.Fprintf(cfg.Progress, "bench-archive: creating stream %s (%d shards), tables, prefix s3://%s/%s\n", res.Stream, res.Shards, res.Bucket, prefix)
+	if err := setup.Ensure(ctx, cfg.Clients, res, nil); err != nil {
+		return nil, err
+	}
+	if !cfg.Keep {
+		defer cleanup(cfg.Clients, res, prefix, cfg.Progress)
+	}
+	if cfg.LogDir == "" {
+		d, err := os.MkdirTemp("", "clickstream-bench-archive-")
+		if err != nil {
+			return nil, err
+		}
+		cfg.LogDir = d
+	} else if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+		return nil, err
+	}
+
+	if err := loadFixedStream(ctx, cfg, res.Stream, r); err != nil {
+		return nil, err
+	}
+	if err := countStream(ctx, cfg.Clients, res.Stream, r); err != nil {
+		return nil, err
+	}
+	if r.OnStream != r.Events {
+		r.Errors = append(r.Errors, fmt.Sprintf("%d events acknowledged but %d user records on the stream", r.Events, r.OnStream))
+	}
+	if err := runArchive(ctx, cfg, res, prefix, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// loadFixedStream puts cfg.Events loadgen events with the producer library
+// and counts what Kinesis acknowledged.
+func loadFixedStream(ctx context.Context, cfg ArchiveConfig, stream string, r *ArchiveResult) error {
+	p, err := producers.New(cfg.Clients.Kinesis, stream, producers.WithAggregation(cfg.Aggregate))
+	if err != nil {
+		return err
+	}
+	defer p.Close(context.WithoutCancel(ctx))
+	how := "one event per Kinesis record"
+	if cfg.Aggregate {
+		how = "KPL-aggregated"
+	}
+	fmt.Fprintf(cfg.Progress, "bench-archive: putting %d events (%s)\n", cfg.Events, how)
+	start := time.Now()
+	st, err := loadgen.Run(ctx, loadgen.Config{GeneratorConfig: loadgen.GeneratorConfig{Seed: 1}, Events: int64(cfg.Events),
+		BatchSize: 500, Concurrency: 8}, loadgen.ProducerSink{P: p}, cfg.Progress)
+	if err != nil {
+		return fmt.Errorf("load the stream: %w", err)
+	}
+	r.LoadTook = time.Since(start)
+	r.Events = st.Sent
+	if st.Sent != int64(cfg.Events) {
+		return fmt.Errorf("load the stream: %d of %d events acknowledged (%d rejected, %d failed)", st.Sent, cfg.Events, st.Rejected, st.Failed)
+	}
+	return nil
+}
+
+// countStream reads the stream back as the runtime would and counts its
+// Kinesis records and user records: the archive must write exactly these.
+func countStream(ctx context.Context, c *awsx.Clients, stream string, r *ArchiveResult) error {
+	shards, err := consumers.ListShards(ctx, c.Kinesis, stream)
+	if err != nil {
+		return err
+	}
+	var recs []consumers.Record
+	for _, s := range shards {
+		var n int
+		recs, n, err = consumers.ReadShard(ctx, c.Kinesis, stream, s, recs[:0])
+		if err != nil {
+			return err
+		}
+		r.KinesisRecords += int64(n)
+		r.OnStream += int64(len(recs))
+	}
+	return nil
+}
+
+// runArchive starts `consume archive`, waits until it has written every
+// event, and reads its CPU time and peak RSS at that moment.
+func runArchive(ctx context.Context, cfg ArchiveConfig, res setup.Resources, prefix string, r *ArchiveResult) error {
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return err
+	}
+	args := []string{"consume", "archive", "--metrics-addr", addr, "--prefix", prefix, "--archive-max-age", cfg.MaxAge.String(),
+		"--stream", res.Stream, "--bucket", res.Bucket, "--leases-table", res.LeasesTable}
+	args = append(args, cfg.Args...)
+	var pprofAddr string
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			return err
+		}
+		if pprofAddr, err = proc.FreeAddr(); err != nil {
+			return err
+		}
+		args = append(args, "--pprof-addr", pprofAddr)
+	}
+	fmt.Fprintf(cfg.Progress, "bench-archive: clickstream %s\n", strings.Join(args, " "))
+	start := time.Now()
+	c, err := proc.Start(cfg.Binary, cfg.LogDir, "consume-archive", addr, cfg.Env, args...)
+	if err != nil {
+		return err
+	}
+	c.PprofAddr = pprofAddr
+	defer c.Stop(30 * time.Second)
+	if err := c.WaitHealthy(ctx, time.Minute); err != nil {
+		return err
+	}
+	profDone := make(chan error, 1)
+	cpuPath := filepath.Join(cfg.ProfileDir, "consume-archive.cpu.pprof")
+	if pprofAddr != "" {
+		go func() {
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, max(1, int(cfg.ProfileFor/time.Second)))
+			profDone <- fetchProfile(ctx, url, cfg.ProfileFor, cpuPath)
+		}()
+	}
+
+	deadline := time.Now().Add(cfg.Timeout)
+	var m proc.Metrics
+	for {
+		if m, err = c.Scrape(ctx); err == nil && int64(m.Sum("clickstream_archive_rows_total")) >= r.OnStream {
+			break
+		}
+		select {
+		case <-c.Exited():
+			return fmt.Errorf("the archive exited before writing every event; its log:\n%s", c.Tail(20))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d events archived after %s", int64(m.Sum("clickstream_archive_rows_total")), r.OnStream, cfg.Timeout)
+		}
+	}
+	st, err := proc.ReadStats(c.Pid())
+	if err != nil {
+		return err
+	}
+	r.Took = time.Since(start)
+	r.CPUSeconds, r.PeakRSS = st.CPUSeconds, st.PeakRSS
+	r.Rows = int64(m.Sum("clickstream_archive_rows_total"))
+	r.Objects = int64(m.Sum("clickstream_archive_objects_total"))
+	r.Bytes = int64(m.Sum("clickstream_archive_bytes_total"))
+	r.Bad = int64(m.Sum("clickstream_archive_bad_records_total"))
+	if r.Rows != r.OnStream {
+		r.Errors = append(r.Errors, fmt.Sprintf("%d rows archived for %d events on the stream", r.Rows, r.OnStream))
+	}
+	fmt.Fprintf(cfg.Progress, "bench-archive: %d rows in %d objects after %s; %.2f CPU-s, peak RSS %d MiB\n",
+		r.Rows, r.Objects, r.Took.Round(time.Millisecond), r.CPUSeconds, r.PeakRSS>>20)
+	if pprofAddr != "" {
+		// A profile cut short is lost (the handler writes it when its time
+		// is up): wait for it; the idle archive adds little.
+		fmt.Fprintf(cfg.Progress, "bench-archive: waiting for the CPU profile (%s from the start)\n", cfg.ProfileFor)
+		if err := <-profDone; err != nil {
+			r.Errors = append(r.Errors, "profile: "+err.Error())
+		} else if ps, err := summarizeProfile("consume-archive", cpuPath, 12); err == nil {
+			r.Profile = &ps
+		}
+	}
+	return nil
+}
+
+// Markdown renders the run as a report section.
+func (r *ArchiveResult) Markdown() string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	how := "plain (one event per Kinesis record)"
+	if r.Aggregate {
+		how = "KPL-aggregated"
+	}
+	w("### %s of %s (%s)\n\n", r.Name, r.Started.UTC().Format("2006-01-02 15:04 UTC"), cmp.Or(r.Label, "unnamed stack"))
+	w("Machine: %s. Stream: %d shards, %d events %s in %d Kinesis records (put in %s). `clickstream consume archive",
+		r.Machine, r.Shards, r.Events, how, r.KinesisRecords, r.LoadTook.Round(100*time.Millisecond))
+	for _, a := range r.Args {
+		w(" %s", a)
+	}
+	w("`, from its start to its last row written.\n\n")
+	w("| figure | value |\n|---|---|\n")
+	w("| events per CPU-second | **%.0f** |\n", r.EventsPerCPUSecond())
+	w("| CPU-seconds (per million events) | %.2f (%.1f) |\n", r.CPUSeconds, r.CPUSeconds*1e6/float64(max(r.Rows, 1)))
+	w("| peak RSS | %d MiB |\n", r.PeakRSS>>20)
+	w("| wall time, start → last row | %s |\n", r.Took.Round(10*time.Millisecond))
+	w("| rows written / user records on the stream | %d / %d |\n", r.Rows, r.OnStream)
+	w("| objects, bytes on S3 per event | %d, %.2f |\n", r.Objects, float64(r.Bytes)/float64(max(r.Rows, 1)))
+	if p := r.Profile; p != nil && p.CPU > 0 {
+		w("\nWhere the CPU goes (%.2f s of CPU sampled; `go tool pprof %s`):\n\n| function | flat | cum |\n|---|---|---|\n", p.CPU.Seconds(), p.Path)
+		for _, f := range p.Top {
+			w("| `%s` | %.1f%% | %.1f%% |\n", f.Name, 100*f.Flat, 100*f.Cum)
+		}
+	}
+	if len(r.Errors) > 0 {
+		w("\nErrors during the run:\n")
+		for _, e := range r.Errors {
+			w("- %s\n", e)
+		}
+	}
+	return b.String()
+}
