@@ -75,6 +75,21 @@ var statePool = sync.Pool{New: func() any { return new(decodeState) }}
 func Unmarshal(data []byte, e *Event) error {
 	*e = Event{}
 	s := statePool.Get().(*decodeState)
+	var err error
+	if !s.fast(data, e) {
+		*e = Event{}
+		err = s.decode(data, e)
+	}
+	s.release()
+	statePool.Put(s)
+	return err
+}
+
+// unmarshalTokens is Unmarshal without the fast path: the reference the
+// fast path is checked against.
+func unmarshalTokens(data []byte, e *Event) error {
+	*e = Event{}
+	s := statePool.Get().(*decodeState)
 	err := s.decode(data, e)
 	s.release()
 	statePool.Put(s)
