@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -62,11 +63,13 @@ const (
 func codecFor(name string, pageBytes int) (compress.Codec, error) {
 	switch strings.ToLower(name) {
 	case "", CompressionZstd:
-		// Measured on 100k-event files: "better" makes files 5% smaller
-		// than the default level (17.0 vs 17.9 bytes/event) and 8% smaller
-		// than "fastest", at no CPU cost we could measure — encoding time
-		// is dominated by parquet-go's row shredding, not by zstd.
-		return newZstdCodec(kzstd.SpeedBetterCompression, pageBytes), nil
+		// zstd's default level. Measured on 100k-row files (BenchmarkEncode,
+		// BenchmarkEncodeLoadgen): "better" makes files 5% smaller (16.2
+		// vs 17.0 bytes/event; 32.1 vs 32.9 on the end-to-end traffic) for
+		// 4-25% more encoding CPU; "fastest" saves another 5-15% for files
+		// 3-8% larger. With delta-encoded timestamps and sequence numbers
+		// the default level is as small as "better" was without them.
+		return newZstdCodec(kzstd.SpeedDefault, pageBytes), nil
 	case CompressionSnappy:
 		return &snappy.Codec{}, nil
 	case CompressionGzip:
@@ -82,6 +85,12 @@ func codecFor(name string, pageBytes int) (compress.Codec, error) {
 type encoder struct {
 	pool sync.Pool // *parquet.GenericWriter[Row]
 	opts []parquet.WriterOption
+	// slots bounds the files encoded at once, process-wide, to the CPUs:
+	// encoding is CPU work, so more at once only adds memory (each holds
+	// a writer's page buffers, a zstd encoder's tables and the file), and
+	// at a flush every shard's partitions were encoded together: 12 at
+	// once took the archive of a 4-shard stream from 130 to 272 MiB.
+	slots chan struct{}
 }
 
 func newEncoder(cfg Config) (*encoder, error) {
@@ -113,7 +122,7 @@ func newEncoder(cfg Config) (*encoder, error) {
 	if _, err := parquet.NewWriterConfig(opts...); err != nil {
 		return nil, fmt.Errorf("parquet writer config: %w", err)
 	}
-	return &encoder{opts: opts}, nil
+	return &encoder{opts: opts, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}, nil
 }
 
 // noPageBounds are the columns whose per-page min/max (the column index)
@@ -125,7 +134,7 @@ var noPageBounds = [][]string{
 	{"attrs", "key_value", "key"}, {"attrs", "key_value", "value"},
 }
 
-const writeChunk = 4096
+const writeChunk = 1024
 
 // encode writes rows as one Parquet file to w.
 func (e *encoder) encode(w io.Writer, rows []Row) error {
@@ -143,6 +152,8 @@ func sliceSource(rows []Row) rowSource {
 
 // encodeFrom writes the n rows of src as one Parquet file to w.
 func (e *encoder) encodeFrom(w io.Writer, n int, src rowSource) error {
+	e.slots <- struct{}{}
+	defer func() { <-e.slots }()
 	pw, _ := e.pool.Get().(*parquet.GenericWriter[Row])
 	if pw == nil {
 		pw = parquet.NewGenericWriter[Row](w, e.opts...)
@@ -151,7 +162,9 @@ func (e *encoder) encodeFrom(w io.Writer, n int, src rowSource) error {
 	}
 	// parquet-go sizes per-call scratch buffers (null bitmaps, map entry
 	// arrays) by the rows of each Write; 4096-row slices kept them in cache
-	// and nearly doubled throughput over one 100k-row call (BenchmarkEncode).
+	// and nearly doubled throughput over one 100k-row call (BenchmarkEncode);
+	// 1024 rows are as fast and hold a quarter of the memory (the chunk of
+	// Rows and their maps).
 	for from := 0; from < n; {
 		rows, err := src(from, min(n-from, writeChunk))
 		if err != nil {

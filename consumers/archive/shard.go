@@ -93,9 +93,15 @@ func (c *rowChunk) release() {
 	rowChunks.Put(c)
 }
 
-// rows is a rowSource over the buffered rows, reading each chunk into c.
-func (pb *partBuf) rows(shardID string, c *rowChunk) rowSource {
-	return func(from, n int) ([]Row, error) {
+// rows is a rowSource over the buffered rows, reading each chunk into a
+// pooled rowChunk taken at the first call (inside the encoder's slot, so
+// only files being encoded hold one); release pools it again.
+func (pb *partBuf) rows(shardID string) (src rowSource, release func()) {
+	var c *rowChunk
+	src = func(from, n int) ([]Row, error) {
+		if c == nil {
+			c = rowChunks.Get().(*rowChunk)
+		}
 		c.rows = slices.Grow(c.rows[:0], n)[:n]
 		if len(c.scratch) < n {
 			c.scratch = append(c.scratch, make([]rowScratch, n-len(c.scratch))...)
@@ -109,6 +115,13 @@ func (pb *partBuf) rows(shardID string, c *rowChunk) rowSource {
 		}
 		return c.rows, nil
 	}
+	release = func() {
+		if c != nil {
+			c.release()
+			c = nil
+		}
+	}
+	return src, release
 }
 
 // shardProc archives one shard. Every flush writes ALL buffered rows of the
@@ -503,9 +516,9 @@ func (s *shardProc) uploadOne(ctx context.Context, o object) error {
 	// decoded a chunk at a time: all of a big partition's at once would be
 	// ~1 KB per event again, at the moment every shard flushes.
 	n := len(o.pb.recs)
-	c := rowChunks.Get().(*rowChunk)
-	body, err := s.a.enc.encodeFromBytes(n, o.pb.rows(s.id, c), int(o.pb.raw/8)+4096)
-	c.release()
+	rows, release := o.pb.rows(s.id)
+	body, err := s.a.enc.encodeFromBytes(n, rows, int(o.pb.raw/8)+4096)
+	release()
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", o.key, err)
 	}
