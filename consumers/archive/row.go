@@ -101,15 +101,3 @@ func millisOrZero(t time.Time) int64 {
 	}
 	return t.UnixMilli()
 }
-
-// bufRecMemory estimates the heap a buffered record holds, for the memory
-// budget: its buffered form in the slab (size bytes), the bufRec, its share
-// of the recs slice's spare capacity and its sequence number (shared within
-// an aggregate, so counted in full: an upper bound).
-func bufRecMemory(r *consumers.Record, size int) int64 {
-	return int64(size) + bufRecOverhead + int64(len(r.SequenceNumber))
-}
-
-// bufRecOverhead: a bufRec is 56 bytes; append's growth leaves up to as
-// much again spare, and the string header of the sequence number.
-const bufRecOverhead = 56*2 + 16

@@ -7,14 +7,13 @@ import (
 	"unsafe"
 )
 
-// The buffered form of a row: the fields of a Row that come from the event,
-// packed as varints and length-prefixed strings (where it came from —
-// sequence number, sub-sequence, arrival time — is kept beside it in the
-// bufRec). It is written once, when the record is buffered, from the event
-// the runtime already decoded, and read back at upload into a reused Row
-// chunk without allocating: no JSON is parsed twice. It is ~60% of the JSON
-// (no field names, timestamps as numbers) and lives only in memory, so its
-// layout may change with the code.
+// The buffered form of a row: every field of a Row but the shard id, packed
+// as varints and length-prefixed strings. It is written once, when the
+// record is buffered, from the event the runtime already decoded, and read
+// back at upload into a reused Row chunk without allocating: no JSON is
+// parsed twice. A partition buffers its rows as one stream of these
+// (uvarint length + row), in blocks compressed with S2 (see partBuf). It
+// lives only in memory, so its layout may change with the code.
 //
 // Layout, in order:
 //
@@ -27,14 +26,17 @@ import (
 //	extra                 string (the Row's Extra column, already JSON)
 //	features              uvarint count+1 (0 = nil map), then key string + 8-byte float
 //	attrs                 uvarint count+1 (0 = nil map), then key string + value string
+//	sequence_number       string
+//	sub_sequence_number   zigzag varint
+//	arrival_ts            zigzag varint (Unix ms, 0 = null)
 const (
 	flagPosition = 1 << iota
 	flagRequestTime
 	flagBytes
 )
 
-// appendRow appends row's buffered form to dst. Only the event's fields are
-// written (see above); V is always 1.
+// appendRow appends row's buffered form to dst: all but ShardID (the
+// shard's own) and V (always 1).
 func appendRow(dst []byte, row *Row) []byte {
 	var flags uint64
 	if row.Position != nil {
@@ -81,7 +83,9 @@ func appendRow(dst []byte, row *Row) []byte {
 			dst = appendString(dst, v)
 		}
 	}
-	return dst
+	dst = appendString(dst, row.SequenceNumber)
+	dst = binary.AppendVarint(dst, row.SubSequenceNumber)
+	return binary.AppendVarint(dst, row.ArrivalTS)
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -153,7 +157,8 @@ type rowScratch struct {
 	attrs           map[string]string
 }
 
-// readRow fills row (the event's fields, V = 1) from one buffered row.
+// readRow fills row (all but ShardID; V = 1) from one buffered row. Its
+// strings point into b.
 func readRow(b []byte, row *Row, sc *rowScratch) error {
 	r := rowReader{b: b}
 	flags := r.uvarint()
@@ -210,6 +215,9 @@ func readRow(b []byte, row *Row, sc *rowScratch) error {
 		}
 		row.Attrs = sc.attrs
 	}
+	row.SequenceNumber = r.str()
+	row.SubSequenceNumber = r.varint()
+	row.ArrivalTS = r.varint()
 	if r.err || len(r.b) != 0 {
 		return errCorruptRow
 	}

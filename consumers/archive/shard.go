@@ -1,8 +1,10 @@
 package archive
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/clickstream-go/clickstream/consumers"
 )
@@ -30,54 +34,65 @@ func partKeyOf(typ string, tsMS int64) partKey {
 	return partKey{typ: typ, hourMS: tsMS - h}
 }
 
-// partBuf holds one partition's buffered rows, in shard order.
+// partBuf holds one partition's buffered rows, in shard order: a stream of
+// rows in their buffered form (rowbuf.go), cut into blocks of ~blockSize;
+// full blocks are compressed with S2. A decoded Row with its strings and
+// maps held ~1 KB per event, about 5× the raw JSON, and the buffers are
+// what an archive process's memory is made of: the end-to-end benchmark
+// measured 645 MiB RSS at 19,000 events/s with Rows buffered. Raw JSON
+// (~320 bytes an event of the end-to-end traffic) had to be decoded again
+// at upload, ~1 µs per event; a compressed block holds the same in ~60
+// bytes, and reading it back costs a fraction of that.
 type partBuf struct {
 	p           Partition
-	recs        []bufRec
-	slab        []byte // the tail of recs' data; full slabs stay referenced by recs
-	raw         int64  // bytes of raw events
+	n           int      // rows
+	blocks      [][]byte // full blocks, S2-compressed
+	cur         []byte   // the open block, uncompressed
+	sealed      int64    // bytes of blocks
+	raw         int64    // bytes of raw events
 	first, last consumers.Position
 }
 
-// bufRec is a buffered row: its event's fields in the buffered form of
-// rowbuf.go (in the partition's slabs, so a buffered KPL sub-record does
-// not pin its whole aggregate) and where it came from. A decoded Row with
-// its strings and maps held ~1 KB per event, about 5× the raw JSON, and the
-// buffers are what an archive process's memory is made of: the end-to-end
-// benchmark measured 645 MiB RSS at 19,000 events/s with Rows buffered.
-// The raw JSON instead (~1.6× the buffered form) had to be decoded again at
-// upload, ~1 µs per event.
-type bufRec struct {
-	data      []byte
-	seq       string // shared by the sub-records of an aggregate
-	sub       int64
-	arrivalMS int64 // millisOrZero(ArrivalTime)
-}
+// blockSize is the uncompressed size of a partition's blocks: large enough
+// for S2 to find the repeats between rows (types, hosts, user agents,
+// sequence-number prefixes), small enough that hundreds of open partitions
+// hold little in their open blocks.
+const blockSize = 64 << 10
 
-// slabSize is the allocation unit of a partition's buffered rows: large
-// enough to amortise, small enough that hundreds of open partitions waste
-// little.
-const slabSize = 64 << 10
+// held is the heap the partition's rows hold: the compressed blocks and the
+// open block's buffer.
+func (pb *partBuf) held() int64 { return pb.sealed + int64(cap(pb.cur)) }
 
-// keep buffers the row of r, already in its buffered form in b.
-func (pb *partBuf) keep(r *consumers.Record, b []byte) {
-	if len(pb.slab)+len(b) > cap(pb.slab) {
-		pb.slab = make([]byte, 0, max(slabSize, len(b)))
+// keep appends a row, in its buffered form b, sealing the open block first
+// when b would overflow it; enc is scratch for the compressor. It returns
+// how much more heap the partition holds (negative after a seal).
+func (pb *partBuf) keep(b []byte, enc *[]byte) int64 {
+	before := pb.held()
+	if len(pb.cur) > 0 && len(pb.cur)+binary.MaxVarintLen64+len(b) > blockSize {
+		*enc = s2.Encode((*enc)[:cap(*enc)], pb.cur)
+		// An exact-size copy: Encode's buffer is sized for the worst case.
+		pb.blocks = append(pb.blocks, bytes.Clone(*enc))
+		pb.sealed += int64(len(*enc))
+		pb.cur = pb.cur[:0]
 	}
-	start := len(pb.slab)
-	pb.slab = append(pb.slab, b...)
-	pb.recs = append(pb.recs, bufRec{
-		data: pb.slab[start:len(pb.slab):len(pb.slab)],
-		seq:  r.SequenceNumber, sub: r.SubSequence, arrivalMS: millisOrZero(r.ArrivalTime),
-	})
+	if pb.cur == nil {
+		// Grown by append: a partition of a few rows (late data) must not
+		// hold a whole block.
+		pb.cur = make([]byte, 0, max(512, 2*len(b)))
+	}
+	pb.cur = binary.AppendUvarint(pb.cur, uint64(len(b)))
+	pb.cur = append(pb.cur, b...)
+	pb.n++
+	return pb.held() - before
 }
 
 // rowChunk is the reused buffer rows are read into at upload: a chunk of
-// Rows and what they point to. Pooled, so uploads reuse the same few
-// (one per upload in flight) instead of allocating ~1.5 MB per object.
+// Rows, what they point to, and the decompressed block. Pooled, so uploads
+// reuse the same few (one per file being encoded).
 type rowChunk struct {
 	rows    []Row
 	scratch []rowScratch
+	block   []byte
 }
 
 var rowChunks = sync.Pool{New: func() any { return new(rowChunk) }}
@@ -93,27 +108,52 @@ func (c *rowChunk) release() {
 	rowChunks.Put(c)
 }
 
-// rows is a rowSource over the buffered rows, reading each chunk into a
-// pooled rowChunk taken at the first call (inside the encoder's slot, so
-// only files being encoded hold one); release pools it again.
+// rows is a rowSource over the buffered rows, block by block: a chunk
+// never spans two blocks (its strings point into the block, and the next
+// block is decompressed into the same buffer). The pooled rowChunk is taken
+// at the first call, inside the encoder's slot, so only files being encoded
+// hold one; release pools it again.
 func (pb *partBuf) rows(shardID string) (src rowSource, release func()) {
 	var c *rowChunk
+	next := 0    // next block; len(pb.blocks) is the open one
+	var b []byte // rest of the current block
 	src = func(from, n int) ([]Row, error) {
 		if c == nil {
 			c = rowChunks.Get().(*rowChunk)
+		}
+		if len(b) == 0 {
+			switch {
+			case next < len(pb.blocks):
+				var err error
+				if c.block, err = s2.Decode(c.block[:cap(c.block)], pb.blocks[next]); err != nil {
+					return nil, fmt.Errorf("buffered rows, block %d: %w", next, err)
+				}
+				b = c.block
+			case next == len(pb.blocks):
+				b = pb.cur
+			}
+			next++
 		}
 		c.rows = slices.Grow(c.rows[:0], n)[:n]
 		if len(c.scratch) < n {
 			c.scratch = append(c.scratch, make([]rowScratch, n-len(c.scratch))...)
 		}
-		for i := range c.rows {
-			br, row := &pb.recs[from+i], &c.rows[i]
-			if err := readRow(br.data, row, &c.scratch[i]); err != nil {
-				return nil, fmt.Errorf("buffered record %s/%d: %w", br.seq, br.sub, err)
+		k := 0
+		for ; k < n && len(b) > 0; k++ {
+			size, w := binary.Uvarint(b)
+			if w <= 0 || size > uint64(len(b)-w) {
+				return nil, fmt.Errorf("buffered row %d: %w", from+k, errCorruptRow)
 			}
-			row.ShardID, row.SequenceNumber, row.SubSequenceNumber, row.ArrivalTS = shardID, br.seq, br.sub, br.arrivalMS
+			if err := readRow(b[w:w+int(size)], &c.rows[k], &c.scratch[k]); err != nil {
+				return nil, fmt.Errorf("buffered row %d: %w", from+k, err)
+			}
+			c.rows[k].ShardID = shardID
+			b = b[w+int(size):]
 		}
-		return c.rows, nil
+		if k == 0 {
+			return nil, fmt.Errorf("buffered rows end at %d of %d", from, pb.n)
+		}
+		return c.rows[:k], nil
 	}
 	release = func() {
 		if c != nil {
@@ -146,6 +186,7 @@ type shardProc struct {
 	firstPrev consumers.Position // lastSeen before the first buffered row
 	firstAt   time.Time          // processing time of the first buffered row
 	scratch   []byte             // a row's buffered form, before it goes to its partition
+	encBuf    []byte             // the block compressor's output, before its exact-size copy
 
 	err    error // sticky: after a failed flush only Close is valid
 	closed bool
@@ -236,11 +277,10 @@ func (s *shardProc) add(ctx context.Context, r *consumers.Record, now time.Time)
 	}
 	row := RowOf(r)
 	s.scratch = appendRow(s.scratch[:0], &row)
-	pb.keep(r, s.scratch)
+	mem := pb.keep(s.scratch, &s.encBuf)
 	pb.raw += int64(len(r.Data))
 	pb.last = r.Position
 	s.lastSeen = r.Position
-	mem := bufRecMemory(r, len(s.scratch))
 	s.rows++
 	s.mem += mem
 	s.a.buffered.Add(mem)
@@ -250,7 +290,7 @@ func (s *shardProc) add(ctx context.Context, r *consumers.Record, now time.Time)
 		return nil // a redo cuts exactly where the interrupted flush did
 	}
 	switch {
-	case pb.raw >= s.a.cfg.FlushBytes || len(pb.recs) >= s.a.cfg.FlushRows:
+	case pb.raw >= s.a.cfg.FlushBytes || pb.n >= s.a.cfg.FlushRows:
 		return s.flush(ctx, reasonSize)
 	case s.overBudget():
 		return s.flush(ctx, reasonMemory)
@@ -515,7 +555,7 @@ func (s *shardProc) uploadOne(ctx context.Context, o object) error {
 	// zstd Parquet of JSON events is ~1/8 of the raw size. Rows are
 	// decoded a chunk at a time: all of a big partition's at once would be
 	// ~1 KB per event again, at the moment every shard flushes.
-	n := len(o.pb.recs)
+	n := o.pb.n
 	rows, release := o.pb.rows(s.id)
 	body, err := s.a.enc.encodeFromBytes(n, rows, int(o.pb.raw/8)+4096)
 	release()

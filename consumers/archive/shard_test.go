@@ -347,7 +347,7 @@ func (m *maxState) Save(ctx context.Context, b []byte) error {
 func TestShard_MemoryBudgetFlushesTheLargestShard(t *testing.T) {
 	ctx := context.Background()
 	recs := recordsOf(testShard, genEvents(3000, 7), 7)
-	budget := int64(200_000)
+	budget := int64(100_000)
 	a, store := testArchive(t, Config{MemoryBudget: budget})
 	big, _ := a.OpenShard(ctx, consumers.Shard{ID: testShard, State: &memState{}})
 	small, _ := a.OpenShard(ctx, consumers.Shard{ID: "shardId-000000000008", State: &memState{}})
