@@ -3,11 +3,13 @@ package consumers_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/internal/kinesiscbor"
 )
 
 // ReadShard reads a shard as the runtime does: plain records, aggregates
@@ -43,6 +45,39 @@ func TestReadShard_ReadsEveryUserRecordDecodedInOrder(t *testing.T) {
 	for i := 1; i < len(recs); i++ {
 		if !recs[i].Position.After(recs[i-1].Position) {
 			t.Fatalf("record %d is not after record %d", i, i-1)
+		}
+	}
+}
+
+// The runtime reads the same with GetRecords over CBOR (consume
+// --get-records-protocol cbor): plain records, an aggregate and a bad
+// record, each handed once, in order.
+func TestRunner_ReadsOverCBOR(t *testing.T) {
+	e := newEnv(t, 1)
+	putEvents(t, e, ids("e", 0, 3))
+	putAggregateOf(t, e, ids("k", 0, 4))
+	if _, err := e.c.Kinesis.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: aws.String(e.stream),
+		PartitionKey: aws.String("u1"), Data: []byte("not json")}); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder("cbor", "o1")
+	cfg := e.config(t, rec, "o1")
+	cfg.Kinesis = kinesiscbor.Wrap(e.c.Kinesis)
+	rr := start(t, cfg)
+	want := append(ids("e", 0, 3), ids("k", 0, 4)...)
+	waitFor(t, 30*time.Second, "every record handed", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.seen) >= len(want) && len(rec.bad) >= 1
+	})
+	rr.stop(t)
+	seen := rec.all()
+	if len(seen) != len(want) {
+		t.Fatalf("%d records handed, want %d", len(seen), len(want))
+	}
+	for i, id := range want {
+		if seen[i].ID != id || rec.count(id) != 1 {
+			t.Errorf("record %d: %s handed %d times; want %s once", i, seen[i].ID, rec.count(id), id)
 		}
 	}
 }
