@@ -163,7 +163,7 @@ func Flags(fs *flag.FlagSet, s *Settings) {
 	fs.StringVar(&s.Prefix, "prefix", "", "key prefix in the bucket for the archive and dead letters")
 	fs.DurationVar(&s.Archive.MaxAge, "archive-max-age", archive.DefaultMaxAge, "archive: longest a record waits before its file is written")
 	fs.StringVar(&s.Archive.Compression, "archive-compression", archive.CompressionZstd, "archive: Parquet codec zstd, snappy, gzip or none")
-	fs.Int64Var(&s.Archive.MemoryBudget, "archive-memory-budget", archive.DefaultMemoryBudget, "archive: bytes of buffered rows (raw events + ~150 B each) before the largest shard flushes")
+	fs.Int64Var(&s.Archive.MemoryBudget, "archive-memory-budget", archive.DefaultMemoryBudget, "archive: bytes of buffered rows (packed and compressed, ~70 B an event) before the largest shard flushes")
 	fs.DurationVar(&s.Vectors.HalfLife, "half-life", vectors.DefaultHalfLife, "vectors: half-life of the decay in event time (fixed for a table's life)")
 	fs.IntVar(&s.Vectors.MaxFeatures, "max-features", vectors.DefaultMaxFeatures, "vectors: features kept per user (the weakest are pruned)")
 	fs.IntVar(&s.Vectors.Concurrency, "vectors-concurrency", vectors.DefaultConcurrency, "vectors: DynamoDB writes in flight")

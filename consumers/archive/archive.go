@@ -44,9 +44,10 @@ type Config struct {
 	MaxPartitions int
 	// MemoryBudget bounds the estimated memory of all buffered rows of this
 	// Archive (all its shards): when it is exceeded, the shard holding more
-	// than its fair share flushes. Default 128 MiB: ~340,000 buffered events
-	// of ~250 bytes (rows are buffered as raw bytes, ~400 heap bytes each;
-	// the estimate matches the heap). The process RSS is up to about twice
+	// than its fair share flushes. Default 128 MiB: ~2,000,000 buffered
+	// events (rows are buffered packed and S2-compressed, ~66 heap bytes
+	// each for ~250-byte events; the estimate is the heap the blocks hold,
+	// open blocks at their capacity). The process RSS is up to about twice
 	// the heap with GOGC=100: `clickstream consume` sets a soft memory limit
 	// of the budget + 160 MiB (--memory-limit) unless GOMEMLIMIT is set.
 	MemoryBudget int64
