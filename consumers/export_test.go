@@ -10,3 +10,6 @@ func Abandon(r *Runner) {
 		abandon()
 	}
 }
+
+// FirstCallRecords is the Limit of a session's first GetRecords call.
+const FirstCallRecords = firstCallRecords

@@ -211,10 +211,10 @@ func TestRunner_SizesGetRecordsCallsByBytes(t *testing.T) {
 	run.stop(t)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if len(k.limits) < 2 || k.limits[0] != consumers.DefaultMaxRecords {
-		t.Fatalf("limits %v: want the first call at the maximum, then sized", k.limits)
+	if len(k.limits) < 2 || k.limits[0] != consumers.FirstCallRecords {
+		t.Fatalf("limits %v: want the first call at %d records, then sized", k.limits, consumers.FirstCallRecords)
 	}
-	// The first call knows no record size and asks for the maximum; once
+	// The first call knows no record size and asks for a few records; once
 	// records were seen, every call asks for about 1000 bytes: 5 records.
 	first := 0
 	for first < len(k.sizes) && k.sizes[first] == 0 {
