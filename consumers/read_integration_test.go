@@ -12,16 +12,23 @@ import (
 	"github.com/clickstream-go/clickstream/internal/kinesiscbor"
 )
 
-// ReadShard reads a shard as the runtime does: plain records, aggregates
-// de-aggregated, bad records with their reason, in shard order.
-func TestReadShard_ReadsEveryUserRecordDecodedInOrder(t *testing.T) {
-	e := newEnv(t, 1)
+// putMixed puts 3 plain records (e-00..e-02), an aggregate of 4 (k-00..k-03)
+// and a bad record.
+func putMixed(t *testing.T, e *env) {
+	t.Helper()
 	putEvents(t, e, ids("e", 0, 3))
 	putAggregateOf(t, e, ids("k", 0, 4))
 	if _, err := e.c.Kinesis.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: aws.String(e.stream),
 		PartitionKey: aws.String("u1"), Data: []byte("not json")}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ReadShard reads a shard as the runtime does: plain records, aggregates
+// de-aggregated, bad records with their reason, in shard order.
+func TestReadShard_ReadsEveryUserRecordDecodedInOrder(t *testing.T) {
+	e := newEnv(t, 1)
+	putMixed(t, e)
 	shards, err := consumers.ListShards(context.Background(), e.c.Kinesis, e.stream)
 	if err != nil || len(shards) != 1 || shards[0].Closed {
 		t.Fatalf("ListShards = %+v, %v", shards, err)
@@ -54,12 +61,7 @@ func TestReadShard_ReadsEveryUserRecordDecodedInOrder(t *testing.T) {
 // record, each handed once, in order.
 func TestRunner_ReadsOverCBOR(t *testing.T) {
 	e := newEnv(t, 1)
-	putEvents(t, e, ids("e", 0, 3))
-	putAggregateOf(t, e, ids("k", 0, 4))
-	if _, err := e.c.Kinesis.PutRecord(context.Background(), &kinesis.PutRecordInput{StreamName: aws.String(e.stream),
-		PartitionKey: aws.String("u1"), Data: []byte("not json")}); err != nil {
-		t.Fatal(err)
-	}
+	putMixed(t, e)
 	rec := newRecorder("cbor", "o1")
 	cfg := e.config(t, rec, "o1")
 	cfg.Kinesis = kinesiscbor.Wrap(e.c.Kinesis)

@@ -34,34 +34,8 @@ func (s *decodeState) fast(data []byte, e *Event) bool {
 	s.data = data
 	p := scanner{b: data}
 	p.ws()
-	if !p.eat('{') {
+	if !p.object(func(ks, ke int) bool { return s.fastField(&p, e, ks, ke) }) {
 		return false
-	}
-	p.ws()
-	if !p.eat('}') {
-		for {
-			ks, ke, ok := p.str()
-			if !ok {
-				return false
-			}
-			p.ws()
-			if !p.eat(':') {
-				return false
-			}
-			p.ws()
-			if !s.fastField(&p, e, ks, ke) {
-				return false
-			}
-			p.ws()
-			if p.eat(',') {
-				p.ws()
-				continue
-			}
-			if p.eat('}') {
-				break
-			}
-			return false
-		}
 	}
 	p.ws()
 	return p.i == len(data)

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/lab/bench"
 )
@@ -83,12 +82,8 @@ three consumers at 1,000 events/s.`,
 			if len(args) > 0 {
 				return cli.UsageErr("bench takes no arguments")
 			}
-			exe, err := productBinary(binary)
-			if err != nil {
-				return err
-			}
-			cfg.Binary = exe
-			if cfg.Clients, err = awsx.Load(ctx); err != nil {
+			var err error
+			if cfg.Binary, cfg.Clients, err = binaryAndClients(ctx, binary); err != nil {
 				return err
 			}
 			if cfg.Label == "" {
@@ -109,24 +104,31 @@ three consumers at 1,000 events/s.`,
 			if err != nil {
 				return err
 			}
-			md := res.Markdown()
-			fmt.Fprintln(stdout, md)
-			if report != "" {
-				if err := os.MkdirAll(filepath.Dir(report), 0o755); err != nil {
-					return err
-				}
-				write := bench.UpdateReport
-				if appendTo {
-					write = bench.AppendReport
-				}
-				if err := write(report, md); err != nil {
-					return err
-				}
-				fmt.Fprintf(stderr, "bench: report written to %s\n", report)
-			}
-			return nil
+			return printReport(stdout, stderr, res.Markdown(), bench.E2EReport, report, appendTo, "bench")
 		},
 	}
+}
+
+// printReport prints a run's markdown section and, with a report path,
+// writes it into that file's part for the benchmark: as the new latest run,
+// or added to the latest runs with appendTo.
+func printReport(stdout, stderr io.Writer, md string, part bench.ReportSection, path string, appendTo bool, who string) error {
+	fmt.Fprintln(stdout, md)
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	write := part.Update
+	if appendTo {
+		write = part.Append
+	}
+	if err := write(path, md); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "%s: report written to %s\n", who, path)
+	return nil
 }
 
 // stackPIDs reads the local stack's PID files (localstack/stack.sh writes

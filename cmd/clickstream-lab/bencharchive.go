@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/cli"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/lab/bench"
@@ -64,12 +62,8 @@ aggregated, on a kinesalite stack.`,
 			if len(rest) > 0 {
 				return cli.UsageErr("bench-archive takes no arguments")
 			}
-			exe, err := productBinary(binary)
-			if err != nil {
-				return err
-			}
-			cfg.Binary = exe
-			if cfg.Clients, err = awsx.Load(ctx); err != nil {
+			var err error
+			if cfg.Binary, cfg.Clients, err = binaryAndClients(ctx, binary); err != nil {
 				return err
 			}
 			if cfg.Label == "" {
@@ -81,20 +75,8 @@ aggregated, on a kinesalite stack.`,
 			if err != nil {
 				return err
 			}
-			md := res.Markdown()
-			fmt.Fprintln(stdout, md)
-			if report != "" {
-				if err := os.MkdirAll(filepath.Dir(report), 0o755); err != nil {
-					return err
-				}
-				write := bench.ArchiveReport.Update
-				if appendTo {
-					write = bench.ArchiveReport.Append
-				}
-				if err := write(report, md); err != nil {
-					return err
-				}
-				fmt.Fprintf(stderr, "bench-archive: report written to %s\n", report)
+			if err := printReport(stdout, stderr, res.Markdown(), bench.ArchiveReport, report, appendTo, "bench-archive"); err != nil {
+				return err
 			}
 			if len(res.Errors) > 0 {
 				return fmt.Errorf("bench-archive: %d problems (see the report)", len(res.Errors))

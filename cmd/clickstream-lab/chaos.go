@@ -8,7 +8,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/lab/chaos"
 )
@@ -76,14 +75,11 @@ kinesis-local stack.`,
 			if len(args) > 0 {
 				return cli.UsageErr("chaos takes no arguments")
 			}
-			exe, err := productBinary(binary)
-			if err != nil {
+			var err error
+			if cfg.Binary, cfg.Clients, err = binaryAndClients(ctx, binary); err != nil {
 				return err
 			}
-			cfg.Binary, cfg.Seed, cfg.Progress = exe, seed, stderr
-			if cfg.Clients, err = awsx.Load(ctx); err != nil {
-				return err
-			}
+			cfg.Seed, cfg.Progress = seed, stderr
 			rep, err := chaos.Run(ctx, cfg)
 			if err != nil {
 				return err

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/cli"
 )
 
@@ -45,6 +46,17 @@ point to (make up && source .local/env).
 
 func binaryFlag(fs *flag.FlagSet, p *string) {
 	fs.StringVar(p, "binary", "", "the clickstream binary started for each component (default: next to this one, else on PATH)")
+}
+
+// binaryAndClients resolves --binary (productBinary) and loads the AWS
+// clients from the default chain: what every lab run starts with.
+func binaryAndClients(ctx context.Context, binary string) (string, *awsx.Clients, error) {
+	exe, err := productBinary(binary)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := awsx.Load(ctx)
+	return exe, c, err
 }
 
 // productBinary resolves --binary: the flag's value, else clickstream in this

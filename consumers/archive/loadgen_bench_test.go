@@ -29,27 +29,7 @@ func loadgenEvents(tb testing.TB, n int) [][]byte {
 }
 
 // BenchmarkEncodeLoadgen is BenchmarkEncode/zstd on the end-to-end
-// benchmarks' traffic: 100,000 events of one type-hour partition in one
-// file per type.
+// benchmarks' traffic: 100,000 events of one event-time hour in one file.
 func BenchmarkEncodeLoadgen(b *testing.B) {
-	events := loadgenEvents(b, 100_000)
-	rows := rowsOf(recordsOf(testShard, events, 1))
-	cfg, _ := Config{}.withDefaults()
-	enc, err := newEncoder(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var size int
-	b.SetBytes(int64(rawBytes(events)))
-	cpu := cpuTime()
-	for b.Loop() {
-		out, err := enc.encodeBytes(rows, rawBytes(events)/8)
-		if err != nil {
-			b.Fatal(err)
-		}
-		size = len(out)
-	}
-	reportRates(b, len(rows), cpu)
-	b.ReportMetric(float64(size)/float64(len(rows)), "file-bytes/event")
-	b.ReportMetric(float64(rawBytes(events))/float64(len(rows)), "json-bytes/event")
+	benchEncode(b, loadgenEvents(b, 100_000), CompressionZstd)
 }
