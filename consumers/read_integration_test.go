@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/clickstream-go/clickstream/consumers"
-	"github.com/clickstream-go/clickstream/internal/kinesiscbor"
+	"github.com/clickstream-go/clickstream/internal/kinesiswire"
 )
 
 // putMixed puts 3 plain records (e-00..e-02), an aggregate of 4 (k-00..k-03)
@@ -56,30 +56,35 @@ func TestReadShard_ReadsEveryUserRecordDecodedInOrder(t *testing.T) {
 	}
 }
 
-// The runtime reads the same with GetRecords over CBOR (consume
-// --get-records-protocol cbor): plain records, an aggregate and a bad
-// record, each handed once, in order.
-func TestRunner_ReadsOverCBOR(t *testing.T) {
-	e := newEnv(t, 1)
-	putMixed(t, e)
-	rec := newRecorder("cbor", "o1")
-	cfg := e.config(t, rec, "o1")
-	cfg.Kinesis = kinesiscbor.Wrap(e.c.Kinesis)
-	rr := start(t, cfg)
-	want := append(ids("e", 0, 3), ids("k", 0, 4)...)
-	waitFor(t, 30*time.Second, "every record handed", func() bool {
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		return len(rec.seen) >= len(want) && len(rec.bad) >= 1
-	})
-	rr.stop(t)
-	seen := rec.all()
-	if len(seen) != len(want) {
-		t.Fatalf("%d records handed, want %d", len(seen), len(want))
-	}
-	for i, id := range want {
-		if seen[i].ID != id || rec.count(id) != 1 {
-			t.Errorf("record %d: %s handed %d times; want %s once", i, seen[i].ID, rec.count(id), id)
-		}
+// The runtime reads the same with GetRecords answers decoded by
+// internal/kinesiswire (consume --get-records-protocol json, the default,
+// and cbor): plain records, an aggregate and a bad record, each handed
+// once, in order.
+func TestRunner_ReadsWithEveryWireFormat(t *testing.T) {
+	for name, f := range map[string]kinesiswire.Format{"json": kinesiswire.JSON, "cbor": kinesiswire.CBOR} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, 1)
+			putMixed(t, e)
+			rec := newRecorder("wire", "o1")
+			cfg := e.config(t, rec, "o1")
+			cfg.Kinesis = kinesiswire.Wrap(e.c.Kinesis, f)
+			rr := start(t, cfg)
+			want := append(ids("e", 0, 3), ids("k", 0, 4)...)
+			waitFor(t, 30*time.Second, "every record handed", func() bool {
+				rec.mu.Lock()
+				defer rec.mu.Unlock()
+				return len(rec.seen) >= len(want) && len(rec.bad) >= 1
+			})
+			rr.stop(t)
+			seen := rec.all()
+			if len(seen) != len(want) {
+				t.Fatalf("%d records handed, want %d", len(seen), len(want))
+			}
+			for i, id := range want {
+				if seen[i].ID != id || rec.count(id) != 1 {
+					t.Errorf("record %d: %s handed %d times; want %s once", i, seen[i].ID, rec.count(id), id)
+				}
+			}
+		})
 	}
 }

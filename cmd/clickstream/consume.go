@@ -28,7 +28,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers/vectors"
 	"github.com/clickstream-go/clickstream/internal/awsx"
 	"github.com/clickstream-go/clickstream/internal/cli"
-	"github.com/clickstream-go/clickstream/internal/kinesiscbor"
+	"github.com/clickstream-go/clickstream/internal/kinesiswire"
 	"github.com/clickstream-go/clickstream/internal/setup"
 	"github.com/clickstream-go/clickstream/lambdas/esm"
 	"github.com/clickstream-go/clickstream/lambdas/functions"
@@ -136,7 +136,7 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			fs.StringVar(&metricsAddr, "metrics-addr", DefaultConsumeMetricsAddr, `listen address of /metrics and /healthz ("" to disable); with the default, a second process on the host takes the next free port up to :9473 and logs it`)
 			fs.DurationVar(&leaseDuration, "lease-duration", consumers.DefaultLeaseDuration, "lease expiry without renewal: the fail-over time after a crash")
 			fs.StringVar(&readMode, "read-mode", consumers.ReadPoll, `how shards are read: "poll" (GetRecords) or "efo" (enhanced fan-out), for every application or per application ("vectors=efo", "efo,archive=poll")`)
-			fs.StringVar(&protocol, "get-records-protocol", protoJSON, `wire format of GetRecords (--read-mode poll): "json" (the Go SDK's) or "cbor" (what the AWS Java SDK uses: record data as raw bytes, not base64 in JSON; GetRecords decoding ~2.5x cheaper). cbor works with kinesis-local and is meant for AWS; not with kinesalite (it cuts CBOR answers above ~16 KiB) nor behind the shard-limit proxy (it meters only JSON reads)`)
+			fs.StringVar(&protocol, "get-records-protocol", protoJSON, `how GetRecords answers are read (--read-mode poll): "json" (the Go SDK's wire format, decoded ~2x cheaper than the SDK does), "cbor" (what the AWS Java SDK uses: record data as raw bytes, not base64; ~4x cheaper; works with kinesis-local, not with kinesalite, which cuts CBOR answers above ~16 KiB, nor behind the shard-limit proxy, which meters only JSON reads), or "sdk" (the SDK's own decoder)`)
 			fs.DurationVar(&poll, "poll-interval", 200*time.Millisecond, "minimum time between GetRecords calls on a shard")
 			fs.DurationVar(&idle, "idle-interval", consumers.DefaultIdleInterval, "wait after an empty GetRecords on a caught-up shard (latency-critical consumers: set it to --poll-interval)")
 			fs.Int64Var(&memLimit, "memory-limit", 0, "soft memory limit of the Go runtime in bytes (0: --archive-memory-budget + 160 MiB when archive runs and GOMEMLIMIT is unset; negative: none)")
@@ -162,8 +162,8 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			if err != nil {
 				return cli.UsageErr("--read-mode: %v", err)
 			}
-			if protocol != protoJSON && protocol != protoCBOR {
-				return cli.UsageErr("--get-records-protocol must be %s or %s, not %q", protoJSON, protoCBOR, protocol)
+			if protocol != protoJSON && protocol != protoCBOR && protocol != protoSDK {
+				return cli.UsageErr("--get-records-protocol must be %s, %s or %s, not %q", protoJSON, protoCBOR, protoSDK, protocol)
 			}
 			log, err := newLogger(stderr, logFormat, logLevel)
 			if err != nil {
@@ -188,8 +188,11 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 				return cli.UsageErr("--definitions: %v", err)
 			}
 			var reader consumers.KinesisAPI = c.Kinesis
-			if protocol == protoCBOR {
-				reader = kinesiscbor.Wrap(c.Kinesis)
+			switch protocol {
+			case protoJSON:
+				reader = kinesiswire.Wrap(c.Kinesis, kinesiswire.JSON)
+			case protoCBOR:
+				reader = kinesiswire.Wrap(c.Kinesis, kinesiswire.CBOR)
 			}
 			runners, err := buildRunners(c, args, runnerSpec{
 				reader: reader, res: r, owner: owner, host: host, settings: settings, lambdaBatch: lambdaBatch, lambdaWindow: lambdaWindow, readModes: modes,
@@ -227,15 +230,16 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 	}
 }
 
-// GetRecords wire formats (--get-records-protocol).
+// How GetRecords answers are read (--get-records-protocol).
 const (
-	protoJSON = "json"
+	protoJSON = "json" // JSON, decoded by internal/kinesiswire
 	protoCBOR = "cbor"
+	protoSDK  = "sdk" // JSON, decoded by the SDK
 )
 
 // runnerSpec is what buildRunners needs from consume's flags.
 type runnerSpec struct {
-	reader       consumers.KinesisAPI // the runners' Kinesis client: c.Kinesis, or it with GetRecords over CBOR
+	reader       consumers.KinesisAPI // the runners' Kinesis client: c.Kinesis, or it with GetRecords read by internal/kinesiswire
 	res          setup.Resources
 	owner, host  string
 	settings     apps.Settings

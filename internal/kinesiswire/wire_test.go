@@ -1,4 +1,4 @@
-package kinesiscbor_test
+package kinesiswire_test
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/fxamacker/cbor/v2"
 
-	"github.com/clickstream-go/clickstream/internal/kinesiscbor"
+	"github.com/clickstream-go/clickstream/internal/kinesiswire"
 	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
@@ -86,7 +86,7 @@ func cborAnswer(t *testing.T, status int, v any) answer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return answer{status: status, contentType: kinesiscbor.ContentType, body: b}
+	return answer{status: status, contentType: kinesiswire.CBORContentType, body: b}
 }
 
 var in = &kinesis.GetRecordsInput{ShardIterator: aws.String("it-1"), Limit: aws.Int32(500)}
@@ -97,7 +97,7 @@ func TestGetRecords_SendsASignedCBORRequest(t *testing.T) {
 	s := newServer(t, func(*http.Request, []byte) answer {
 		return cborAnswer(t, 200, map[string]any{"Records": []any{}, "NextShardIterator": "it-2", "MillisBehindLatest": 0})
 	})
-	out, err := kinesiscbor.Wrap(s.client()).GetRecords(context.Background(), &kinesis.GetRecordsInput{
+	out, err := kinesiswire.Wrap(s.client(), kinesiswire.CBOR).GetRecords(context.Background(), &kinesis.GetRecordsInput{
 		ShardIterator: aws.String("it-1"), Limit: aws.Int32(500), StreamARN: aws.String("arn:aws:kinesis:eu-west-1:123456789012:stream/s")})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestGetRecords_DecodesEveryFormServersSend(t *testing.T) {
 			s := newServer(t, func(*http.Request, []byte) answer {
 				return cborAnswer(t, 200, map[string]any{"Records": []any{rec}, "NextShardIterator": "it-2", "MillisBehindLatest": 1200, "ChildShards": nil})
 			})
-			out, err := kinesiscbor.Wrap(s.client()).GetRecords(context.Background(), in)
+			out, err := kinesiswire.Wrap(s.client(), kinesiswire.CBOR).GetRecords(context.Background(), in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,7 +179,7 @@ func TestGetRecords_DecodesTheEndOfAShard(t *testing.T) {
 				"HashKeyRange": map[string]any{"StartingHashKey": "0", "EndingHashKey": "170141183460469231731687303715884105727"}},
 		}})
 	})
-	out, err := kinesiscbor.Wrap(s.client()).GetRecords(context.Background(), in)
+	out, err := kinesiswire.Wrap(s.client(), kinesiswire.CBOR).GetRecords(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestGetRecords_ErrorsAreTheSDKsTypedErrors(t *testing.T) {
 			"ExpiredIteratorException", "Iterator expired", as[*types.ExpiredIteratorException], false},
 		{"not found", cborAnswer(t, 400, map[string]any{"__type": "ResourceNotFoundException", "message": "Shard does not exist"}),
 			"ResourceNotFoundException", "Shard does not exist", as[*types.ResourceNotFoundException], false},
-		{"code only in the header", answer{status: 400, contentType: kinesiscbor.ContentType,
+		{"code only in the header", answer{status: 400, contentType: kinesiswire.CBORContentType,
 			header: http.Header{"X-Amzn-Errortype": {"ExpiredIteratorException:http://internal.amazon.com/coral/com.amazonaws.kinesis/"}}},
 			"ExpiredIteratorException", "", as[*types.ExpiredIteratorException], false},
 		{"unknown code", cborAnswer(t, 400, map[string]any{"__type": "SomethingNewException", "message": "new"}),
@@ -226,7 +226,7 @@ func TestGetRecords_ErrorsAreTheSDKsTypedErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := newServer(t, func(*http.Request, []byte) answer { return c.a })
-			_, err := kinesiscbor.Wrap(s.client()).GetRecords(context.Background(), in, func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
+			_, err := kinesiswire.Wrap(s.client(), kinesiswire.CBOR).GetRecords(context.Background(), in, func(o *kinesis.Options) { o.RetryMaxAttempts = 1 })
 			var ae smithy.APIError
 			if !errors.As(err, &ae) || ae.ErrorCode() != c.code || !c.typed(err) {
 				t.Fatalf("error %v (%T); want code %s of the SDK's type", err, ae, c.code)
@@ -254,7 +254,7 @@ func TestGetRecords_TheSDKRetries(t *testing.T) {
 	s := newServer(t, func(*http.Request, []byte) answer {
 		return cborAnswer(t, 400, map[string]any{"__type": "ProvisionedThroughputExceededException", "message": "Rate exceeded"})
 	})
-	_, err := kinesiscbor.Wrap(s.client()).GetRecords(context.Background(), in)
+	_, err := kinesiswire.Wrap(s.client(), kinesiswire.CBOR).GetRecords(context.Background(), in)
 	if !as[*types.ProvisionedThroughputExceededException](err) || s.calls.Load() != 3 {
 		t.Fatalf("%v after %d calls; want the throttling error after 3", err, s.calls.Load())
 	}
@@ -273,7 +273,7 @@ func TestUse_LeavesOtherOperationsAndJSONAnswersAlone(t *testing.T) {
 	for name, kc := range map[string]interface {
 		ListShards(context.Context, *kinesis.ListShardsInput, ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
 		GetRecords(context.Context, *kinesis.GetRecordsInput, ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
-	}{"Wrap": kinesiscbor.Wrap(s.client()), "Use": s.client(kinesiscbor.Use, kinesiscbor.Use)} {
+	}{"Wrap": kinesiswire.Wrap(s.client(), kinesiswire.CBOR), "Use": s.client(kinesiswire.UseCBOR, kinesiswire.UseCBOR)} {
 		ls, err := kc.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: aws.String("s")})
 		if err != nil || len(ls.Shards) != 1 {
 			t.Fatalf("%s: ListShards: %v", name, err)
@@ -285,7 +285,7 @@ func TestUse_LeavesOtherOperationsAndJSONAnswersAlone(t *testing.T) {
 		if err != nil || len(out.Records) != 1 || !bytes.Equal(out.Records[0].Data, []byte{0xff, 0, 0xfe, 'a'}) {
 			t.Fatalf("%s: GetRecords: %v %+v", name, err, out)
 		}
-		if got := s.last.Load().header.Get("Content-Type"); got != kinesiscbor.ContentType {
+		if got := s.last.Load().header.Get("Content-Type"); got != kinesiswire.CBORContentType {
 			t.Errorf("%s: GetRecords sent %q", name, got)
 		}
 	}
@@ -300,7 +300,7 @@ func TestGetRecords_AppendingToDataCopies(t *testing.T) {
 			map[string]any{"SequenceNumber": "2", "PartitionKey": "p", "Data": []byte("bb")},
 		}})
 	})
-	out, err := kinesiscbor.Wrap(s.client()).GetRecords(context.Background(), in)
+	out, err := kinesiswire.Wrap(s.client(), kinesiswire.CBOR).GetRecords(context.Background(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,9 +318,9 @@ func TestGetRecords_AppendingToDataCopies(t *testing.T) {
 func TestGetRecords_ABadBodyIsADeserializationError(t *testing.T) {
 	s := newServer(t, func(*http.Request, []byte) answer {
 		b, _ := cbor.Marshal(map[string]any{"Records": []any{map[string]any{"Data": "not base64!"}}})
-		return answer{status: 200, contentType: kinesiscbor.ContentType, body: b[:len(b)-3]}
+		return answer{status: 200, contentType: kinesiswire.CBORContentType, body: b[:len(b)-3]}
 	})
-	_, err := kinesiscbor.Wrap(s.client()).GetRecords(context.Background(), in)
+	_, err := kinesiswire.Wrap(s.client(), kinesiswire.CBOR).GetRecords(context.Background(), in)
 	var de *smithy.DeserializationError
 	if !errors.As(err, &de) {
 		t.Fatalf("error %v (%T), want a DeserializationError", err, err)

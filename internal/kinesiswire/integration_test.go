@@ -1,4 +1,4 @@
-package kinesiscbor_test
+package kinesiswire_test
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/clickstream-go/clickstream/consumers"
-	"github.com/clickstream-go/clickstream/internal/kinesiscbor"
+	"github.com/clickstream-go/clickstream/internal/kinesiswire"
 	"github.com/clickstream-go/clickstream/internal/retry"
 	"github.com/clickstream-go/clickstream/internal/testenv"
 	"github.com/clickstream-go/clickstream/localstack/kinesisproxy"
@@ -32,7 +33,7 @@ func TestGetRecords_MatchesTheJSONProtocolOnTheEmulator(t *testing.T) {
 	c := testenv.Clients(t)
 	stream := testenv.Stream(t, c, 1)
 	ctx := context.Background()
-	cc := kinesiscbor.Wrap(c.Kinesis)
+	cc := kinesiswire.Wrap(c.Kinesis, kinesiswire.CBOR)
 
 	binary := make([]byte, 256)
 	for i := range binary {
@@ -78,6 +79,16 @@ func TestGetRecords_MatchesTheJSONProtocolOnTheEmulator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// This package's JSON decoding gives the SDK's very output.
+	gotJSON, err := kinesiswire.Wrap(c.Kinesis, kinesiswire.JSON).GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(gotJSON.Records, want.Records) || !reflect.DeepEqual(gotJSON.MillisBehindLatest, want.MillisBehindLatest) ||
+		!reflect.DeepEqual(gotJSON.ChildShards, want.ChildShards) || gotJSON.NextShardIterator == nil {
+		t.Errorf("JSON decoded here differs from the SDK's: %d records, behind %v, children %v", len(gotJSON.Records),
+			aws.ToInt64(gotJSON.MillisBehindLatest), gotJSON.ChildShards)
+	}
 	if len(want.Records) != len(entries) || len(got.Records) != len(entries) {
 		t.Fatalf("%d records over JSON, %d over CBOR; want %d", len(want.Records), len(got.Records), len(entries))
 	}
@@ -111,7 +122,7 @@ func TestGetRecords_MatchesTheJSONProtocolOnTheEmulator(t *testing.T) {
 	// Both protocols continue from the iterator CBOR returned: nothing new.
 	for name, kc := range map[string]interface {
 		GetRecords(context.Context, *kinesis.GetRecordsInput, ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
-	}{"cbor": cc, "json": c.Kinesis, "cbor client": kinesis.NewFromConfig(c.Config, kinesiscbor.Use)} {
+	}{"cbor": cc, "json": c.Kinesis, "cbor client": kinesis.NewFromConfig(c.Config, kinesiswire.UseCBOR)} {
 		next, err := kc.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: got.NextShardIterator})
 		if err != nil || len(next.Records) != 0 || next.NextShardIterator == nil {
 			t.Errorf("%s: next call: %v, %d records, iterator %v", name, err, len(next.Records), next.NextShardIterator)
@@ -119,7 +130,7 @@ func TestGetRecords_MatchesTheJSONProtocolOnTheEmulator(t *testing.T) {
 	}
 
 	// The consumer runtime's own reader takes the wrapped client as it is.
-	for name, kc := range map[string]consumers.KinesisAPI{"cbor": cc, "json": c.Kinesis} {
+	for name, kc := range map[string]consumers.KinesisAPI{"cbor": cc, "sdk": c.Kinesis, "json": kinesiswire.Wrap(c.Kinesis, kinesiswire.JSON)} {
 		recs, n, err := consumers.ReadShard(ctx, kc, stream, consumers.StreamShard{ID: aws.ToString(shard)}, nil)
 		if err != nil || n != len(entries) || len(recs) != len(entries) || !bytes.Equal(recs[2].Data, big) {
 			t.Errorf("%s: ReadShard: %v, %d Kinesis records, %d user records; want %d", name, err, n, len(recs), len(entries))
@@ -151,7 +162,7 @@ func TestGetRecords_ErrorsMatchTheJSONProtocolOnTheEmulator(t *testing.T) {
 	c := testenv.Clients(t)
 	stream := testenv.Stream(t, c, 1)
 	ctx := context.Background()
-	cc := kinesiscbor.Wrap(c.Kinesis)
+	cc := kinesiswire.Wrap(c.Kinesis, kinesiswire.CBOR)
 	noRetries := func(o *kinesis.Options) { o.RetryMaxAttempts = 1 }
 	iter := func(stream string) *string {
 		it, err := c.Kinesis.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream),
@@ -240,7 +251,7 @@ func TestGetRecords_ReadsAClosedShardToItsEndOnTheEmulator(t *testing.T) {
 		return seqs, last
 	}
 	wantSeqs, want := readToEnd(c.Kinesis)
-	gotSeqs, got := readToEnd(kinesiscbor.Wrap(c.Kinesis))
+	gotSeqs, got := readToEnd(kinesiswire.Wrap(c.Kinesis, kinesiswire.CBOR))
 	if fmt.Sprint(gotSeqs) != fmt.Sprint(wantSeqs) || len(gotSeqs) != 5 {
 		t.Fatalf("records %v, want %v", gotSeqs, wantSeqs)
 	}
@@ -290,7 +301,7 @@ func TestGetRecords_ProxyFaultsAreTypedErrors(t *testing.T) {
 		in := &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator}
 		noRetries := func(o *kinesis.Options) { o.RetryMaxAttempts = 1 }
 		_, jerr := ps.Kinesis.GetRecords(ctx, in, noRetries)
-		_, cerr := kinesiscbor.Wrap(ps.Kinesis).GetRecords(ctx, in, noRetries)
+		_, cerr := kinesiswire.Wrap(ps.Kinesis, kinesiswire.CBOR).GetRecords(ctx, in, noRetries)
 		var je, ce smithy.APIError
 		if !errors.As(jerr, &je) || !errors.As(cerr, &ce) || je.ErrorCode() != ce.ErrorCode() ||
 			fmt.Sprintf("%T", je) != fmt.Sprintf("%T", ce) || retry.IsThrottle(cerr) != (f.ErrorRate == 1) {
@@ -326,7 +337,7 @@ func TestGetRecords_KinesaliteCutsLargeAnswersShort(t *testing.T) {
 	if out, err := c.Kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator}); err != nil || len(out.Records) != 1 {
 		t.Fatalf("over JSON: %v", err)
 	}
-	_, err = kinesiscbor.Wrap(c.Kinesis).GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
+	_, err = kinesiswire.Wrap(c.Kinesis, kinesiswire.CBOR).GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
 	if !errors.As(err, new(*smithy.DeserializationError)) {
 		t.Fatalf("over CBOR: %v; want a deserialization error (if kinesalite got fixed, drop this test and the note)", err)
 	}

@@ -1,4 +1,4 @@
-package kinesiscbor
+package kinesiswire
 
 import (
 	"encoding/base64"

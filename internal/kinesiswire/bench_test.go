@@ -1,4 +1,4 @@
-package kinesiscbor
+package kinesiswire
 
 import (
 	"bytes"
@@ -78,8 +78,8 @@ func perRecord(b *testing.B, records int, loop func()) {
 }
 
 // BenchmarkDecode compares the decoding of one GetRecords answer of 1,000
-// ~300-byte events: the SDK's JSON protocol against this package's CBOR
-// decoder, both called as the client calls them.
+// ~300-byte events: the SDK's JSON protocol against this package's JSON
+// and CBOR decoders, all called as the client calls them.
 func BenchmarkDecode(b *testing.B) {
 	jsonBody, cborBody, emulatorBody := benchAnswer(benchRecords)
 	op := smithy.NewOperationSchema(schemas.GetRecords, schemas.GetRecordsInput, schemas.GetRecordsOutput)
@@ -89,9 +89,10 @@ func BenchmarkDecode(b *testing.B) {
 		body              []byte
 		p                 smithyhttp.ClientProtocol
 	}{
-		{"json", "application/x-amz-json-1.1", jsonBody, js},
-		{"cbor", ContentType, cborBody, &protocol{ClientProtocol: js}},
-		{"cbor-base64-data", ContentType, emulatorBody, &protocol{ClientProtocol: js}},
+		{"sdk-json", "application/x-amz-json-1.1", jsonBody, js},
+		{"json", "application/x-amz-json-1.1", jsonBody, &protocol{ClientProtocol: js, format: JSON}},
+		{"cbor", CBORContentType, cborBody, &protocol{ClientProtocol: js, format: CBOR}},
+		{"cbor-base64-data", CBORContentType, emulatorBody, &protocol{ClientProtocol: js, format: CBOR}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.SetBytes(int64(len(c.body)))
@@ -112,13 +113,14 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 // BenchmarkGetRecords is the whole call against a local server replaying
-// the answer: the SDK over JSON against the same client over CBOR.
+// the answer: the SDK over JSON against the same client with this
+// package's JSON and CBOR decoding.
 func BenchmarkGetRecords(b *testing.B) {
 	jsonBody, cborBody, _ := benchAnswer(benchRecords)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
-		if r.Header.Get("Content-Type") == ContentType {
-			w.Header().Set("Content-Type", ContentType)
+		if r.Header.Get("Content-Type") == CBORContentType {
+			w.Header().Set("Content-Type", CBORContentType)
 			_, _ = w.Write(cborBody)
 			return
 		}
@@ -133,7 +135,7 @@ func BenchmarkGetRecords(b *testing.B) {
 		kc   interface {
 			GetRecords(context.Context, *kinesis.GetRecordsInput, ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
 		}
-	}{{"json", kc}, {"cbor", Wrap(kc)}} {
+	}{{"sdk-json", kc}, {"json", Wrap(kc, JSON)}, {"cbor", Wrap(kc, CBOR)}} {
 		b.Run(c.name, func(b *testing.B) {
 			in := &kinesis.GetRecordsInput{ShardIterator: aws.String("AAAAAAAAAAFY0XVrDwyuQ7is4"), Limit: aws.Int32(10000)}
 			perRecord(b, benchRecords, func() {

@@ -1,0 +1,245 @@
+package kinesiswire
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// errUnexpected: the answer is not in the shape decodeGetRecordsJSON
+// handles; the SDK's decoder gets it instead.
+var errUnexpected = errors.New("GetRecords answer not in the expected shape")
+
+// jsonRecord holds the strings of one record, so that the SDK Record's
+// pointers need no allocation of their own.
+type jsonRecord struct {
+	seq, pk string
+	at      time.Time
+}
+
+// decodeGetRecordsJSON decodes a JSON GetRecords answer into out exactly as
+// the SDK's deserializer does (types.Record fields, nil for absent ones, an
+// empty non-nil Records for []), or returns an error, leaving out to be
+// decoded again by the SDK. Every record's data is base64-decoded into one
+// buffer for the whole answer.
+func decodeGetRecordsJSON(body []byte, out *kinesis.GetRecordsOutput) error {
+	d := jsontext.NewDecoder(bytes.NewReader(body))
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
+		return errUnexpected
+	}
+	for d.PeekKind() == '"' {
+		name, err := d.ReadValue()
+		if err != nil {
+			return err
+		}
+		switch string(name) {
+		case `"Records"`:
+			if err := decodeRecords(d, body, out); err != nil {
+				return err
+			}
+		case `"NextShardIterator"`:
+			v, err := d.ReadValue()
+			if err != nil {
+				return err
+			}
+			if out.NextShardIterator, err = optString(v); err != nil {
+				return err
+			}
+		case `"MillisBehindLatest"`:
+			v, err := d.ReadValue()
+			if err != nil {
+				return err
+			}
+			if out.MillisBehindLatest, err = optInt64(v); err != nil {
+				return err
+			}
+		case `"ChildShards"`:
+			v, err := d.ReadValue()
+			if err != nil {
+				return err
+			}
+			// Only at a shard's end: encoding/json is fine here.
+			if err := json.Unmarshal(v, &out.ChildShards); err != nil {
+				return err
+			}
+		default:
+			if err := d.SkipValue(); err != nil {
+				return err
+			}
+		}
+	}
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '}' {
+		return errUnexpected
+	}
+	return nil
+}
+
+// decodeRecords decodes the Records array.
+func decodeRecords(d *jsontext.Decoder, body []byte, out *kinesis.GetRecordsOutput) error {
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '[' {
+		return errUnexpected
+	}
+	// Base64 is 4/3 of its data and every record's is inside body: one
+	// buffer holds all of them.
+	data := make([]byte, 0, base64.StdEncoding.DecodedLen(len(body)))
+	out.Records = make([]types.Record, 0, 64)
+	var wire []jsonRecord
+	for d.PeekKind() == '{' {
+		if _, err := d.ReadToken(); err != nil {
+			return err
+		}
+		var r types.Record
+		var w jsonRecord
+		var has [3]bool // seq, pk, at
+		for d.PeekKind() == '"' {
+			name, err := d.ReadValue()
+			if err != nil {
+				return err
+			}
+			switch string(name) {
+			case `"Data"`:
+				v, err := d.ReadValue()
+				if err != nil {
+					return err
+				}
+				if v.Kind() != '"' || bytes.IndexByte(v, '\\') >= 0 {
+					return errUnexpected
+				}
+				b64 := v[1 : len(v)-1]
+				start := len(data)
+				if start+base64.StdEncoding.DecodedLen(len(b64)) > cap(data) {
+					return errUnexpected
+				}
+				n, err := base64.StdEncoding.Decode(data[start:start+base64.StdEncoding.DecodedLen(len(b64))], b64)
+				if err != nil {
+					return err
+				}
+				data = data[:start+n]
+				r.Data = data[start : start+n : start+n]
+			case `"SequenceNumber"`, `"PartitionKey"`:
+				seq := name[1] == 'S' // name is only valid until the next read
+				v, err := d.ReadValue()
+				if err != nil {
+					return err
+				}
+				s, err := str(v)
+				if err != nil {
+					return err
+				}
+				if seq {
+					w.seq, has[0] = s, true
+				} else {
+					w.pk, has[1] = s, true
+				}
+			case `"ApproximateArrivalTimestamp"`:
+				v, err := d.ReadValue()
+				if err != nil {
+					return err
+				}
+				if v.Kind() != '0' {
+					return errUnexpected
+				}
+				f, err := strconv.ParseFloat(string(v), 64)
+				if err != nil {
+					return err
+				}
+				// As smithy-go's ParseEpochSeconds: milliseconds, truncated.
+				w.at, has[2] = time.Unix(0, int64(f*1e3)*1e6).UTC(), true
+			case `"EncryptionType"`:
+				v, err := d.ReadValue()
+				if err != nil {
+					return err
+				}
+				switch string(v) {
+				case `"NONE"`:
+					r.EncryptionType = types.EncryptionTypeNone
+				case `"KMS"`:
+					r.EncryptionType = types.EncryptionTypeKms
+				default:
+					s, err := str(v)
+					if err != nil {
+						return err
+					}
+					r.EncryptionType = types.EncryptionType(s)
+				}
+			default:
+				if err := d.SkipValue(); err != nil {
+					return err
+				}
+			}
+		}
+		if tok, err := d.ReadToken(); err != nil || tok.Kind() != '}' {
+			return errUnexpected
+		}
+		if wire == nil {
+			wire = make([]jsonRecord, 0, 64)
+		}
+		if len(wire) == cap(wire) {
+			// The records point into wire: a new backing array for the
+			// next ones, never a copy of the old.
+			wire = make([]jsonRecord, 0, 2*cap(wire))
+		}
+		wire = append(wire, w)
+		pw := &wire[len(wire)-1]
+		if has[0] {
+			r.SequenceNumber = &pw.seq
+		}
+		if has[1] {
+			r.PartitionKey = &pw.pk
+		}
+		if has[2] {
+			r.ApproximateArrivalTimestamp = &pw.at
+		}
+		out.Records = append(out.Records, r)
+	}
+	if tok, err := d.ReadToken(); err != nil || tok.Kind() != ']' {
+		return errUnexpected
+	}
+	return nil
+}
+
+// str is a JSON string value as a Go string.
+func str(v jsontext.Value) (string, error) {
+	if v.Kind() != '"' {
+		return "", errUnexpected
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1]), nil
+	}
+	b, err := jsontext.AppendUnquote(nil, v)
+	return string(b), err
+}
+
+// optString is a string or null.
+func optString(v jsontext.Value) (*string, error) {
+	if v.Kind() == 'n' {
+		return nil, nil
+	}
+	s, err := str(v)
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// optInt64 is an integer or null.
+func optInt64(v jsontext.Value) (*int64, error) {
+	if v.Kind() == 'n' {
+		return nil, nil
+	}
+	if v.Kind() != '0' {
+		return nil, errUnexpected
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	return &n, nil
+}

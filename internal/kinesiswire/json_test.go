@@ -1,0 +1,116 @@
+package kinesiswire
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+)
+
+// decodeBoth decodes body as a 200 JSON GetRecords answer with the SDK's
+// own protocol and with this package's; the results must be the same.
+func decodeBoth(t *testing.T, body string) {
+	t.Helper()
+	op := smithy.NewOperationSchema(schemas.GetRecords, schemas.GetRecordsInput, schemas.GetRecordsOutput)
+	js := awsjson.New11(schemas.Kinesis_20131202)
+	decode := func(p smithyhttp.ClientProtocol) (*kinesis.GetRecordsOutput, error) {
+		resp := &smithyhttp.Response{Response: &http.Response{StatusCode: 200, ContentLength: int64(len(body)),
+			Header: http.Header{"Content-Type": {"application/x-amz-json-1.1"}}, Body: io.NopCloser(strings.NewReader(body))}}
+		out := &kinesis.GetRecordsOutput{}
+		return out, p.DeserializeResponse(context.Background(), op, kinesis.TypeRegistry, resp, out)
+	}
+	want, wantErr := decode(js)
+	got, gotErr := decode(&protocol{ClientProtocol: js, format: JSON})
+	if (gotErr == nil) != (wantErr == nil) {
+		t.Fatalf("%s:\nerror %v, the SDK's %v", body, gotErr, wantErr)
+	}
+	if gotErr != nil {
+		return
+	}
+	if !reflect.DeepEqual(got.Records, want.Records) || !reflect.DeepEqual(got.NextShardIterator, want.NextShardIterator) ||
+		!reflect.DeepEqual(got.MillisBehindLatest, want.MillisBehindLatest) || !reflect.DeepEqual(got.ChildShards, want.ChildShards) {
+		t.Fatalf("%s:\n got %s\nwant %s", body, show(got), show(want))
+	}
+}
+
+func show(o *kinesis.GetRecordsOutput) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "next %v behind %v children %+v records:", o.NextShardIterator, o.MillisBehindLatest, o.ChildShards)
+	if o.Records == nil {
+		b.WriteString(" nil")
+	}
+	for _, r := range o.Records {
+		fmt.Fprintf(&b, " {data %q seq %v pk %v at %v enc %q}", r.Data, r.SequenceNumber, r.PartitionKey, r.ApproximateArrivalTimestamp, r.EncryptionType)
+	}
+	return b.String()
+}
+
+// The JSON decoder gives the SDK's very output for what Kinesis and the
+// emulators send, edge cases included; what it does not expect goes to
+// the SDK's decoder, so the output is the SDK's anyway.
+func TestJSON_DecodesAsTheSDKDoes(t *testing.T) {
+	for _, body := range []string{
+		`{"Records":[],"NextShardIterator":"AAA","MillisBehindLatest":0}`,
+		`{"NextShardIterator":null,"MillisBehindLatest":12,"ChildShards":[{"ShardId":"shardId-000000000002","ParentShards":["shardId-000000000000"],"HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"170141183460469231731687303715884105727"}}],"Records":[]}`,
+		`{"Records":[{"Data":"eyJ2IjoxfQ==","PartitionKey":"u-1","SequenceNumber":"49590338271490256608559692538361571095921575989136588898","ApproximateArrivalTimestamp":1.796440980261E9,"EncryptionType":"NONE"}],"NextShardIterator":"it","MillisBehindLatest":5}`,
+		`{"Records":[{"Data":"","PartitionKey":"\u00e9\"x\\y","SequenceNumber":"1","ApproximateArrivalTimestamp":1796440980.2617,"EncryptionType":"KMS","Unknown":{"a":[1]}}],"Other":true}`,
+		`{"Records":[{"SequenceNumber":"2"},{"Data":"AA==","ApproximateArrivalTimestamp":1796440980}]}`,
+		`{"Records":[{"Data":"AA==","ApproximateArrivalTimestamp":0.0005},{"Data":"AA==","ApproximateArrivalTimestamp":-1.5}]}`,
+		`{"Records":[{"Data":null}]}`,
+		`{"Records":[{"Data":"!!!"}]}`,
+		`{"Records":[{"Data":"AA==","ApproximateArrivalTimestamp":"2026-12-05T00:00:00Z"}]}`,
+		`{"Records":null,"MillisBehindLatest":null}`,
+		`{"MillisBehindLatest":1.5}`,
+		`{}`, `[]`, `{"Records":[`, ``,
+	} {
+		decodeBoth(t, body)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200 {
+		var b strings.Builder
+		b.WriteString(`{"Records":[`)
+		for i := range r.IntN(20) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			data := make([]byte, r.IntN(600))
+			for j := range data {
+				data[j] = byte(r.Uint32())
+			}
+			fmt.Fprintf(&b, `{"SequenceNumber":"%d","ApproximateArrivalTimestamp":%.3f,"Data":%q,"PartitionKey":"u-%d","EncryptionType":"NONE"}`,
+				r.Uint64(), 1.7e9+r.Float64()*1e8, base64.StdEncoding.EncodeToString(data), r.IntN(1000))
+		}
+		fmt.Fprintf(&b, `],"NextShardIterator":"it-%d","MillisBehindLatest":%d}`, r.IntN(100), r.IntN(100000))
+		decodeBoth(t, b.String())
+		// Decoded here, not handed to the SDK's decoder.
+		if err := decodeGetRecordsJSON([]byte(b.String()), &kinesis.GetRecordsOutput{}); err != nil {
+			t.Fatalf("%s: %v", b.String(), err)
+		}
+	}
+}
+
+// The records' data share one buffer but never overlap: appending to one
+// record's data copies instead of overwriting the next record's.
+func TestJSON_RecordsDoNotShareBytes(t *testing.T) {
+	body := `{"Records":[{"Data":"AQI="},{"Data":"AwQ="}]}`
+	out := &kinesis.GetRecordsOutput{}
+	if err := decodeGetRecordsJSON([]byte(body), out); err != nil {
+		t.Fatal(err)
+	}
+	_ = append(out.Records[0].Data, 9)
+	if !bytes.Equal(out.Records[1].Data, []byte{3, 4}) {
+		t.Fatalf("second record's data is %v after appending to the first", out.Records[1].Data)
+	}
+}
