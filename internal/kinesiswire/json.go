@@ -89,7 +89,11 @@ func decodeRecords(d *jsontext.Decoder, body []byte, out *kinesis.GetRecordsOutp
 	// Base64 is 4/3 of its data and every record's is inside body: one
 	// buffer holds all of them.
 	data := make([]byte, 0, base64.StdEncoding.DecodedLen(len(body)))
-	out.Records = make([]types.Record, 0, 64)
+	// A record of an event takes more than ~200 bytes of the answer (its
+	// field names, sequence number and arrival time are ~150): room for
+	// all, and little for an idle poll's empty answer; append grows it
+	// for smaller records.
+	out.Records = make([]types.Record, 0, len(body)/200+1)
 	var wire []jsonRecord
 	for d.PeekKind() == '{' {
 		if _, err := d.ReadToken(); err != nil {
@@ -179,7 +183,7 @@ func decodeRecords(d *jsontext.Decoder, body []byte, out *kinesis.GetRecordsOutp
 			return errUnexpected
 		}
 		if wire == nil {
-			wire = make([]jsonRecord, 0, 64)
+			wire = make([]jsonRecord, 0, cap(out.Records))
 		}
 		if len(wire) == cap(wire) {
 			// The records point into wire: a new backing array for the
