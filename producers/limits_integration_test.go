@@ -18,6 +18,7 @@ import (
 func TestProducer_BehindShardLimits_RetriesThrottledEntriesInOrderAndLosesNothing(t *testing.T) {
 	c := testenv.Clients(t)
 	const perShard = 100 // records/s, or its byte equivalent
+	throttledCases := 0
 	for _, m := range []struct {
 		name   string
 		shards int
@@ -57,8 +58,8 @@ func TestProducer_BehindShardLimits_RetriesThrottledEntriesInOrderAndLosesNothin
 				t.Fatalf("%d records failed, first: %v", len(failures), failures[0])
 			}
 			st, ps2 := p.Stats(), ps.Stats()
-			if st.RecordsSent != int64(m.n) || st.Throttles == 0 || ps2.PutEntriesThrottled == 0 {
-				t.Fatalf("producer %+v; proxy %+v: want every record sent after some were throttled", st, ps2)
+			if st.RecordsSent != int64(m.n) {
+				t.Fatalf("producer %+v; proxy %+v: want every record sent", st, ps2)
 			}
 			// Exactly once (only throttling here: nothing can be written twice),
 			// on the right shard, each user's records in order.
@@ -71,10 +72,22 @@ func TestProducer_BehindShardLimits_RetriesThrottledEntriesInOrderAndLosesNothin
 			if max := capacity * (elapsed.Seconds() + 1.5); float64(m.n) > max {
 				t.Fatalf("%d records in %v through shards limited to %.0f/s", m.n, elapsed, capacity)
 			}
+			if st.Throttles == 0 || ps2.PutEntriesThrottled == 0 {
+				// A loaded machine once answered slowly enough that 1,200
+				// records went to 4 shards under their limits: nothing to
+				// retry here, which the last check below catches if every
+				// case is like it.
+				t.Logf("not throttled (producer %d, proxy %d): the emulator answered below the limits", st.Throttles, ps2.PutEntriesThrottled)
+				return
+			}
+			throttledCases++
 			// Backing off must not waste most of the capacity.
 			if rate < 0.4*capacity {
 				t.Fatalf("%.0f records/s is under 40%% of the shards' %.0f/s", rate, capacity)
 			}
 		})
+	}
+	if throttledCases == 0 {
+		t.Fatal("no case was throttled: the retry path was not exercised")
 	}
 }
