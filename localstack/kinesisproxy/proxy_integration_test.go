@@ -235,10 +235,20 @@ func TestProxy_PutRecordFailsWholeWhenTheShardIsOverItsLimit(t *testing.T) {
 	c := testenv.Clients(t)
 	stream := testenv.Stream(t, c, 1)
 	ps := proxytest.Start(t, c, kinesisproxy.Config{Limits: kinesisproxy.Limits{WriteRecordsPerSec: 5}}, noRetries)
+	// All 10 at once: one after the other, a loaded machine answered them
+	// slowly enough for the bucket to refill.
 	ok, throttled := 0, 0
+	errs := make(chan error, 10)
+	ctx := ctxT(t)
 	for i := range 10 {
-		_, err := ps.Kinesis.PutRecord(ctxT(t), &kinesis.PutRecordInput{StreamName: aws.String(stream),
-			PartitionKey: aws.String(fmt.Sprint(i)), Data: fmt.Appendf(nil, "r%d", i)})
+		go func() {
+			_, err := ps.Kinesis.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(stream),
+				PartitionKey: aws.String(fmt.Sprint(i)), Data: fmt.Appendf(nil, "r%d", i)})
+			errs <- err
+		}()
+	}
+	for i := range 10 {
+		err := <-errs
 		var pte *types.ProvisionedThroughputExceededException
 		var re *smithyhttp.ResponseError
 		switch {
