@@ -136,11 +136,6 @@ var noPageBounds = [][]string{
 
 const writeChunk = 1024
 
-// encode writes rows as one Parquet file to w.
-func (e *encoder) encode(w io.Writer, rows []Row) error {
-	return e.encodeFrom(w, len(rows), sliceSource(rows))
-}
-
 // rowSource yields rows from..from+n of a file (n ≤ writeChunk); the slice
 // is only read until the next call, so a source may reuse one buffer and a
 // file's rows need never be decoded all at once.

@@ -51,6 +51,17 @@ type Row struct {
 // RowOf converts a good record into its archive row. The row shares maps
 // and strings with the record's event; neither is modified.
 func RowOf(r *consumers.Record) Row {
+	var pos *int64
+	if r.Event.Position != nil {
+		pos = new(int64)
+	}
+	return rowOf(r, pos)
+}
+
+// rowOf is RowOf with the storage behind Row.Position given: the archive
+// packs each row at once (appendRow), so one reused int64 spares an
+// allocation per event.
+func rowOf(r *consumers.Record, pos *int64) Row {
 	e := &r.Event
 	row := Row{
 		V:                 1,
@@ -80,8 +91,8 @@ func RowOf(r *consumers.Record) Row {
 		ArrivalTS:         millisOrZero(r.ArrivalTime),
 	}
 	if e.Position != nil {
-		p := int64(*e.Position)
-		row.Position = &p
+		*pos = int64(*e.Position)
+		row.Position = pos
 	}
 	if len(e.Extra) > 0 {
 		// encoding/json sorts map keys and compacts each RawMessage, so the

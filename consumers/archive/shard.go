@@ -187,6 +187,7 @@ type shardProc struct {
 	firstAt   time.Time          // processing time of the first buffered row
 	scratch   []byte             // a row's buffered form, before it goes to its partition
 	encBuf    []byte             // the block compressor's output, before its exact-size copy
+	pos       int64              // behind the Position of the row being packed
 
 	err    error // sticky: after a failed flush only Close is valid
 	closed bool
@@ -275,7 +276,7 @@ func (s *shardProc) add(ctx context.Context, r *consumers.Record, now time.Time)
 	if s.rows == 0 {
 		s.firstPrev, s.firstAt = s.lastSeen, now
 	}
-	row := RowOf(r)
+	row := rowOf(r, &s.pos)
 	s.scratch = appendRow(s.scratch[:0], &row)
 	mem := pb.keep(s.scratch, &s.encBuf)
 	pb.raw += int64(len(r.Data))
