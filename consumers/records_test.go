@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
 	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/kpl"
@@ -207,5 +209,33 @@ func TestRecordDecoder_EventDatedFarAfterItsArrivalIsBad(t *testing.T) {
 		if (recs[i].Err != nil) != wantBad || wantBad && (!errors.As(recs[i].Err, &ee) || ee.Field != "ts") {
 			t.Errorf("record %d: err %v, want bad %v", i, recs[i].Err, wantBad)
 		}
+	}
+}
+
+// A batch's Records are sized from its Kinesis records so that decoding an
+// aggregate of events ≥200 bytes appends without growing (copying) them,
+// and without holding much more than it needs.
+func TestRecordsCap_FitsAggregatesOfTypicalEvents(t *testing.T) {
+	var a kpl.Aggregator
+	const n = 400
+	for i := range n {
+		e := click(fmt.Sprintf("e-%d-%0180d", i, i), "u") // ~300 bytes, as producers send
+		a.Add(kpl.Record{PartitionKey: "u", Data: e})
+	}
+	agg, pk, _ := a.Build()
+	batch := []types.Record{
+		{Data: click("p1", "u")}, {Data: agg, PartitionKey: &pk}, {Data: click("p2", "u")},
+	}
+	c := consumers.RecordsCap(batch)
+	if want := n + 2; c < want || c > 2*want {
+		t.Errorf("cap %d for %d records, want %d..%d", c, want, want, 2*want)
+	}
+	d, _ := consumers.NewRecordDecoder("s", consumers.HashKeyRange{})
+	recs := make([]consumers.Record, 0, c)
+	for _, kr := range batch {
+		recs = d.Append(recs, consumers.KinesisRecord{SequenceNumber: "1", PartitionKey: pk, ArrivalTime: arrival, Data: kr.Data})
+	}
+	if len(recs) != n+2 || cap(recs) != c {
+		t.Errorf("%d records in a slice of cap %d, want %d in %d", len(recs), cap(recs), n+2, c)
 	}
 }

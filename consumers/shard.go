@@ -226,7 +226,7 @@ func (w *shardWorker) session() (err error) {
 		if err != nil {
 			return w.finish(sp, err)
 		}
-		records := make([]Record, 0, len(b.records))
+		records := make([]Record, 0, recordsCap(b.records))
 		for i := range b.records {
 			kr := &b.records[i]
 			records = dec.Append(records, KinesisRecord{

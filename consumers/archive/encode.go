@@ -80,11 +80,14 @@ func codecFor(name string, pageBytes int) (compress.Codec, error) {
 	return nil, fmt.Errorf("unknown compression %q (want zstd, snappy, gzip or none)", name)
 }
 
-// encoder turns rows into Parquet files. Writers are pooled: a parquet-go
-// writer allocates per-column buffers that are worth reusing across flushes.
+// encoder turns rows into Parquet files. Writers are pooled: they hold
+// per-column buffers that are worth reusing across flushes.
 type encoder struct {
-	pool sync.Pool // *parquet.GenericWriter[Row]
-	opts []parquet.WriterOption
+	// layout is the file layout pqWriter writes; nil when parquet-go's
+	// GenericWriter writes the files (a Bloom filter is configured).
+	layout *pqLayout
+	pool   sync.Pool // *pqWriter, or *parquet.GenericWriter[Row] without a layout
+	opts   []parquet.WriterOption
 	// slots bounds the files encoded at once, process-wide, to the CPUs:
 	// encoding is CPU work, so more at once only adds memory (each holds
 	// a writer's page buffers, a zstd encoder's tables and the file), and
@@ -105,10 +108,7 @@ func newEncoder(cfg Config) (*encoder, error) {
 		parquet.DataPageVersion(1),
 		parquet.PageBufferSize(cfg.PageBytes),
 		parquet.MaxRowsPerRowGroup(cfg.RowGroupRows),
-		// A dictionary that grows past 1 MiB (unique user agents, item ids)
-		// stops paying; the column falls back to PLAIN for the rest of the
-		// row group.
-		parquet.DictionaryMaxBytes(1 << 20),
+		parquet.DictionaryMaxBytes(dictionaryMaxBytes),
 		parquet.CreatedBy("clickstream archive", "1", ""),
 		parquet.KeyValueMetadata("clickstream.schema", "events/v1"),
 	}
@@ -122,12 +122,24 @@ func newEncoder(cfg Config) (*encoder, error) {
 	if _, err := parquet.NewWriterConfig(opts...); err != nil {
 		return nil, fmt.Errorf("parquet writer config: %w", err)
 	}
-	return &encoder{opts: opts, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}, nil
+	e := &encoder{opts: opts, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
+	if !cfg.BloomFilterUserID {
+		if e.layout, err = newPQLayout(opts, codec, cfg.PageBytes, cfg.RowGroupRows, dictionaryMaxBytes); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
 }
 
-// noPageBounds are the columns whose per-page min/max (the column index)
-// no query prunes on: identifiers, free text and the extra JSON. Computing
-// them took ~7% of encoding; the row-group statistics stay.
+// dictionaryMaxBytes: a dictionary that grows past 1 MiB (unique user
+// agents, item ids) stops paying; the column falls back to PLAIN for the
+// rest of the row group.
+const dictionaryMaxBytes = 1 << 20
+
+// noPageBounds are the columns whose min/max no query prunes on:
+// identifiers, free text and the extra JSON. They have neither page bounds
+// (the column index) nor row-group min/max, only null counts. Computing
+// them took ~7% of encoding.
 var noPageBounds = [][]string{
 	{"id"}, {"session_id"}, {"uri"}, {"user_agent"}, {"extra"}, {"sequence_number"},
 	{"features", "key_value", "key"}, {"features", "key_value", "value"},
@@ -149,6 +161,33 @@ func sliceSource(rows []Row) rowSource {
 func (e *encoder) encodeFrom(w io.Writer, n int, src rowSource) error {
 	e.slots <- struct{}{}
 	defer func() { <-e.slots }()
+	if e.layout == nil {
+		return e.encodeGeneric(w, n, src)
+	}
+	pw, _ := e.pool.Get().(*pqWriter)
+	if pw == nil {
+		pw = newPQWriter(e.layout)
+	}
+	pw.reset(w)
+	for from := 0; from < n; {
+		rows, err := src(from, min(n-from, writeChunk))
+		if err != nil {
+			return err
+		}
+		from += len(rows)
+		if err := pw.write(rows); err != nil {
+			return fmt.Errorf("write parquet rows: %w", err)
+		}
+	}
+	if err := pw.close(); err != nil {
+		return fmt.Errorf("close parquet file: %w", err)
+	}
+	e.pool.Put(pw)
+	return nil
+}
+
+// encodeGeneric is encodeFrom with parquet-go's GenericWriter.
+func (e *encoder) encodeGeneric(w io.Writer, n int, src rowSource) error {
 	pw, _ := e.pool.Get().(*parquet.GenericWriter[Row])
 	if pw == nil {
 		pw = parquet.NewGenericWriter[Row](w, e.opts...)

@@ -1,0 +1,919 @@
+package archive
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"math/bits"
+	"slices"
+	"strings"
+	"unsafe"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/encoding/delta"
+	"github.com/parquet-go/parquet-go/encoding/rle"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
+)
+
+// pqWriter writes the archive's Parquet files column by column, for its
+// one schema (Row). parquet-go's GenericWriter shreds rows by reflection:
+// maps are copied and sorted through reflect, every value passes through
+// generic column buffers, and that was ~60% of encoding a file
+// (BenchmarkEncode). This writer appends each field straight to its
+// column's page, encoded as parquet-go would encode it, and uses
+// parquet-go's own pieces for the rest: the schema (taken from a file
+// parquet-go writes, so the footer's schema, created_by and key/value
+// metadata are exactly parquet-go's), the RLE, dictionary and DELTA
+// encoders, the Thrift structures of the format and the compression codecs.
+//
+// The file is what parquet-go writes from the same rows and options, up to
+// where pages are cut and the optional parts parquet-go adds that no reader
+// here needs (level histograms, page indexes of columns without bounds):
+// the same columns, encodings, dictionaries, row groups, statistics and
+// page index (TestPQWriterMatchesParquetGo reads both back and compares).
+// A config with a Bloom filter is written by parquet-go.
+type pqWriter struct {
+	layout *pqLayout
+	out    countingWriter
+	cols   [numColumns]pqColumn
+	// The row group being written.
+	rows      int64
+	rowGroups []format.RowGroup
+	// Page indexes of the row groups written, kept until the footer.
+	colIndexes [][numColumns]*format.ColumnIndex
+	offIndexes [][numColumns]format.OffsetIndex
+	// Scratch buffers of page encoding, reused page after page.
+	levels, body, packed, header []byte
+	keys                         []string
+	proto                        thrift.CompactProtocol
+}
+
+// The file's leaf columns, in schema order (parquet.SchemaOf(Row{})).
+// newPQLayout checks this order and each column's type, levels and
+// encoding against the schema, so a field added to Row without a column
+// here fails New, not a file.
+const (
+	colV = iota
+	colID
+	colType
+	colTS
+	colUserID
+	colSessionID
+	colItemID
+	colApp
+	colPlacement
+	colPosition
+	colFeatureKey
+	colFeatureValue
+	colAttrKey
+	colAttrValue
+	colHost
+	colMethod
+	colURI
+	colRoute
+	colStatus
+	colCache
+	colRequestTime
+	colBytes
+	colUserAgent
+	colReceivedAt
+	colExtra
+	colShardID
+	colSequenceNumber
+	colSubSequenceNumber
+	colArrivalTS
+	numColumns
+)
+
+var pqColumnNames = [numColumns]string{
+	"v", "id", "type", "ts", "user_id", "session_id", "item_id", "app", "placement", "position",
+	"features.key_value.key", "features.key_value.value", "attrs.key_value.key", "attrs.key_value.value",
+	"host", "method", "uri", "route", "status", "cache", "request_time_ms", "bytes", "user_agent",
+	"received_at", "extra", "shard_id", "sequence_number", "sub_sequence_number", "arrival_ts",
+}
+
+type pqEncoding uint8
+
+const (
+	pqPlain pqEncoding = iota
+	pqDict
+	pqDeltaInt
+	pqDeltaBytes
+	pqDeltaLength // DELTA_LENGTH_BYTE_ARRAY: parquet-go's default for byte arrays
+)
+
+// pqLeaf is what the writer needs of a leaf column.
+type pqLeaf struct {
+	path           []string
+	kind           parquet.Kind // Int32, Int64, Double or ByteArray
+	encoding       pqEncoding
+	maxDef, maxRep uint8
+	bounds         bool // page and chunk min/max (not in noPageBounds)
+}
+
+// pqLayout is the file layout of an encoder's options: the leaves, and
+// the footer fields copied from a file parquet-go wrote with them.
+type pqLayout struct {
+	leaves           [numColumns]pqLeaf
+	schema           []format.SchemaElement
+	columnOrders     []format.ColumnOrder
+	createdBy        string
+	keyValueMetadata []format.KeyValue
+	codec            compress.Codec
+	pageBytes        int
+	rowGroupRows     int64
+	dictMaxBytes     int
+}
+
+// columnIndexSizeLimit is parquet-go's default cut of byte-array bounds
+// in the column index (DefaultColumnIndexSizeLimit).
+const columnIndexSizeLimit = parquet.DefaultColumnIndexSizeLimit
+
+func newPQLayout(opts []parquet.WriterOption, codec compress.Codec, pageBytes int, rowGroupRows int64, dictMaxBytes int) (*pqLayout, error) {
+	l := &pqLayout{codec: codec, pageBytes: pageBytes, rowGroupRows: rowGroupRows, dictMaxBytes: dictMaxBytes}
+	// The footer's schema, column orders, created_by and key/value
+	// metadata: parquet-go's own, from an empty file written with the
+	// same options.
+	var ref bytes.Buffer
+	w := parquet.NewGenericWriter[Row](&ref, opts...)
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("parquet reference file: %w", err)
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(ref.Bytes()), int64(ref.Len()))
+	if err != nil {
+		return nil, fmt.Errorf("parquet reference file: %w", err)
+	}
+	md := f.Metadata()
+	l.schema, l.columnOrders, l.createdBy, l.keyValueMetadata = md.Schema, md.ColumnOrders, md.CreatedBy, md.KeyValueMetadata
+
+	// The file's schema does not carry the encodings: the Go type's does.
+	schema := parquet.SchemaOf(Row{})
+	cols := schema.Columns()
+	if len(cols) != numColumns {
+		return nil, fmt.Errorf("archive: Row has %d Parquet columns, the writer knows %d", len(cols), numColumns)
+	}
+	for i, path := range cols {
+		if got := strings.Join(path, "."); got != pqColumnNames[i] {
+			return nil, fmt.Errorf("archive: Parquet column %d is %s, the writer has %s there", i, got, pqColumnNames[i])
+		}
+		leaf, _ := schema.Lookup(path...)
+		pl := pqLeaf{path: path, kind: leaf.Node.Type().Kind(),
+			maxDef: uint8(leaf.MaxDefinitionLevel), maxRep: uint8(leaf.MaxRepetitionLevel), bounds: true}
+		switch pl.kind {
+		case parquet.Int32, parquet.Int64, parquet.Double, parquet.ByteArray:
+		default:
+			return nil, fmt.Errorf("archive: Parquet column %s is %s, which the writer does not write", pqColumnNames[i], pl.kind)
+		}
+		if e := leaf.Node.Encoding(); e != nil {
+			switch e.Encoding() {
+			case format.Plain:
+			case format.RLEDictionary, format.PlainDictionary:
+				pl.encoding = pqDict
+			case format.DeltaBinaryPacked:
+				if pl.kind != parquet.Int64 {
+					return nil, fmt.Errorf("archive: Parquet column %s: DELTA_BINARY_PACKED on %s", pqColumnNames[i], pl.kind)
+				}
+				pl.encoding = pqDeltaInt
+			case format.DeltaByteArray:
+				pl.encoding = pqDeltaBytes
+			default:
+				return nil, fmt.Errorf("archive: Parquet column %s: encoding %s", pqColumnNames[i], e)
+			}
+		}
+		if pl.encoding == pqPlain && pl.kind == parquet.ByteArray {
+			pl.encoding = pqDeltaLength
+		}
+		if (pl.encoding == pqDict || pl.encoding == pqDeltaBytes) && pl.kind != parquet.ByteArray {
+			return nil, fmt.Errorf("archive: Parquet column %s: %s on %s", pqColumnNames[i], leaf.Node.Encoding(), pl.kind)
+		}
+		for _, skip := range noPageBounds {
+			if slices.Equal(skip, path) {
+				pl.bounds = false
+			}
+		}
+		l.leaves[i] = pl
+	}
+	return l, nil
+}
+
+func newPQWriter(l *pqLayout) *pqWriter {
+	w := &pqWriter{layout: l}
+	for i := range w.cols {
+		w.cols[i].pqLeaf = l.leaves[i]
+	}
+	return w
+}
+
+// reset starts a new file on out.
+func (w *pqWriter) reset(out io.Writer) {
+	w.out = countingWriter{w: out}
+	w.rows = 0
+	w.rowGroups = w.rowGroups[:0]
+	w.colIndexes = w.colIndexes[:0]
+	w.offIndexes = w.offIndexes[:0]
+	for i := range w.cols {
+		w.cols[i].resetChunk()
+	}
+}
+
+// bound is a running min or max of one column's values.
+type bound struct {
+	ok bool
+	i  int64
+	f  float64
+	b  []byte
+}
+
+func (c *pqColumn) less(a, b *bound) bool {
+	switch c.kind {
+	case parquet.Double:
+		return a.f < b.f
+	case parquet.ByteArray:
+		return bytes.Compare(a.b, b.b) < 0
+	}
+	return a.i < b.i
+}
+
+// plainBytes is a bound PLAIN-encoded as the statistics hold it.
+func (c *pqColumn) plainBytes(b *bound) []byte {
+	switch c.kind {
+	case parquet.Int32:
+		return binary.LittleEndian.AppendUint32(nil, uint32(b.i))
+	case parquet.Int64:
+		return binary.LittleEndian.AppendUint64(nil, uint64(b.i))
+	case parquet.Double:
+		return binary.LittleEndian.AppendUint64(nil, math.Float64bits(b.f))
+	}
+	return append([]byte{}, b.b...)
+}
+
+// pqColumn is one column: the page being built and the row group's chunk.
+type pqColumn struct {
+	pqLeaf
+
+	// The page being built.
+	reps, defs []uint8
+	plain      []byte   // PLAIN values (and DELTA_BYTE_ARRAY's bytes)
+	idx        []int32  // dictionary indexes
+	ints       []int64  // DELTA_BINARY_PACKED values
+	offs       []uint32 // DELTA_BYTE_ARRAY: value boundaries in plain
+	values     int      // levels written: values and nulls
+	nulls      int
+	firstRow   int64 // the page's first row in the row group
+	min, max   bound
+	seen       []uint64 // dictionary entries on the page, for its bounds
+
+	// The row group's dictionary.
+	dict      map[string]int32
+	dictPlain []byte   // PLAIN-encoded entries: the dictionary page
+	dictOffs  []uint32 // where each entry's bytes start in dictPlain
+	plainNow  bool     // the dictionary outgrew its limit: PLAIN from here
+
+	// The row group's chunk: its data pages, headers included.
+	pages          []byte
+	uncompressed   int64
+	chunkValues    int64
+	chunkNulls     int64
+	chunkMin       bound
+	chunkMax       bound
+	usedEncodings  [10]bool // by format.Encoding
+	locations      []format.PageLocation
+	pageMins       []bound
+	pageMaxs       []bound
+	pageNullCounts []int64
+	pageAllNull    []bool
+}
+
+func (c *pqColumn) resetChunk() {
+	c.reps, c.defs, c.plain, c.idx, c.ints = c.reps[:0], c.defs[:0], c.plain[:0], c.idx[:0], c.ints[:0]
+	c.offs = append(c.offs[:0], 0)
+	c.values, c.nulls, c.firstRow = 0, 0, 0
+	c.min.ok, c.max.ok = false, false
+	clear(c.seen)
+	if c.dict == nil && c.encoding == pqDict {
+		c.dict = make(map[string]int32)
+	}
+	clear(c.dict)
+	c.dictPlain, c.dictOffs, c.plainNow = c.dictPlain[:0], c.dictOffs[:0], false
+	c.pages, c.uncompressed, c.chunkValues, c.chunkNulls = c.pages[:0], 0, 0, 0
+	c.chunkMin.ok, c.chunkMax.ok = false, false
+	c.usedEncodings = [10]bool{}
+	c.locations, c.pageMins, c.pageMaxs = c.locations[:0], c.pageMins[:0], c.pageMaxs[:0]
+	c.pageNullCounts, c.pageAllNull = c.pageNullCounts[:0], c.pageAllNull[:0]
+}
+
+// levels appends a value's or null's levels.
+func (c *pqColumn) levels(rep, def uint8) {
+	if c.maxRep > 0 {
+		c.reps = append(c.reps, rep)
+	}
+	if c.maxDef > 0 {
+		c.defs = append(c.defs, def)
+	}
+	c.values++
+}
+
+func (c *pqColumn) null(rep uint8) { c.nullAt(rep, 0) }
+
+// nullAt is a missing value at a definition level: 0 is a null field, 1
+// in a map's key or value column an empty map.
+func (c *pqColumn) nullAt(rep, def uint8) {
+	c.levels(rep, def)
+	c.nulls++
+}
+
+func (c *pqColumn) int(v int64, rep, def uint8) {
+	c.levels(rep, def)
+	switch {
+	case c.encoding == pqDeltaInt:
+		c.ints = append(c.ints, v)
+	case c.kind == parquet.Int32:
+		c.plain = binary.LittleEndian.AppendUint32(c.plain, uint32(v))
+	default:
+		c.plain = binary.LittleEndian.AppendUint64(c.plain, uint64(v))
+	}
+	if c.bounds {
+		if !c.min.ok || v < c.min.i {
+			c.min.ok, c.min.i = true, v
+		}
+		if !c.max.ok || v > c.max.i {
+			c.max.ok, c.max.i = true, v
+		}
+	}
+}
+
+func (c *pqColumn) double(v float64, rep, def uint8) {
+	c.levels(rep, def)
+	c.plain = binary.LittleEndian.AppendUint64(c.plain, math.Float64bits(v))
+	if c.bounds && !math.IsNaN(v) {
+		if !c.min.ok || v < c.min.f {
+			c.min.ok, c.min.f = true, v
+		}
+		if !c.max.ok || v > c.max.f {
+			c.max.ok, c.max.f = true, v
+		}
+	}
+}
+
+func (c *pqColumn) str(s string, rep, def uint8) {
+	c.levels(rep, def)
+	switch {
+	case c.encoding == pqDict && !c.plainNow:
+		i, ok := c.dict[s]
+		if !ok {
+			i = int32(len(c.dictOffs))
+			c.dict[strings.Clone(s)] = i
+			c.dictPlain = binary.LittleEndian.AppendUint32(c.dictPlain, uint32(len(s)))
+			c.dictOffs = append(c.dictOffs, uint32(len(c.dictPlain)))
+			c.dictPlain = append(c.dictPlain, s...)
+		}
+		c.idx = append(c.idx, i)
+		if c.bounds {
+			if w := int(i >> 6); w >= len(c.seen) {
+				c.seen = append(c.seen, make([]uint64, w+1-len(c.seen))...)
+			}
+			c.seen[i>>6] |= 1 << (i & 63)
+		}
+		return
+	case c.encoding == pqDeltaBytes || c.encoding == pqDeltaLength:
+		c.plain = append(c.plain, s...)
+		c.offs = append(c.offs, uint32(len(c.plain)))
+	default:
+		c.plain = binary.LittleEndian.AppendUint32(c.plain, uint32(len(s)))
+		c.plain = append(c.plain, s...)
+	}
+	if c.bounds {
+		b := unsafe.Slice(unsafe.StringData(s), len(s))
+		if !c.min.ok || bytes.Compare(b, c.min.b) < 0 {
+			c.min.ok, c.min.b = true, append(c.min.b[:0], b...)
+		}
+		if !c.max.ok || bytes.Compare(b, c.max.b) > 0 {
+			c.max.ok, c.max.b = true, append(c.max.b[:0], b...)
+		}
+	}
+}
+
+func (c *pqColumn) optStr(s string) {
+	if s == "" {
+		c.null(0)
+		return
+	}
+	c.str(s, 0, 1)
+}
+
+func (c *pqColumn) optInt(v int64, null bool) {
+	if null {
+		c.null(0)
+		return
+	}
+	c.int(v, 0, 1)
+}
+
+// size is the page's encoded size, near enough to cut pages by.
+func (c *pqColumn) size() int {
+	n := len(c.reps)/4 + len(c.defs)/4 + len(c.plain) + 4*len(c.idx) + 8*len(c.ints) + 4*len(c.offs)
+	return n
+}
+
+// write appends rows to the file, cutting pages and row groups.
+func (w *pqWriter) write(rows []Row) error {
+	for i := range rows {
+		w.add(&rows[i])
+		w.rows++
+		// Pages are cut after whole rows, every 64 rows as parquet-go's
+		// writer does: a page overshoots its size by little.
+		if w.rows%64 == 0 {
+			if err := w.cutPages(); err != nil {
+				return err
+			}
+		}
+		if w.rows == w.layout.rowGroupRows {
+			if err := w.flushRowGroup(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (w *pqWriter) cutPages() error {
+	for i := range w.cols {
+		c := &w.cols[i]
+		full := c.size() >= w.layout.pageBytes
+		// A dictionary past its limit stops growing: its page is cut, and
+		// the rest of the row group is PLAIN.
+		outgrown := c.encoding == pqDict && !c.plainNow && len(c.dictPlain) > w.layout.dictMaxBytes
+		if full || outgrown {
+			if err := w.flushPage(c); err != nil {
+				return err
+			}
+		}
+		if outgrown {
+			c.plainNow = true
+		}
+	}
+	return nil
+}
+
+// add appends one row's values to the columns: the levels follow the
+// schema, and a field's zero value is null (the Row's convention); a nil
+// map is null, an empty one present, and entries go in key order.
+func (w *pqWriter) add(r *Row) {
+	c := &w.cols
+	c[colV].int(int64(r.V), 0, 0)
+	c[colID].optStr(r.ID)
+	c[colType].str(r.Type, 0, 0)
+	c[colTS].int(r.TS, 0, 0)
+	c[colUserID].optStr(r.UserID)
+	c[colSessionID].optStr(r.SessionID)
+	c[colItemID].optStr(r.ItemID)
+	c[colApp].optStr(r.App)
+	c[colPlacement].optStr(r.Placement)
+	if r.Position != nil {
+		c[colPosition].int(*r.Position, 0, 1)
+	} else {
+		c[colPosition].null(0)
+	}
+	switch {
+	case r.Features == nil:
+		c[colFeatureKey].null(0)
+		c[colFeatureValue].null(0)
+	case len(r.Features) == 0:
+		c[colFeatureKey].nullAt(0, 1)
+		c[colFeatureValue].nullAt(0, 1)
+	default:
+		w.keys = w.keys[:0]
+		for k := range r.Features {
+			w.keys = append(w.keys, k)
+		}
+		slices.Sort(w.keys)
+		for i, k := range w.keys {
+			rep := uint8(min(i, 1))
+			c[colFeatureKey].str(k, rep, 2)
+			c[colFeatureValue].double(r.Features[k], rep, 2)
+		}
+	}
+	switch {
+	case r.Attrs == nil:
+		c[colAttrKey].null(0)
+		c[colAttrValue].null(0)
+	case len(r.Attrs) == 0:
+		c[colAttrKey].nullAt(0, 1)
+		c[colAttrValue].nullAt(0, 1)
+	default:
+		w.keys = w.keys[:0]
+		for k := range r.Attrs {
+			w.keys = append(w.keys, k)
+		}
+		slices.Sort(w.keys)
+		for i, k := range w.keys {
+			rep := uint8(min(i, 1))
+			c[colAttrKey].str(k, rep, 2)
+			c[colAttrValue].str(r.Attrs[k], rep, 2)
+		}
+	}
+	c[colHost].optStr(r.Host)
+	c[colMethod].optStr(r.Method)
+	c[colURI].optStr(r.URI)
+	c[colRoute].optStr(r.Route)
+	c[colStatus].optInt(int64(r.Status), r.Status == 0)
+	c[colCache].optStr(r.Cache)
+	if r.RequestTimeMS != nil {
+		c[colRequestTime].double(*r.RequestTimeMS, 0, 1)
+	} else {
+		c[colRequestTime].null(0)
+	}
+	if r.Bytes != nil {
+		c[colBytes].int(*r.Bytes, 0, 1)
+	} else {
+		c[colBytes].null(0)
+	}
+	c[colUserAgent].optStr(r.UserAgent)
+	c[colReceivedAt].optInt(r.ReceivedAt, r.ReceivedAt == 0)
+	c[colExtra].optStr(r.Extra)
+	c[colShardID].str(r.ShardID, 0, 0)
+	c[colSequenceNumber].str(r.SequenceNumber, 0, 0)
+	c[colSubSequenceNumber].int(r.SubSequenceNumber, 0, 0)
+	c[colArrivalTS].optInt(r.ArrivalTS, r.ArrivalTS == 0)
+}
+
+var (
+	deltaInt    delta.BinaryPackedEncoding
+	deltaBytes  delta.ByteArrayEncoding
+	deltaLength delta.LengthByteArrayEncoding
+	dictIdx     rle.DictionaryEncoding
+)
+
+// appendLevels appends levels RLE-encoded, prefixed with their length as
+// data pages v1 have them.
+func (w *pqWriter) appendLevels(dst []byte, levels []uint8, max uint8) ([]byte, error) {
+	enc := rle.Encoding{BitWidth: bits.Len8(max)}
+	var err error
+	if w.levels, err = enc.EncodeLevels(w.levels, levels); err != nil {
+		return dst, err
+	}
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(w.levels)))
+	return append(dst, w.levels...), nil
+}
+
+// flushPage encodes, compresses and appends the page being built to the
+// column's chunk, and records it in the chunk's statistics and indexes.
+func (w *pqWriter) flushPage(c *pqColumn) (err error) {
+	if c.values == 0 {
+		return nil
+	}
+	body := w.body[:0]
+	if c.maxRep > 0 {
+		if body, err = w.appendLevels(body, c.reps, c.maxRep); err != nil {
+			return err
+		}
+	}
+	if c.maxDef > 0 {
+		if body, err = w.appendLevels(body, c.defs, c.maxDef); err != nil {
+			return err
+		}
+	}
+	enc := format.Plain
+	switch {
+	case c.encoding == pqDict && !c.plainNow:
+		enc = format.RLEDictionary
+		if w.packed, err = dictIdx.EncodeInt32(w.packed, c.idx); err != nil {
+			return err
+		}
+		body = append(body, w.packed...)
+		// The page's bounds: the least and greatest entries it uses.
+		if c.bounds {
+			for wi, word := range c.seen {
+				for word != 0 {
+					i := wi<<6 + bits.TrailingZeros64(word)
+					word &= word - 1
+					start := c.dictOffs[i]
+					v := c.dictPlain[start : start+binary.LittleEndian.Uint32(c.dictPlain[start-4:])]
+					if !c.min.ok || bytes.Compare(v, c.min.b) < 0 {
+						c.min.ok, c.min.b = true, append(c.min.b[:0], v...)
+					}
+					if !c.max.ok || bytes.Compare(v, c.max.b) > 0 {
+						c.max.ok, c.max.b = true, append(c.max.b[:0], v...)
+					}
+				}
+			}
+			clear(c.seen)
+		}
+	case c.encoding == pqDeltaInt:
+		enc = format.DeltaBinaryPacked
+		if w.packed, err = deltaInt.EncodeInt64(w.packed, c.ints); err != nil {
+			return err
+		}
+		body = append(body, w.packed...)
+	case c.encoding == pqDeltaBytes:
+		enc = format.DeltaByteArray
+		if w.packed, err = deltaBytes.EncodeByteArray(w.packed, c.plain, c.offs); err != nil {
+			return err
+		}
+		body = append(body, w.packed...)
+	case c.encoding == pqDeltaLength:
+		enc = format.DeltaLengthByteArray
+		if w.packed, err = deltaLength.EncodeByteArray(w.packed, c.plain, c.offs); err != nil {
+			return err
+		}
+		body = append(body, w.packed...)
+	default:
+		body = append(body, c.plain...)
+	}
+	w.body = body
+
+	compressed, err := w.layout.codec.Encode(w.packed, body)
+	if err != nil {
+		return fmt.Errorf("compress parquet page: %w", err)
+	}
+	w.packed = compressed
+	h := format.PageHeader{
+		Type:                 format.DataPage,
+		UncompressedPageSize: int32(len(body)),
+		CompressedPageSize:   int32(len(compressed)),
+		CRC:                  int32(crc32.ChecksumIEEE(compressed)),
+		DataPageHeader: thrift.New(format.DataPageHeader{
+			NumValues:               int32(c.values),
+			Encoding:                enc,
+			DefinitionLevelEncoding: format.RLE,
+			RepetitionLevelEncoding: format.RLE,
+		}),
+	}
+	if w.header, err = thrift.Marshal(&w.proto, &h); err != nil {
+		return err
+	}
+	c.locations = append(c.locations, format.PageLocation{
+		Offset:             int64(len(c.pages)), // within the data pages until the chunk is placed
+		CompressedPageSize: int32(len(w.header) + len(compressed)),
+		FirstRowIndex:      c.firstRow,
+	})
+	c.pages = append(append(c.pages, w.header...), compressed...)
+	c.uncompressed += int64(len(w.header) + len(body))
+	c.usedEncodings[enc] = true
+	if c.maxDef > 0 || c.maxRep > 0 {
+		c.usedEncodings[format.RLE] = true
+	}
+	c.chunkValues += int64(c.values)
+	c.chunkNulls += int64(c.nulls)
+	if c.bounds {
+		c.pageNullCounts = append(c.pageNullCounts, int64(c.nulls))
+		c.pageAllNull = append(c.pageAllNull, !c.min.ok)
+		c.pageMins = append(c.pageMins, bound{ok: c.min.ok, i: c.min.i, f: c.min.f, b: slices.Clone(c.min.b)})
+		c.pageMaxs = append(c.pageMaxs, bound{ok: c.max.ok, i: c.max.i, f: c.max.f, b: slices.Clone(c.max.b)})
+		if c.min.ok && (!c.chunkMin.ok || c.less(&c.min, &c.chunkMin)) {
+			c.chunkMin = bound{ok: true, i: c.min.i, f: c.min.f, b: append(c.chunkMin.b[:0], c.min.b...)}
+		}
+		if c.max.ok && (!c.chunkMax.ok || c.less(&c.chunkMax, &c.max)) {
+			c.chunkMax = bound{ok: true, i: c.max.i, f: c.max.f, b: append(c.chunkMax.b[:0], c.max.b...)}
+		}
+	}
+	c.reps, c.defs, c.plain, c.idx, c.ints = c.reps[:0], c.defs[:0], c.plain[:0], c.idx[:0], c.ints[:0]
+	c.offs = append(c.offs[:0], 0)
+	c.values, c.nulls, c.firstRow = 0, 0, w.rows
+	c.min.ok, c.max.ok = false, false
+	return nil
+}
+
+// countingWriter counts the bytes written: the file's offsets.
+type countingWriter struct {
+	w   io.Writer
+	off int64
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	cw.off += int64(n)
+	return n, err
+}
+
+const parquetMagic = "PAR1"
+
+// flushRowGroup writes the row group's column chunks: each column's
+// dictionary page, then its data pages.
+func (w *pqWriter) flushRowGroup() error {
+	if w.rows == 0 {
+		return nil
+	}
+	if w.out.off == 0 {
+		if _, err := io.WriteString(&w.out, parquetMagic); err != nil {
+			return err
+		}
+	}
+	rg := format.RowGroup{NumRows: w.rows, FileOffset: w.out.off, Ordinal: int16(len(w.rowGroups))}
+	var colIndexes [numColumns]*format.ColumnIndex
+	var offIndexes [numColumns]format.OffsetIndex
+	for i := range w.cols {
+		c := &w.cols[i]
+		if err := w.flushPage(c); err != nil {
+			return err
+		}
+		md := format.ColumnMetaData{
+			Type:         format.Type(c.kind),
+			PathInSchema: c.path,
+			Codec:        w.layout.codec.CompressionCodec(),
+			NumValues:    c.chunkValues,
+		}
+		start := w.out.off
+		var compressedSize int64
+		if c.encoding == pqDict && c.usedEncodings[format.RLEDictionary] {
+			compressed, err := w.layout.codec.Encode(w.packed, c.dictPlain)
+			if err != nil {
+				return fmt.Errorf("compress parquet dictionary page: %w", err)
+			}
+			w.packed = compressed
+			h := format.PageHeader{
+				Type:                 format.DictionaryPage,
+				UncompressedPageSize: int32(len(c.dictPlain)),
+				CompressedPageSize:   int32(len(compressed)),
+				CRC:                  int32(crc32.ChecksumIEEE(compressed)),
+				DictionaryPageHeader: thrift.New(format.DictionaryPageHeader{
+					NumValues: int32(len(c.dictOffs)),
+					Encoding:  format.Plain,
+				}),
+			}
+			if w.header, err = thrift.Marshal(&w.proto, &h); err != nil {
+				return err
+			}
+			md.DictionaryPageOffset = start
+			for _, b := range [][]byte{w.header, compressed} {
+				if _, err := w.out.Write(b); err != nil {
+					return err
+				}
+			}
+			c.uncompressed += int64(len(w.header) + len(c.dictPlain))
+			compressedSize += int64(len(w.header) + len(compressed))
+			c.usedEncodings[format.Plain] = true
+		}
+		md.DataPageOffset = w.out.off
+		if _, err := w.out.Write(c.pages); err != nil {
+			return err
+		}
+		compressedSize += int64(len(c.pages))
+		md.TotalCompressedSize = compressedSize
+		md.TotalUncompressedSize = c.uncompressed
+		for e, used := range c.usedEncodings {
+			if used {
+				md.Encoding = append(md.Encoding, format.Encoding(e))
+			}
+		}
+		md.Statistics.NullCount = c.chunkNulls
+		if c.chunkMin.ok {
+			md.Statistics.MinValue = c.plainBytes(&c.chunkMin)
+			md.Statistics.MaxValue = c.plainBytes(&c.chunkMax)
+		}
+		rg.Columns = append(rg.Columns, format.ColumnChunk{FileOffset: start, MetaData: md})
+		rg.TotalByteSize += c.uncompressed
+		rg.TotalCompressedSize += compressedSize
+
+		locs := slices.Clone(c.locations)
+		for j := range locs {
+			locs[j].Offset += md.DataPageOffset
+		}
+		offIndexes[i] = format.OffsetIndex{PageLocations: locs}
+		if c.bounds {
+			colIndexes[i] = c.columnIndex()
+		}
+		c.resetChunk()
+	}
+	w.rowGroups = append(w.rowGroups, rg)
+	w.colIndexes = append(w.colIndexes, colIndexes)
+	w.offIndexes = append(w.offIndexes, offIndexes)
+	w.rows = 0
+	return nil
+}
+
+// columnIndex is the chunk's page bounds, byte arrays cut to
+// columnIndexSizeLimit bytes as parquet-go cuts them.
+func (c *pqColumn) columnIndex() *format.ColumnIndex {
+	ci := &format.ColumnIndex{NullPages: slices.Clone(c.pageAllNull), NullCounts: slices.Clone(c.pageNullCounts)}
+	asc, desc := true, true
+	var prev int = -1
+	for j := range c.pageMins {
+		mn, mx := &c.pageMins[j], &c.pageMaxs[j]
+		if !mn.ok {
+			ci.MinValues = append(ci.MinValues, []byte{})
+			ci.MaxValues = append(ci.MaxValues, []byte{})
+			continue
+		}
+		minB, maxB := c.plainBytes(mn), c.plainBytes(mx)
+		if c.kind == parquet.ByteArray && len(minB) > columnIndexSizeLimit {
+			minB = minB[:columnIndexSizeLimit]
+		}
+		if c.kind == parquet.ByteArray && len(maxB) > columnIndexSizeLimit {
+			maxB = incremented(maxB[:columnIndexSizeLimit])
+		}
+		ci.MinValues = append(ci.MinValues, minB)
+		ci.MaxValues = append(ci.MaxValues, maxB)
+		if prev >= 0 {
+			pm, px := &c.pageMins[prev], &c.pageMaxs[prev]
+			if c.less(mn, pm) || c.less(mx, px) {
+				asc = false
+			}
+			if c.less(pm, mn) || c.less(px, mx) {
+				desc = false
+			}
+		}
+		prev = j
+	}
+	switch {
+	case asc:
+		ci.BoundaryOrder = format.Ascending
+	case desc:
+		ci.BoundaryOrder = format.Descending
+	default:
+		ci.BoundaryOrder = format.Unordered
+	}
+	return ci
+}
+
+// incremented is a cut max bound made an upper bound again: the last byte
+// that does not overflow is incremented (parquet-go and parquet-java's rule).
+func incremented(b []byte) []byte {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i]++
+		if b[i] != 0 {
+			return b
+		}
+	}
+	for i := range b {
+		b[i] = 0xFF
+	}
+	return b
+}
+
+var errPQClosed = errors.New("parquet writer closed")
+
+// close writes the last row group, the page indexes and the footer.
+func (w *pqWriter) close() error {
+	if w.out.w == nil {
+		return errPQClosed
+	}
+	if err := w.flushRowGroup(); err != nil {
+		return err
+	}
+	if w.out.off == 0 {
+		if _, err := io.WriteString(&w.out, parquetMagic); err != nil {
+			return err
+		}
+	}
+	var numRows int64
+	for i := range w.rowGroups {
+		numRows += w.rowGroups[i].NumRows
+	}
+	// Page indexes: the column indexes, then the offset indexes.
+	for i := range w.rowGroups {
+		for j, ci := range w.colIndexes[i] {
+			if ci == nil {
+				continue
+			}
+			b, err := thrift.Marshal(&w.proto, ci)
+			if err != nil {
+				return err
+			}
+			w.rowGroups[i].Columns[j].ColumnIndexOffset = w.out.off
+			w.rowGroups[i].Columns[j].ColumnIndexLength = int32(len(b))
+			if _, err := w.out.Write(b); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range w.rowGroups {
+		for j := range w.offIndexes[i] {
+			b, err := thrift.Marshal(&w.proto, &w.offIndexes[i][j])
+			if err != nil {
+				return err
+			}
+			w.rowGroups[i].Columns[j].OffsetIndexOffset = w.out.off
+			w.rowGroups[i].Columns[j].OffsetIndexLength = int32(len(b))
+			if _, err := w.out.Write(b); err != nil {
+				return err
+			}
+		}
+	}
+	md := format.FileMetaData{
+		Version:          2,
+		Schema:           w.layout.schema,
+		NumRows:          numRows,
+		RowGroups:        w.rowGroups,
+		KeyValueMetadata: w.layout.keyValueMetadata,
+		CreatedBy:        w.layout.createdBy,
+		ColumnOrders:     w.layout.columnOrders,
+	}
+	footer, err := thrift.Marshal(&w.proto, &md)
+	if err != nil {
+		return err
+	}
+	footer = binary.LittleEndian.AppendUint32(footer, uint32(len(footer)))
+	footer = append(footer, parquetMagic...)
+	if _, err := w.out.Write(footer); err != nil {
+		return err
+	}
+	w.out.w = nil
+	return nil
+}
