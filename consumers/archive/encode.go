@@ -164,11 +164,7 @@ func (e *encoder) encodeFrom(w io.Writer, n int, src rowSource) error {
 	if e.layout == nil {
 		return e.encodeGeneric(w, n, src)
 	}
-	pw, _ := e.pool.Get().(*pqWriter)
-	if pw == nil {
-		pw = newPQWriter(e.layout)
-	}
-	pw.reset(w)
+	pw := e.writer(w)
 	for from := 0; from < n; {
 		rows, err := src(from, min(n-from, writeChunk))
 		if err != nil {
@@ -184,6 +180,42 @@ func (e *encoder) encodeFrom(w io.Writer, n int, src rowSource) error {
 	}
 	e.pool.Put(pw)
 	return nil
+}
+
+// encodePart encodes a partition's buffered rows as one Parquet file, in a
+// fresh buffer sized from a guess. The archive's writer reads them straight
+// from their buffered form; parquet-go's reads Rows, a chunk at a time (all
+// of a big partition's at once would be ~1 KB per event again, at the
+// moment every shard flushes).
+func (e *encoder) encodePart(pb *partBuf, shardID string, sizeHint int) ([]byte, error) {
+	if e.layout == nil {
+		rows, release := pb.rows(shardID)
+		defer release()
+		return e.encodeFromBytes(pb.n, rows, sizeHint)
+	}
+	e.slots <- struct{}{}
+	defer func() { <-e.slots }()
+	var buf bytes.Buffer
+	buf.Grow(sizeHint)
+	pw := e.writer(&buf)
+	if err := pb.packed(func(b []byte) error { return pw.addPacked(b, shardID) }); err != nil {
+		return nil, err
+	}
+	if err := pw.close(); err != nil {
+		return nil, fmt.Errorf("close parquet file: %w", err)
+	}
+	e.pool.Put(pw)
+	return buf.Bytes(), nil
+}
+
+// writer is a pooled pqWriter, writing a new file to w.
+func (e *encoder) writer(w io.Writer) *pqWriter {
+	pw, _ := e.pool.Get().(*pqWriter)
+	if pw == nil {
+		pw = newPQWriter(e.layout)
+	}
+	pw.reset(w)
+	return pw
 }
 
 // encodeGeneric is encodeFrom with parquet-go's GenericWriter.

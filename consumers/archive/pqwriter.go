@@ -425,19 +425,26 @@ func (c *pqColumn) size() int {
 func (w *pqWriter) write(rows []Row) error {
 	for i := range rows {
 		w.add(&rows[i])
-		w.rows++
-		// Pages are cut after whole rows, every 64 rows as parquet-go's
-		// writer does: a page overshoots its size by little.
-		if w.rows%64 == 0 {
-			if err := w.cutPages(); err != nil {
-				return err
-			}
+		if err := w.rowDone(); err != nil {
+			return err
 		}
-		if w.rows == w.layout.rowGroupRows {
-			if err := w.flushRowGroup(); err != nil {
-				return err
-			}
+	}
+	return nil
+}
+
+// rowDone counts a row added to every column, and cuts pages and row
+// groups after it when they are full.
+func (w *pqWriter) rowDone() error {
+	w.rows++
+	// Pages are cut after whole rows, every 64 rows as parquet-go's writer
+	// does: a page overshoots its size by little.
+	if w.rows%64 == 0 {
+		if err := w.cutPages(); err != nil {
+			return err
 		}
+	}
+	if w.rows == w.layout.rowGroupRows {
+		return w.flushRowGroup()
 	}
 	return nil
 }
@@ -541,6 +548,84 @@ func (w *pqWriter) add(r *Row) {
 	c[colSequenceNumber].str(r.SequenceNumber, 0, 0)
 	c[colSubSequenceNumber].int(r.SubSequenceNumber, 0, 0)
 	c[colArrivalTS].optInt(r.ArrivalTS, r.ArrivalTS == 0)
+}
+
+// addPacked appends one row in its buffered form (rowbuf.go), straight
+// from the bytes: no Row, no maps (their entries are packed in key order).
+// The columns get what add gives them for the Row readRow would read.
+func (w *pqWriter) addPacked(b []byte, shardID string) error {
+	c := &w.cols
+	r := rowReader{b: b}
+	flags := r.uvarint()
+	c[colV].int(1, 0, 0)
+	c[colTS].int(r.varint(), 0, 0)
+	received := r.varint()
+	c[colReceivedAt].optInt(received, received == 0)
+	status := int64(int32(uint32(r.uvarint())))
+	c[colStatus].optInt(status, status == 0)
+	if flags&flagPosition != 0 {
+		c[colPosition].int(r.varint(), 0, 1)
+	} else {
+		c[colPosition].null(0)
+	}
+	if flags&flagBytes != 0 {
+		c[colBytes].int(r.varint(), 0, 1)
+	} else {
+		c[colBytes].null(0)
+	}
+	if flags&flagRequestTime != 0 {
+		c[colRequestTime].double(r.float(), 0, 1)
+	} else {
+		c[colRequestTime].null(0)
+	}
+	c[colID].optStr(r.str())
+	c[colType].str(r.str(), 0, 0)
+	for _, col := range [...]int{colUserID, colSessionID, colItemID, colApp, colPlacement, colHost,
+		colMethod, colURI, colRoute, colCache, colUserAgent, colExtra} {
+		c[col].optStr(r.str())
+	}
+	switch n := r.uvarint(); {
+	case n == 0:
+		c[colFeatureKey].null(0)
+		c[colFeatureValue].null(0)
+	case n == 1:
+		c[colFeatureKey].nullAt(0, 1)
+		c[colFeatureValue].nullAt(0, 1)
+	case n-1 > uint64(len(r.b)):
+		return errCorruptRow
+	default:
+		for i := range n - 1 {
+			rep := uint8(min(i, 1))
+			c[colFeatureKey].str(r.str(), rep, 2)
+			c[colFeatureValue].double(r.float(), rep, 2)
+		}
+	}
+	switch n := r.uvarint(); {
+	case n == 0:
+		c[colAttrKey].null(0)
+		c[colAttrValue].null(0)
+	case n == 1:
+		c[colAttrKey].nullAt(0, 1)
+		c[colAttrValue].nullAt(0, 1)
+	case n-1 > uint64(len(r.b)):
+		return errCorruptRow
+	default:
+		for i := range n - 1 {
+			rep := uint8(min(i, 1))
+			c[colAttrKey].str(r.str(), rep, 2)
+			c[colAttrValue].str(r.str(), rep, 2)
+		}
+	}
+	c[colShardID].str(shardID, 0, 0)
+	c[colSequenceNumber].str(r.str(), 0, 0)
+	c[colSubSequenceNumber].int(r.varint(), 0, 0)
+	arrival := r.varint()
+	c[colArrivalTS].optInt(arrival, arrival == 0)
+	if r.err || len(r.b) != 0 {
+		// The columns hold part of a row: the file is abandoned.
+		return errCorruptRow
+	}
+	return w.rowDone()
 }
 
 var (

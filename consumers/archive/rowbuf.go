@@ -4,14 +4,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 	"unsafe"
 )
 
 // The buffered form of a row: every field of a Row but the shard id, packed
 // as varints and length-prefixed strings. It is written once, when the
 // record is buffered, from the event the runtime already decoded, and read
-// back at upload into a reused Row chunk without allocating: no JSON is
-// parsed twice. A partition buffers its rows as one stream of these
+// back at upload straight into the Parquet columns (pqWriter.addPacked),
+// or into a reused Row chunk for parquet-go's writer: no JSON is parsed
+// twice. A partition buffers its rows as one stream of these
 // (uvarint length + row), in blocks compressed with S2 (see partBuf). It
 // lives only in memory, so its layout may change with the code.
 //
@@ -29,6 +31,10 @@ import (
 //	sequence_number       string
 //	sub_sequence_number   zigzag varint
 //	arrival_ts            zigzag varint (Unix ms, 0 = null)
+//
+// Map entries are in key order: the Parquet writer reads them straight
+// from here (pqWriter.addPacked), and files must not depend on the order
+// Go happens to iterate a map in (a replay writes the same objects).
 const (
 	flagPosition = 1 << iota
 	flagRequestTime
@@ -65,27 +71,37 @@ func appendRow(dst []byte, row *Row) []byte {
 		row.Placement, row.Host, row.Method, row.URI, row.Route, row.Cache, row.UserAgent, row.Extra} {
 		dst = appendString(dst, s)
 	}
+	var keys [16]string
 	if row.Features == nil {
 		dst = append(dst, 0)
 	} else {
 		dst = binary.AppendUvarint(dst, uint64(len(row.Features))+1)
-		for k, v := range row.Features {
+		for _, k := range appendSortedKeys(keys[:0], row.Features) {
 			dst = appendString(dst, k)
-			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v))
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(row.Features[k]))
 		}
 	}
 	if row.Attrs == nil {
 		dst = append(dst, 0)
 	} else {
 		dst = binary.AppendUvarint(dst, uint64(len(row.Attrs))+1)
-		for k, v := range row.Attrs {
+		for _, k := range appendSortedKeys(keys[:0], row.Attrs) {
 			dst = appendString(dst, k)
-			dst = appendString(dst, v)
+			dst = appendString(dst, row.Attrs[k])
 		}
 	}
 	dst = appendString(dst, row.SequenceNumber)
 	dst = binary.AppendVarint(dst, row.SubSequenceNumber)
 	return binary.AppendVarint(dst, row.ArrivalTS)
+}
+
+// appendSortedKeys appends m's keys to keys, sorted.
+func appendSortedKeys[V any](keys []string, m map[string]V) []string {
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func appendString(dst []byte, s string) []byte {

@@ -164,6 +164,42 @@ func (pb *partBuf) rows(shardID string) (src rowSource, release func()) {
 	return src, release
 }
 
+// blockBufs are the buffers full blocks are decompressed into at upload.
+var blockBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// packed calls fn with each buffered row in order, block by block, in its
+// buffered form; b is only valid during the call.
+func (pb *partBuf) packed(fn func(b []byte) error) error {
+	buf := blockBufs.Get().(*[]byte)
+	defer blockBufs.Put(buf)
+	n := 0
+	for i := 0; i <= len(pb.blocks); i++ {
+		b := pb.cur
+		if i < len(pb.blocks) {
+			var err error
+			if *buf, err = s2.Decode((*buf)[:cap(*buf)], pb.blocks[i]); err != nil {
+				return fmt.Errorf("buffered rows, block %d: %w", i, err)
+			}
+			b = *buf
+		}
+		for len(b) > 0 {
+			size, w := binary.Uvarint(b)
+			if w <= 0 || size > uint64(len(b)-w) {
+				return fmt.Errorf("buffered row %d: %w", n, errCorruptRow)
+			}
+			if err := fn(b[w : w+int(size)]); err != nil {
+				return fmt.Errorf("buffered row %d: %w", n, err)
+			}
+			b = b[w+int(size):]
+			n++
+		}
+	}
+	if n != pb.n {
+		return fmt.Errorf("buffered rows end at %d of %d", n, pb.n)
+	}
+	return nil
+}
+
 // shardProc archives one shard. Every flush writes ALL buffered rows of the
 // shard (one object per partition) and so cuts the shard at one position:
 // everything at or before it is in S3, nothing after it is. That makes
@@ -553,13 +589,9 @@ func (s *shardProc) uploadOne(ctx context.Context, o object) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// zstd Parquet of JSON events is ~1/8 of the raw size. Rows are
-	// decoded a chunk at a time: all of a big partition's at once would be
-	// ~1 KB per event again, at the moment every shard flushes.
+	// zstd Parquet of JSON events is ~1/8 of the raw size.
 	n := o.pb.n
-	rows, release := o.pb.rows(s.id)
-	body, err := s.a.enc.encodeFromBytes(n, rows, int(o.pb.raw/8)+4096)
-	release()
+	body, err := s.a.enc.encodePart(o.pb, s.id, int(o.pb.raw/8)+4096)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", o.key, err)
 	}
