@@ -84,6 +84,8 @@ func edgeRows(n int) []Row {
 			r.Attrs = map[string]string{"ab": "B", "country": "NZ"}
 		case 3:
 			r.Attrs = map[string]string{"long": strings.Repeat("x", 30+i%17)}
+		case 5:
+			r.Attrs = map[string]string{"": "", "ab": ""} // empty strings are values too
 		}
 		if i%2 == 1 {
 			r.Host, r.Method, r.Route, r.Cache = "api.example.com", "GET", "/items/:id", []string{"HIT", "MISS", "EXPIRED"}[i%3]
