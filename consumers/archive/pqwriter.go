@@ -50,6 +50,7 @@ type pqWriter struct {
 	offIndexes [][numColumns]format.OffsetIndex
 	// Scratch buffers of page encoding, reused page after page.
 	levels, body, packed, header []byte
+	int32s                       []int32
 	keys                         []string
 	proto                        thrift.CompactProtocol
 }
@@ -176,7 +177,7 @@ func newPQLayout(opts []parquet.WriterOption, codec compress.Codec, pageBytes in
 			case format.RLEDictionary, format.PlainDictionary:
 				pl.encoding = pqDict
 			case format.DeltaBinaryPacked:
-				if pl.kind != parquet.Int64 {
+				if pl.kind != parquet.Int64 && pl.kind != parquet.Int32 {
 					return nil, fmt.Errorf("archive: Parquet column %s: DELTA_BINARY_PACKED on %s", pqColumnNames[i], pl.kind)
 				}
 				pl.encoding = pqDeltaInt
@@ -690,6 +691,16 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 			}
 			clear(c.seen)
 		}
+	case c.encoding == pqDeltaInt && c.kind == parquet.Int32:
+		enc = format.DeltaBinaryPacked
+		w.int32s = w.int32s[:0]
+		for _, v := range c.ints {
+			w.int32s = append(w.int32s, int32(v))
+		}
+		if w.packed, err = deltaInt.EncodeInt32(w.packed, w.int32s); err != nil {
+			return err
+		}
+		body = append(body, w.packed...)
 	case c.encoding == pqDeltaInt:
 		enc = format.DeltaBinaryPacked
 		if w.packed, err = deltaInt.EncodeInt64(w.packed, c.ints); err != nil {

@@ -15,7 +15,7 @@ import (
 // kept in the file too because an escaped or cut partition value may differ
 // from the exact type.
 type Row struct {
-	V             int32              `parquet:"v"`
+	V             int32              `parquet:"v,delta"`
 	ID            string             `parquet:"id,optional"`
 	Type          string             `parquet:"type,dict"`
 	TS            int64              `parquet:"ts,timestamp(millisecond:utc),delta"`
@@ -36,14 +36,14 @@ type Row struct {
 	RequestTimeMS *float64           `parquet:"request_time_ms,optional"`
 	Bytes         *int64             `parquet:"bytes,optional"`
 	UserAgent     string             `parquet:"user_agent,optional,dict"`
-	ReceivedAt    int64              `parquet:"received_at,optional,timestamp(millisecond:utc)"`
+	ReceivedAt    int64              `parquet:"received_at,optional,timestamp(millisecond:utc),delta"`
 	// Extra holds the unknown top-level fields as one JSON object (keys
 	// sorted, values verbatim); null when there are none.
 	Extra string `parquet:"extra,optional"`
 
 	ShardID           string `parquet:"shard_id,dict"`
 	SequenceNumber    string `parquet:"sequence_number,delta"`
-	SubSequenceNumber int64  `parquet:"sub_sequence_number"`
+	SubSequenceNumber int64  `parquet:"sub_sequence_number,delta"`
 	// ArrivalTS is when Kinesis accepted the record (ApproximateArrivalTimestamp).
 	ArrivalTS int64 `parquet:"arrival_ts,optional,timestamp(millisecond:utc),delta"`
 }
