@@ -30,6 +30,16 @@ type jsonRecord struct {
 // decoded again by the SDK. Every record's data is base64-decoded into one
 // buffer for the whole answer.
 func decodeGetRecordsJSON(body []byte, out *kinesis.GetRecordsOutput) error {
+	if scanGetRecords(body, out) == nil {
+		return nil
+	}
+	out.Records, out.NextShardIterator, out.MillisBehindLatest, out.ChildShards = nil, nil, nil, nil
+	return tokenizeGetRecords(body, out)
+}
+
+// tokenizeGetRecords is decodeGetRecordsJSON with the jsontext tokenizer:
+// any JSON, strings escaped or not, unknown names skipped.
+func tokenizeGetRecords(body []byte, out *kinesis.GetRecordsOutput) error {
 	d := jsontext.NewDecoder(bytes.NewReader(body))
 	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
 		return errUnexpected
@@ -86,15 +96,7 @@ func decodeRecords(d *jsontext.Decoder, body []byte, out *kinesis.GetRecordsOutp
 	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '[' {
 		return errUnexpected
 	}
-	// Base64 is 4/3 of its data and every record's is inside body: one
-	// buffer holds all of them.
-	data := make([]byte, 0, base64.StdEncoding.DecodedLen(len(body)))
-	// A record of an event takes more than ~200 bytes of the answer (its
-	// field names, sequence number and arrival time are ~150): room for
-	// all, and little for an idle poll's empty answer; append grows it
-	// for smaller records.
-	out.Records = make([]types.Record, 0, len(body)/200+1)
-	var wire []jsonRecord
+	sink := newRecordSink(body, out)
 	for d.PeekKind() == '{' {
 		if _, err := d.ReadToken(); err != nil {
 			return err
@@ -116,17 +118,9 @@ func decodeRecords(d *jsontext.Decoder, body []byte, out *kinesis.GetRecordsOutp
 				if v.Kind() != '"' || bytes.IndexByte(v, '\\') >= 0 {
 					return errUnexpected
 				}
-				b64 := v[1 : len(v)-1]
-				start := len(data)
-				if start+base64.StdEncoding.DecodedLen(len(b64)) > cap(data) {
-					return errUnexpected
-				}
-				n, err := base64.StdEncoding.Decode(data[start:start+base64.StdEncoding.DecodedLen(len(b64))], b64)
-				if err != nil {
+				if r.Data, err = sink.data64(v[1 : len(v)-1]); err != nil {
 					return err
 				}
-				data = data[:start+n]
-				r.Data = data[start : start+n : start+n]
 			case `"SequenceNumber"`, `"PartitionKey"`:
 				seq := name[1] == 'S' // name is only valid until the next read
 				v, err := d.ReadValue()
@@ -150,12 +144,10 @@ func decodeRecords(d *jsontext.Decoder, body []byte, out *kinesis.GetRecordsOutp
 				if v.Kind() != '0' {
 					return errUnexpected
 				}
-				f, err := strconv.ParseFloat(string(v), 64)
-				if err != nil {
+				if w.at, err = epochSeconds(v); err != nil {
 					return err
 				}
-				// As smithy-go's ParseEpochSeconds: milliseconds, truncated.
-				w.at, has[2] = time.Unix(0, int64(f*1e3)*1e6).UTC(), true
+				has[2] = true
 			case `"EncryptionType"`:
 				v, err := d.ReadValue()
 				if err != nil {
@@ -182,26 +174,7 @@ func decodeRecords(d *jsontext.Decoder, body []byte, out *kinesis.GetRecordsOutp
 		if tok, err := d.ReadToken(); err != nil || tok.Kind() != '}' {
 			return errUnexpected
 		}
-		if wire == nil {
-			wire = make([]jsonRecord, 0, cap(out.Records))
-		}
-		if len(wire) == cap(wire) {
-			// The records point into wire: a new backing array for the
-			// next ones, never a copy of the old.
-			wire = make([]jsonRecord, 0, 2*cap(wire))
-		}
-		wire = append(wire, w)
-		pw := &wire[len(wire)-1]
-		if has[0] {
-			r.SequenceNumber = &pw.seq
-		}
-		if has[1] {
-			r.PartitionKey = &pw.pk
-		}
-		if has[2] {
-			r.ApproximateArrivalTimestamp = &pw.at
-		}
-		out.Records = append(out.Records, r)
+		sink.add(r, w, has)
 	}
 	if tok, err := d.ReadToken(); err != nil || tok.Kind() != ']' {
 		return errUnexpected
@@ -246,4 +219,73 @@ func optInt64(v jsontext.Value) (*int64, error) {
 		return nil, err
 	}
 	return &n, nil
+}
+
+// recordSink appends decoded records to an answer's Records: their data in
+// one buffer for the whole answer, their strings and times in jsonRecords,
+// so that a record needs no allocation of its own.
+type recordSink struct {
+	out  *kinesis.GetRecordsOutput
+	data []byte
+	wire []jsonRecord
+}
+
+func newRecordSink(body []byte, out *kinesis.GetRecordsOutput) *recordSink {
+	// A record of an event takes more than ~200 bytes of the answer (its
+	// field names, sequence number and arrival time are ~150): room for
+	// all, and little for an idle poll's empty answer; append grows it
+	// for smaller records.
+	out.Records = make([]types.Record, 0, len(body)/200+1)
+	// Base64 is 4/3 of its data and every record's is inside body: one
+	// buffer holds all of them.
+	return &recordSink{out: out, data: make([]byte, 0, base64.StdEncoding.DecodedLen(len(body)))}
+}
+
+// data64 decodes a record's base64 data into the shared buffer.
+func (s *recordSink) data64(b64 []byte) ([]byte, error) {
+	start, n := len(s.data), base64.StdEncoding.DecodedLen(len(b64))
+	if start+n > cap(s.data) {
+		return nil, errUnexpected
+	}
+	n, err := base64.StdEncoding.Decode(s.data[start:start+n], b64)
+	if err != nil {
+		return nil, err
+	}
+	s.data = s.data[:start+n]
+	return s.data[start : start+n : start+n], nil
+}
+
+// add appends r, pointing at w's fields for those has marks present
+// (sequence number, partition key, arrival time).
+func (s *recordSink) add(r types.Record, w jsonRecord, has [3]bool) {
+	if s.wire == nil {
+		s.wire = make([]jsonRecord, 0, cap(s.out.Records))
+	}
+	if len(s.wire) == cap(s.wire) {
+		// The records point into wire: a new backing array for the next
+		// ones, never a copy of the old.
+		s.wire = make([]jsonRecord, 0, 2*cap(s.wire))
+	}
+	s.wire = append(s.wire, w)
+	pw := &s.wire[len(s.wire)-1]
+	if has[0] {
+		r.SequenceNumber = &pw.seq
+	}
+	if has[1] {
+		r.PartitionKey = &pw.pk
+	}
+	if has[2] {
+		r.ApproximateArrivalTimestamp = &pw.at
+	}
+	s.out.Records = append(s.out.Records, r)
+}
+
+// epochSeconds is an arrival time as smithy-go's ParseEpochSeconds makes
+// it: milliseconds, truncated, UTC.
+func epochSeconds(v []byte) (time.Time, error) {
+	f, err := strconv.ParseFloat(string(v), 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(0, int64(f*1e3)*1e6).UTC(), nil
 }

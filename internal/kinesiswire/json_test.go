@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,5 +113,73 @@ func TestJSON_RecordsDoNotShareBytes(t *testing.T) {
 	_ = append(out.Records[0].Data, 9)
 	if !bytes.Equal(out.Records[1].Data, []byte{3, 4}) {
 		t.Fatalf("second record's data is %v after appending to the first", out.Records[1].Data)
+	}
+}
+
+// The byte scanner decodes the answers Kinesis sends exactly as the
+// tokenizer does, and leaves to the tokenizer whatever it is not sure of:
+// over typical answers and thousands of mutations of them (whitespace,
+// escapes, non-ASCII, bad numbers, duplicate and unknown names, cuts), it
+// either matches the tokenizer's output or declines.
+func TestScan_AgreesWithTheTokenizerOrDeclines(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var bodies []string
+	for range 50 {
+		var b strings.Builder
+		b.WriteString(`{"Records":[`)
+		for i := range r.IntN(8) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			data := make([]byte, r.IntN(300))
+			for j := range data {
+				data[j] = byte(r.Uint32())
+			}
+			fmt.Fprintf(&b, `{"SequenceNumber":"%d","ApproximateArrivalTimestamp":%.3f,"Data":%q,"PartitionKey":"u-%d","EncryptionType":"NONE"}`,
+				r.Uint64(), 1.7e9+r.Float64()*1e8, base64.StdEncoding.EncodeToString(data), r.IntN(1000))
+		}
+		fmt.Fprintf(&b, `],"NextShardIterator":"it-%d","MillisBehindLatest":%d}`, r.IntN(100), r.IntN(100000))
+		bodies = append(bodies, b.String())
+	}
+	scanned := 0
+	check := func(body string) {
+		t.Helper()
+		var got, want kinesis.GetRecordsOutput
+		if scanGetRecords([]byte(body), &got) != nil {
+			return
+		}
+		scanned++
+		if err := tokenizeGetRecords([]byte(body), &want); err != nil {
+			t.Fatalf("%s: the scanner decoded what the tokenizer rejects (%v)", body, err)
+		}
+		if !reflect.DeepEqual(got.Records, want.Records) || !reflect.DeepEqual(got.NextShardIterator, want.NextShardIterator) ||
+			!reflect.DeepEqual(got.MillisBehindLatest, want.MillisBehindLatest) {
+			t.Fatalf("%s:\n scanner   %s\n tokenizer %s", body, show(&got), show(&want))
+		}
+	}
+	for _, body := range bodies {
+		check(body)
+	}
+	if scanned != len(bodies) {
+		t.Fatalf("the scanner declined %d of %d typical answers", len(bodies)-scanned, len(bodies))
+	}
+	inserts := []string{" ", "\n", "\r", "\t", "=", "A", `\u0041`, `\"`, "é", "\x01", "-", "0", ".", "e5", "+", ",", `"`, "{", "}", "[", "]", ":", "null",
+		`"Data":"AA==",`, `"X":1,`, `"MillisBehindLatest":1,`, `"Records":[],`}
+	for range 20000 {
+		body := []byte(bodies[r.IntN(len(bodies))])
+		for range 1 + r.IntN(3) {
+			i := r.IntN(len(body) + 1)
+			switch r.IntN(3) {
+			case 0:
+				body = slices.Insert(body, i, []byte(inserts[r.IntN(len(inserts))])...)
+			case 1:
+				if i < len(body) {
+					body = slices.Delete(body, i, i+1)
+				}
+			case 2:
+				body = body[:i]
+			}
+		}
+		check(string(body))
 	}
 }
