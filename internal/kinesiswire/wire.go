@@ -4,10 +4,11 @@
 // in either wire format:
 //
 //   - JSON (the JSON 1.1 protocol aws-sdk-go-v2 speaks): the answer is read
-//     in one buffer sized from Content-Length and decoded with the jsontext
-//     tokenizer, every record's data base64-decoded into one shared buffer;
-//     anything it does not expect is handed to the SDK's decoder, so the
-//     result is the SDK's own (checked field by field in the tests).
+//     in one buffer sized from Content-Length and decoded by a byte scanner
+//     when it has the usual shape (scan.go), else by the jsontext tokenizer,
+//     every record's data base64-decoded into one shared buffer; anything
+//     neither expects is handed to the SDK's decoder, so the result is the
+//     SDK's own (checked field by field in the tests).
 //   - CBOR (application/x-amz-cbor-1.1, what the AWS Java SDK uses): record
 //     data is a byte string used where it lies, with no copy.
 //
