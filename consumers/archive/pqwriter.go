@@ -488,38 +488,16 @@ func (w *pqWriter) add(r *Row) {
 	} else {
 		c[colPosition].null(0)
 	}
-	switch {
-	case r.Features == nil:
-		c[colFeatureKey].null(0)
-		c[colFeatureValue].null(0)
-	case len(r.Features) == 0:
-		c[colFeatureKey].nullAt(0, 1)
-		c[colFeatureValue].nullAt(0, 1)
-	default:
-		w.keys = w.keys[:0]
-		for k := range r.Features {
-			w.keys = append(w.keys, k)
-		}
-		slices.Sort(w.keys)
+	if w.mapStart(colFeatureKey, colFeatureValue, r.Features == nil, len(r.Features)) {
+		w.keys = appendSortedKeys(w.keys[:0], r.Features)
 		for i, k := range w.keys {
 			rep := uint8(min(i, 1))
 			c[colFeatureKey].str(k, rep, 2)
 			c[colFeatureValue].double(r.Features[k], rep, 2)
 		}
 	}
-	switch {
-	case r.Attrs == nil:
-		c[colAttrKey].null(0)
-		c[colAttrValue].null(0)
-	case len(r.Attrs) == 0:
-		c[colAttrKey].nullAt(0, 1)
-		c[colAttrValue].nullAt(0, 1)
-	default:
-		w.keys = w.keys[:0]
-		for k := range r.Attrs {
-			w.keys = append(w.keys, k)
-		}
-		slices.Sort(w.keys)
+	if w.mapStart(colAttrKey, colAttrValue, r.Attrs == nil, len(r.Attrs)) {
+		w.keys = appendSortedKeys(w.keys[:0], r.Attrs)
 		for i, k := range w.keys {
 			rep := uint8(min(i, 1))
 			c[colAttrKey].str(k, rep, 2)
@@ -549,6 +527,23 @@ func (w *pqWriter) add(r *Row) {
 	c[colSequenceNumber].str(r.SequenceNumber, 0, 0)
 	c[colSubSequenceNumber].int(r.SubSequenceNumber, 0, 0)
 	c[colArrivalTS].optInt(r.ArrivalTS, r.ArrivalTS == 0)
+}
+
+// mapStart writes a map without entries to its key and value columns —
+// null when nil, present but empty when it has none — and reports whether
+// its n entries are to follow.
+func (w *pqWriter) mapStart(keyCol, valueCol int, isNil bool, n int) bool {
+	switch {
+	case isNil:
+		w.cols[keyCol].null(0)
+		w.cols[valueCol].null(0)
+	case n == 0:
+		w.cols[keyCol].nullAt(0, 1)
+		w.cols[valueCol].nullAt(0, 1)
+	default:
+		return true
+	}
+	return false
 }
 
 // addPacked appends one row in its buffered form (rowbuf.go), straight
@@ -585,32 +580,22 @@ func (w *pqWriter) addPacked(b []byte, shardID string) error {
 		colMethod, colURI, colRoute, colCache, colUserAgent, colExtra} {
 		c[col].optStr(r.str())
 	}
-	switch n := r.uvarint(); {
-	case n == 0:
-		c[colFeatureKey].null(0)
-		c[colFeatureValue].null(0)
-	case n == 1:
-		c[colFeatureKey].nullAt(0, 1)
-		c[colFeatureValue].nullAt(0, 1)
-	case n-1 > uint64(len(r.b)):
+	// Map entry counts are packed +1, 0 being a nil map.
+	n := r.uvarint()
+	if n > uint64(len(r.b))+1 {
 		return errCorruptRow
-	default:
+	}
+	if w.mapStart(colFeatureKey, colFeatureValue, n == 0, int(n)-1) {
 		for i := range n - 1 {
 			rep := uint8(min(i, 1))
 			c[colFeatureKey].str(r.str(), rep, 2)
 			c[colFeatureValue].double(r.float(), rep, 2)
 		}
 	}
-	switch n := r.uvarint(); {
-	case n == 0:
-		c[colAttrKey].null(0)
-		c[colAttrValue].null(0)
-	case n == 1:
-		c[colAttrKey].nullAt(0, 1)
-		c[colAttrValue].nullAt(0, 1)
-	case n-1 > uint64(len(r.b)):
+	if n = r.uvarint(); n > uint64(len(r.b))+1 {
 		return errCorruptRow
-	default:
+	}
+	if w.mapStart(colAttrKey, colAttrValue, n == 0, int(n)-1) {
 		for i := range n - 1 {
 			rep := uint8(min(i, 1))
 			c[colAttrKey].str(r.str(), rep, 2)
