@@ -46,6 +46,26 @@ func decodeBoth(t *testing.T, body string) {
 	}
 }
 
+// randomAnswer is a GetRecords answer as Kinesis sends it, of fewer than
+// maxRecords records of random data shorter than maxData bytes.
+func randomAnswer(r *rand.Rand, maxRecords, maxData int) string {
+	var b strings.Builder
+	b.WriteString(`{"Records":[`)
+	for i := range r.IntN(maxRecords) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		data := make([]byte, r.IntN(maxData))
+		for j := range data {
+			data[j] = byte(r.Uint32())
+		}
+		fmt.Fprintf(&b, `{"SequenceNumber":"%d","ApproximateArrivalTimestamp":%.3f,"Data":%q,"PartitionKey":"u-%d","EncryptionType":"NONE"}`,
+			r.Uint64(), 1.7e9+r.Float64()*1e8, base64.StdEncoding.EncodeToString(data), r.IntN(1000))
+	}
+	fmt.Fprintf(&b, `],"NextShardIterator":"it-%d","MillisBehindLatest":%d}`, r.IntN(100), r.IntN(100000))
+	return b.String()
+}
+
 func show(o *kinesis.GetRecordsOutput) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "next %v behind %v children %+v records:", o.NextShardIterator, o.MillisBehindLatest, o.ChildShards)
@@ -80,24 +100,11 @@ func TestJSON_DecodesAsTheSDKDoes(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 200 {
-		var b strings.Builder
-		b.WriteString(`{"Records":[`)
-		for i := range r.IntN(20) {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			data := make([]byte, r.IntN(600))
-			for j := range data {
-				data[j] = byte(r.Uint32())
-			}
-			fmt.Fprintf(&b, `{"SequenceNumber":"%d","ApproximateArrivalTimestamp":%.3f,"Data":%q,"PartitionKey":"u-%d","EncryptionType":"NONE"}`,
-				r.Uint64(), 1.7e9+r.Float64()*1e8, base64.StdEncoding.EncodeToString(data), r.IntN(1000))
-		}
-		fmt.Fprintf(&b, `],"NextShardIterator":"it-%d","MillisBehindLatest":%d}`, r.IntN(100), r.IntN(100000))
-		decodeBoth(t, b.String())
+		body := randomAnswer(r, 20, 600)
+		decodeBoth(t, body)
 		// Decoded here, not handed to the SDK's decoder.
-		if err := decodeGetRecordsJSON([]byte(b.String()), &kinesis.GetRecordsOutput{}); err != nil {
-			t.Fatalf("%s: %v", b.String(), err)
+		if err := decodeGetRecordsJSON([]byte(body), &kinesis.GetRecordsOutput{}); err != nil {
+			t.Fatalf("%s: %v", body, err)
 		}
 	}
 }
@@ -125,21 +132,7 @@ func TestScan_AgreesWithTheTokenizerOrDeclines(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	var bodies []string
 	for range 50 {
-		var b strings.Builder
-		b.WriteString(`{"Records":[`)
-		for i := range r.IntN(8) {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			data := make([]byte, r.IntN(300))
-			for j := range data {
-				data[j] = byte(r.Uint32())
-			}
-			fmt.Fprintf(&b, `{"SequenceNumber":"%d","ApproximateArrivalTimestamp":%.3f,"Data":%q,"PartitionKey":"u-%d","EncryptionType":"NONE"}`,
-				r.Uint64(), 1.7e9+r.Float64()*1e8, base64.StdEncoding.EncodeToString(data), r.IntN(1000))
-		}
-		fmt.Fprintf(&b, `],"NextShardIterator":"it-%d","MillisBehindLatest":%d}`, r.IntN(100), r.IntN(100000))
-		bodies = append(bodies, b.String())
+		bodies = append(bodies, randomAnswer(r, 8, 300))
 	}
 	scanned := 0
 	check := func(body string) {
