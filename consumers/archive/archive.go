@@ -59,7 +59,10 @@ type Config struct {
 	// 1,000,000 (so a file is usually one row group, as Athena likes).
 	RowGroupRows int64
 	// PageBytes is the target uncompressed size of a Parquet data page.
-	// Default 1 MiB.
+	// Default 512 KiB: a file being encoded holds up to a page per column
+	// uncompressed, and a zstd window of a page per encoder; 1 MiB pages
+	// made files no smaller (16.66 against 16.61 bytes an event on
+	// BenchmarkEncode's corpus, 1% smaller on the end-to-end traffic).
 	PageBytes int
 	// BloomFilterUserID adds a Parquet bloom filter on user_id (about 10
 	// bits per distinct user per row group) so engines that read them
@@ -99,7 +102,7 @@ const (
 	DefaultMaxPartitions     = 256
 	DefaultMemoryBudget      = 128 << 20
 	DefaultRowGroupRows      = 1_000_000
-	DefaultPageBytes         = 1 << 20
+	DefaultPageBytes         = 512 << 10
 	DefaultPartSize          = 8 << 20
 	MinPartSize              = 5 << 20
 	DefaultPartConcurrency   = 4

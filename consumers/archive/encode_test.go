@@ -195,3 +195,36 @@ func readFileRows(t *testing.T, f *parquet.File) []Row {
 	}
 	return rows
 }
+
+// A file's buffer is sized from the ratio of the last big file, so files
+// of like traffic fit their buffer without growing (a grown buffer is
+// copied, and held twice while it is); small files and outliers do not
+// move the ratio out of bounds.
+func TestEncode_SizesTheNextFileFromTheLastOne(t *testing.T) {
+	cfg, _ := Config{}.withDefaults()
+	enc, err := newEncoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := enc.fileSize(8<<20), (8<<20)/8*9/8+4096; got != want {
+		t.Fatalf("first guess for 8 MiB of events: %d bytes, want %d (an eighth, plus an eighth of that)", got, want)
+	}
+	events := loadgenEvents(t, 20_000)
+	raw := int64(rawBytes(events))
+	out, err := enc.encodeBytes(rowsOf(recordsOf(testShard, events, 1)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc.observe(raw, len(out))
+	if hint := enc.fileSize(raw); hint < len(out) || hint > len(out)*5/4+4096 {
+		t.Fatalf("after a %d-byte file of %d bytes of events, the guess for the same is %d", len(out), raw, hint)
+	}
+	enc.observe(1000, 900_000)
+	if hint := enc.fileSize(raw); hint < len(out) || hint > len(out)*5/4+4096 {
+		t.Fatalf("a small file moved the guess to %d", hint)
+	}
+	enc.observe(1<<20, 10<<20)
+	if got, want := enc.fileSize(8<<20), (8<<20)/2*9/8+4096; got != want {
+		t.Fatalf("after a file larger than its events, the guess for 8 MiB is %d, want %d (at most half)", got, want)
+	}
+}

@@ -589,9 +589,8 @@ func (s *shardProc) uploadOne(ctx context.Context, o object) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// zstd Parquet of JSON events is ~1/8 of the raw size.
 	n := o.pb.n
-	body, err := s.a.enc.encodePart(o.pb, s.id, int(o.pb.raw/8)+4096)
+	body, err := s.a.enc.encodePart(o.pb, s.id)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", o.key, err)
 	}

@@ -109,6 +109,38 @@ func TestJSON_DecodesAsTheSDKDoes(t *testing.T) {
 	}
 }
 
+// A JSON answer's buffer is pooled once decoded and read into by the next
+// answers: nothing the records hold may point into it. Answers decoded one
+// after another, all kept, must still equal the SDK's decoding of each.
+func TestJSON_RecordsOutliveTheirPooledBody(t *testing.T) {
+	op := smithy.NewOperationSchema(schemas.GetRecords, schemas.GetRecordsInput, schemas.GetRecordsOutput)
+	js := awsjson.New11(schemas.Kinesis_20131202)
+	decode := func(p smithyhttp.ClientProtocol, body string) *kinesis.GetRecordsOutput {
+		resp := &smithyhttp.Response{Response: &http.Response{StatusCode: 200, ContentLength: int64(len(body)),
+			Header: http.Header{"Content-Type": {"application/x-amz-json-1.1"}}, Body: io.NopCloser(strings.NewReader(body))}}
+		out := &kinesis.GetRecordsOutput{}
+		if err := p.DeserializeResponse(context.Background(), op, kinesis.TypeRegistry, resp, out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	ours := &protocol{ClientProtocol: js, format: JSON}
+	r := rand.New(rand.NewPCG(3, 4))
+	var bodies []string
+	var got []*kinesis.GetRecordsOutput
+	for range 100 {
+		body := randomAnswer(r, 30, 400)
+		bodies = append(bodies, body)
+		got = append(got, decode(ours, body))
+	}
+	for i, body := range bodies {
+		if want := decode(js, body); !reflect.DeepEqual(got[i].Records, want.Records) ||
+			!reflect.DeepEqual(got[i].NextShardIterator, want.NextShardIterator) {
+			t.Fatalf("answer %d changed after later answers were decoded:\n got %s\nwant %s", i, show(got[i]), show(want))
+		}
+	}
+}
+
 // The records' data share one buffer but never overlap: appending to one
 // record's data copies instead of overwriting the next record's.
 func TestJSON_RecordsDoNotShareBytes(t *testing.T) {

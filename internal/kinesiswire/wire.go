@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/smithy-go"
@@ -139,7 +140,11 @@ func (p *protocol) DeserializeResponse(ctx context.Context, schema *smithy.Opera
 	if !ok || !inCBOR && !ok2xx {
 		return p.ClientProtocol.DeserializeResponse(ctx, schema, reg, resp, out)
 	}
-	body, err := readBody(resp)
+	// A JSON answer's records are copied out of the body (data decoded from
+	// base64, strings copied), so its buffer is pooled once decoded; a CBOR
+	// answer's records point into theirs.
+	pooled := !inCBOR
+	body, err := readBody(resp, pooled)
 	if err != nil {
 		return &smithy.DeserializationError{Err: fmt.Errorf("read response body: %w", err)}
 	}
@@ -154,10 +159,12 @@ func (p *protocol) DeserializeResponse(ctx context.Context, schema *smithy.Opera
 		return nil
 	}
 	if decodeGetRecordsJSON(body, gr) != nil {
-		// Not the answer this decoder knows: the SDK's decoder decides.
+		// Not the answer this decoder knows: the SDK's decoder decides (and
+		// the buffer is left to the GC).
 		gr.Records, gr.NextShardIterator, gr.MillisBehindLatest, gr.ChildShards = nil, nil, nil, nil
 		return p.sdkDecode(ctx, schema, reg, resp, out, body)
 	}
+	putBody(body)
 	return nil
 }
 
@@ -174,23 +181,42 @@ func isCBOR(contentType string) bool {
 	return strings.HasPrefix(contentType, "application/x-amz-cbor-")
 }
 
-// readBody reads the whole body into a buffer of its own (records alias
-// it), sized from Content-Length when known so a 10 MB answer is read
-// without regrowing. It reads to EOF, so the connection can be reused.
-func readBody(resp *smithyhttp.Response) ([]byte, error) {
+// readBody reads the whole body into a buffer of its own (CBOR records
+// alias it), sized from Content-Length when known so a 10 MB answer is read
+// without regrowing; with pooled, a pooled one when it is large enough
+// (see putBody). It reads to EOF, so the connection can be reused.
+func readBody(resp *smithyhttp.Response, pooled bool) ([]byte, error) {
 	n := resp.ContentLength
 	if n <= 0 || n > 64<<20 {
 		return io.ReadAll(resp.Body)
 	}
-	buf := make([]byte, n+1)
+	var buf []byte
+	if pooled {
+		if b, _ := bodies.Get().(*[]byte); b != nil && int64(cap(*b)) > n {
+			buf = (*b)[:n+1]
+		}
+	}
+	if buf == nil {
+		buf = make([]byte, n+1)
+	}
 	switch m, err := io.ReadFull(resp.Body, buf); {
 	case err == io.ErrUnexpectedEOF && int64(m) == n:
-		return buf[:n:n], nil
+		return buf[:n], nil
 	case err == nil:
 		return nil, fmt.Errorf("body longer than its Content-Length %d", n)
 	default:
 		return nil, err
 	}
+}
+
+// bodies are the buffers of JSON answers decoded, for the next answers:
+// they were ~15% of the bytes a consumer allocates (the records' data, the
+// other large part, is handed to the processors and never reused).
+var bodies sync.Pool // *[]byte
+
+// putBody pools a body read with pooled set, once nothing points into it.
+func putBody(b []byte) {
+	bodies.Put(&b)
 }
 
 // errorAsJSON renders a CBOR error body ({"__type", "message"}) as the JSON
