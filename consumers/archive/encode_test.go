@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	kzstd "github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
 	"github.com/parquet-go/parquet-go/format"
@@ -226,5 +227,38 @@ func TestEncode_SizesTheNextFileFromTheLastOne(t *testing.T) {
 	enc.observe(1<<20, 10<<20)
 	if got, want := enc.fileSize(8<<20), (8<<20)/2*9/8+4096; got != want {
 		t.Fatalf("after a file larger than its events, the guess for 8 MiB is %d, want %d (at most half)", got, want)
+	}
+}
+
+// With zstd, the id column's pages are compressed at zstd's fastest level
+// and every other column's at the default; the files say ZSTD for both.
+func TestEncode_IDsAreCompressedAtTheFastestZstdLevel(t *testing.T) {
+	cfg, _ := Config{}.withDefaults()
+	enc, err := newEncoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, leaf := range enc.layout.leaves {
+		want := kzstd.SpeedDefault
+		if i == colID {
+			want = kzstd.SpeedFastest
+		}
+		if z, ok := leaf.codec.(*zstdCodec); !ok || z.level != want {
+			t.Fatalf("column %s: codec %v, want zstd at %v", pqColumnNames[i], leaf.codec, want)
+		}
+	}
+	events := loadgenEvents(t, 2000)
+	out, err := enc.encodeBytes(rowsOf(recordsOf(testShard, events, 1)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := parquet.OpenFile(bytes.NewReader(out), int64(len(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.Metadata().RowGroups[0].Columns {
+		if c.MetaData.Codec != format.Zstd {
+			t.Fatalf("column %v: codec %v", c.MetaData.PathInSchema, c.MetaData.Codec)
+		}
 	}
 }

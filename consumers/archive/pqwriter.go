@@ -116,6 +116,7 @@ type pqLeaf struct {
 	encoding       pqEncoding
 	maxDef, maxRep uint8
 	bounds         bool // page and chunk min/max (not in noPageBounds)
+	codec          compress.Codec
 }
 
 // pqLayout is the file layout of an encoder's options: the leaves, and
@@ -126,7 +127,6 @@ type pqLayout struct {
 	columnOrders     []format.ColumnOrder
 	createdBy        string
 	keyValueMetadata []format.KeyValue
-	codec            compress.Codec
 	pageBytes        int
 	rowGroupRows     int64
 	dictMaxBytes     int
@@ -136,8 +136,14 @@ type pqLayout struct {
 // in the column index (DefaultColumnIndexSizeLimit).
 const columnIndexSizeLimit = parquet.DefaultColumnIndexSizeLimit
 
-func newPQLayout(opts []parquet.WriterOption, codec compress.Codec, pageBytes int, rowGroupRows int64, dictMaxBytes int) (*pqLayout, error) {
-	l := &pqLayout{codec: codec, pageBytes: pageBytes, rowGroupRows: rowGroupRows, dictMaxBytes: dictMaxBytes}
+// newPQLayout lays out the files of opts. Pages are compressed with codec,
+// those of the id column with idCodec: the same codec, perhaps at another
+// level (see codecsFor).
+func newPQLayout(opts []parquet.WriterOption, codec, idCodec compress.Codec, pageBytes int, rowGroupRows int64, dictMaxBytes int) (*pqLayout, error) {
+	if codec.CompressionCodec() != idCodec.CompressionCodec() {
+		return nil, fmt.Errorf("archive: id column codec %s, file codec %s", idCodec, codec)
+	}
+	l := &pqLayout{pageBytes: pageBytes, rowGroupRows: rowGroupRows, dictMaxBytes: dictMaxBytes}
 	// The footer's schema, column orders, created_by and key/value
 	// metadata: parquet-go's own, from an empty file written with the
 	// same options.
@@ -165,7 +171,10 @@ func newPQLayout(opts []parquet.WriterOption, codec compress.Codec, pageBytes in
 		}
 		leaf, _ := schema.Lookup(path...)
 		pl := pqLeaf{path: path, kind: leaf.Node.Type().Kind(),
-			maxDef: uint8(leaf.MaxDefinitionLevel), maxRep: uint8(leaf.MaxRepetitionLevel), bounds: true}
+			maxDef: uint8(leaf.MaxDefinitionLevel), maxRep: uint8(leaf.MaxRepetitionLevel), bounds: true, codec: codec}
+		if i == colID {
+			pl.codec = idCodec
+		}
 		switch pl.kind {
 		case parquet.Int32, parquet.Int64, parquet.Double, parquet.ByteArray:
 		default:
@@ -709,7 +718,7 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 	}
 	w.body = body
 
-	compressed, err := w.layout.codec.Encode(w.packed, body)
+	compressed, err := c.codec.Encode(w.packed, body)
 	if err != nil {
 		return fmt.Errorf("compress parquet page: %w", err)
 	}
@@ -797,13 +806,13 @@ func (w *pqWriter) flushRowGroup() error {
 		md := format.ColumnMetaData{
 			Type:         format.Type(c.kind),
 			PathInSchema: c.path,
-			Codec:        w.layout.codec.CompressionCodec(),
+			Codec:        c.codec.CompressionCodec(),
 			NumValues:    c.chunkValues,
 		}
 		start := w.out.off
 		var compressedSize int64
 		if c.encoding == pqDict && c.usedEncodings[format.RLEDictionary] {
-			compressed, err := w.layout.codec.Encode(w.packed, c.dictPlain)
+			compressed, err := c.codec.Encode(w.packed, c.dictPlain)
 			if err != nil {
 				return fmt.Errorf("compress parquet dictionary page: %w", err)
 			}
