@@ -128,9 +128,16 @@ type pqLayout struct {
 	createdBy        string
 	keyValueMetadata []format.KeyValue
 	pageBytes        int
+	openBytes        int // bound of the open pages together (cutPages)
 	rowGroupRows     int64
 	dictMaxBytes     int
 }
+
+// openPagesBytes bounds the open pages of a file being encoded together:
+// eight pages' worth, 4 MiB at the default page size. Measured on 100k-row
+// files (bytes per event, benchmark corpus / end-to-end traffic): no bound
+// 16.47 / 31.58; eight pages 16.73 / 31.80; four 17.18 / 31.90.
+func openPagesBytes(pageBytes int) int { return 8 * pageBytes }
 
 // columnIndexSizeLimit is parquet-go's default cut of byte-array bounds
 // in the column index (DefaultColumnIndexSizeLimit).
@@ -143,7 +150,7 @@ func newPQLayout(opts []parquet.WriterOption, codec, idCodec compress.Codec, pag
 	if codec.CompressionCodec() != idCodec.CompressionCodec() {
 		return nil, fmt.Errorf("archive: id column codec %s, file codec %s", idCodec, codec)
 	}
-	l := &pqLayout{pageBytes: pageBytes, rowGroupRows: rowGroupRows, dictMaxBytes: dictMaxBytes}
+	l := &pqLayout{pageBytes: pageBytes, openBytes: openPagesBytes(pageBytes), rowGroupRows: rowGroupRows, dictMaxBytes: dictMaxBytes}
 	// The footer's schema, column orders, created_by and key/value
 	// metadata: parquet-go's own, from an empty file written with the
 	// same options.
@@ -459,7 +466,10 @@ func (w *pqWriter) rowDone() error {
 	return nil
 }
 
+// cutPages cuts the pages that are full, and the largest ones while the
+// open pages together hold more than the layout's openBytes.
 func (w *pqWriter) cutPages() error {
+	open := 0
 	for i := range w.cols {
 		c := &w.cols[i]
 		full := c.size() >= w.layout.pageBytes
@@ -473,6 +483,26 @@ func (w *pqWriter) cutPages() error {
 		}
 		if outgrown {
 			c.plainNow = true
+		}
+		open += c.size()
+	}
+	// The open pages are what a file being encoded holds uncompressed: up
+	// to a page per column, ~15 MiB of 512 KiB pages, where most columns
+	// take a few bytes a row and never fill theirs. Cutting the largest
+	// down to half the bound keeps it, and their pages near full size.
+	for open > w.layout.openBytes {
+		var big *pqColumn
+		for i := range w.cols {
+			if c := &w.cols[i]; big == nil || c.size() > big.size() {
+				big = c
+			}
+		}
+		open -= big.size()
+		if err := w.flushPage(big); err != nil {
+			return err
+		}
+		if open <= w.layout.openBytes/2 {
+			break
 		}
 	}
 	return nil

@@ -360,3 +360,50 @@ func TestPQWriterPackedRows(t *testing.T) {
 		}
 	}
 }
+
+// TestPQWriterBoundsOpenPages: the open pages of a file being encoded hold
+// at most the layout's openBytes together after every cut (every 64 rows),
+// however many columns have not filled a page, and the file still reads
+// back as the rows written.
+func TestPQWriterBoundsOpenPages(t *testing.T) {
+	cfg, _ := Config{}.withDefaults()
+	enc, err := newEncoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := enc.layout.openBytes, 8*enc.layout.pageBytes; got != want {
+		t.Fatalf("openBytes %d, want eight pages (%d)", got, want)
+	}
+	l := *enc.layout
+	l.openBytes = 64 << 10
+	rows := rowsOf(recordsOf(testShard, loadgenEvents(t, 6_000), 1))
+	var buf bytes.Buffer
+	w := newPQWriter(&l)
+	w.reset(&buf)
+	maxOpen, cuts := 0, 0
+	for i := range rows {
+		w.add(&rows[i])
+		if err := w.rowDone(); err != nil {
+			t.Fatal(err)
+		}
+		if w.rows%64 != 0 {
+			continue
+		}
+		open := 0
+		for j := range w.cols {
+			open += w.cols[j].size()
+		}
+		if open > l.openBytes {
+			t.Fatalf("after row %d the open pages hold %d bytes, over the bound %d", i, open, l.openBytes)
+		}
+		maxOpen = max(maxOpen, open)
+		cuts++
+	}
+	if maxOpen < l.openBytes/2 {
+		t.Fatalf("the open pages never held more than %d bytes: the rows do not test the bound", maxOpen)
+	}
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	compareFiles(t, rows, buf.Bytes(), genericFile(t, enc, rows))
+}
