@@ -101,13 +101,18 @@ func unmarshalTokens(data []byte, e *Event) error {
 // dead-letter entry).
 func Decode(data []byte) (Event, error) {
 	var e Event
-	if err := Unmarshal(data, &e); err != nil {
-		return e, err
+	err := DecodeInto(data, &e)
+	return e, err
+}
+
+// DecodeInto is Decode into e, which it resets first: for a caller that
+// keeps events in slots of its own (a batch of records), it saves copying
+// the Event out.
+func DecodeInto(data []byte, e *Event) error {
+	if err := Unmarshal(data, e); err != nil {
+		return err
 	}
-	if err := e.validate(true); err != nil {
-		return e, err
-	}
-	return e, nil
+	return e.validate(true)
 }
 
 // UnmarshalJSON implements json.Unmarshaler with Unmarshal's rules (no
