@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -405,5 +406,26 @@ func TestEncodingJSON_InteroperatesWithEvent(t *testing.T) {
 	var ee *Error
 	if !errors.As(err, &ee) || ee.Field != "status" {
 		t.Errorf("json.Unmarshal error = %v, want the *Error for status", err)
+	}
+}
+
+// DecodeInto decodes as Decode does, into an Event that held another one:
+// nothing of the old event is left, whether the new one is good or bad.
+func TestDecodeInto_ResetsTheEvent(t *testing.T) {
+	old := []byte(`{"v":1,"id":"a","type":"click","ts":"2026-12-05T10:00:00Z","user_id":"u1","item_id":"i","position":3,"features":{"x":1},"attrs":{"k":"v"},"zz":1}`)
+	for _, data := range [][]byte{
+		[]byte(`{"type":"access","ts":1796440980000,"host":"h","status":200}`),
+		[]byte(`{"type":"click","ts":"2026-12-05T10:00:00Z"}`),
+		[]byte(`{"type":`),
+	} {
+		var e Event
+		if err := DecodeInto(old, &e); err != nil {
+			t.Fatal(err)
+		}
+		err := DecodeInto(data, &e)
+		want, wantErr := Decode(data)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) || !reflect.DeepEqual(e, want) {
+			t.Fatalf("%s:\n got %+v, %v\nwant %+v, %v", data, e, err, want, wantErr)
+		}
 	}
 }
