@@ -36,6 +36,12 @@ it from the oldest record and waits until every event is in S3. It prints:
     and bytes on S3 per event;
   - with --profile-dir, the top functions of a CPU profile taken from its start.
 
+With --runs N the archive reads the stream N times (the stream is loaded once; each
+run has a leases table and an S3 prefix of its own) and the figures are the median
+run's, every run listed: a single run on a shared machine varies by ±15%. With
+--versus BINARY a second clickstream binary runs as many times, alternately with
+the first on the same stream, and the report compares the two.
+
 With --report FILE the run replaces the latest archive-efficiency section of FILE
 (docs/BENCHMARKS.md) and the one before moves to "previous"; --report-append adds
 it to the latest section. ` + "`make bench-archive`" + ` runs it twice, plain and
@@ -47,6 +53,8 @@ aggregated, on a kinesalite stack.`,
 			fs.BoolVar(&cfg.Aggregate, "aggregate", false, "KPL-aggregate the events (many per Kinesis record)")
 			fs.StringVar(&cfg.Bucket, "bucket", setup.DefaultBucket, "bucket for the archive (a fresh bench-archive/ prefix is used)")
 			fs.DurationVar(&cfg.MaxAge, "archive-max-age", 5*time.Second, "the archive's --archive-max-age")
+			fs.IntVar(&cfg.Runs, "runs", 1, "times the archive reads the stream; the figures are the median run's")
+			fs.StringVar(&cfg.Versus, "versus", "", "another clickstream binary, run --runs times alternately with --binary on the same stream, for a before/after comparison")
 			fs.Var(&args, "arg", "one more flag for `consume archive`, e.g. --arg=--archive-memory-budget=64MiB (repeatable)")
 			fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when not every event is archived after this long")
 			fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "take a CPU profile of the archive from its start into DIR/consume-archive.cpu.pprof; the report shows its top functions")
@@ -61,6 +69,9 @@ aggregated, on a kinesalite stack.`,
 		Run: func(ctx context.Context, rest []string) error {
 			if len(rest) > 0 {
 				return cli.UsageErr("bench-archive takes no arguments")
+			}
+			if cfg.Runs < 1 {
+				return cli.UsageErr("--runs must be at least 1")
 			}
 			var err error
 			if cfg.Binary, cfg.Clients, err = binaryAndClients(ctx, binary); err != nil {

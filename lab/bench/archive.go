@@ -8,8 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/internal/awsx"
@@ -38,6 +42,16 @@ type ArchiveConfig struct {
 	MaxAge time.Duration
 	// Args are more flags for `consume archive` (e.g. --archive-memory-budget).
 	Args []string
+	// Runs is how many times the archive reads the stream (default 1): the
+	// stream is loaded once, and each run starts from its oldest record with
+	// a leases table and an S3 prefix of its own. The figures are those of
+	// the median run by CPU time; every run is listed. On a shared machine a
+	// single run varies by ±15%.
+	Runs int
+	// Versus is another clickstream binary run as many times, alternately
+	// with Binary on the same stream (Binary first): a before/after
+	// comparison under the same conditions.
+	Versus string
 	// Timeout bounds the wait for every event to be archived (default 10m).
 	Timeout time.Duration
 
@@ -67,21 +81,40 @@ type ArchiveResult struct {
 	OnStream       int64 // user records read back from the stream
 	LoadTook       time.Duration
 
-	Rows, Objects, Bytes, Bad int64         // the archive's counters at the end
-	Took                      time.Duration // process start → last row written
-	CPUSeconds                float64       // of the archive process, start → last row
-	PeakRSS                   int64         // VmHWM of the archive process
+	ArchiveRun // the median run of Binary (by CPU time)
+	// Runs are every run of Binary, in order; VersusRuns those of Versus.
+	Runs, VersusRuns []ArchiveRun
+	Binary, Versus   string
 
 	Profile *ProfileSummary
 	Errors  []string
 }
 
+// ArchiveRun is what one run of the archive over the stream measured.
+type ArchiveRun struct {
+	Rows, Objects, Bytes, Bad int64         // the archive's counters at the end
+	Took                      time.Duration // process start → last row written
+	CPUSeconds                float64       // of the archive process, start → last row
+	PeakRSS                   int64         // VmHWM of the archive process
+}
+
 // EventsPerCPUSecond is the headline figure.
-func (r *ArchiveResult) EventsPerCPUSecond() float64 {
+func (r ArchiveRun) EventsPerCPUSecond() float64 {
 	if r.CPUSeconds <= 0 {
 		return 0
 	}
 	return float64(r.Rows) / r.CPUSeconds
+}
+
+// medianRun is the run of median CPU time (the lower middle one of an even
+// count).
+func medianRun(runs []ArchiveRun) ArchiveRun {
+	if len(runs) == 0 {
+		return ArchiveRun{}
+	}
+	s := slices.Clone(runs)
+	slices.SortStableFunc(s, func(a, b ArchiveRun) int { return cmp.Compare(a.CPUSeconds, b.CPUSeconds) })
+	return s[(len(s)-1)/2]
 }
 
 // RunArchive loads a fresh stream, runs the archive over it and returns the
@@ -92,6 +125,7 @@ func RunArchive(ctx context.Context, cfg ArchiveConfig) (*ArchiveResult, error) 
 	cfg.MaxAge = cmp.Or(cfg.MaxAge, 5*time.Second)
 	cfg.Timeout = cmp.Or(cfg.Timeout, 10*time.Minute)
 	cfg.ProfileFor = cmp.Or(cfg.ProfileFor, 20*time.Second)
+	cfg.Runs = max(cfg.Runs, 1)
 	cfg.Bucket = cmp.Or(cfg.Bucket, setup.DefaultBucket)
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
@@ -108,13 +142,33 @@ func RunArchive(ctx context.Context, cfg ArchiveConfig) (*ArchiveResult, error) 
 		VectorsTable: "bench-archive-" + id + "-vectors", MetricsTable: "bench-archive-" + id + "-metrics",
 		LeasesTable: "bench-archive-" + id + "-leases"}
 	r := &ArchiveResult{Name: cmp.Or(cfg.Name, "Run"), Label: cfg.Label, Machine: machine(), Started: time.Now(),
-		Shards: cfg.Shards, Aggregate: cfg.Aggregate, Args: cfg.Args}
+		Shards: cfg.Shards, Aggregate: cfg.Aggregate, Args: cfg.Args, Binary: cfg.Binary, Versus: cfg.Versus}
 	fmt.Fprintf(cfg.Progress, "bench-archive: creating stream %s (%d shards), tables, prefix s3://%s/%s\n", res.Stream, res.Shards, res.Bucket, prefix)
 	if err := setup.Ensure(ctx, cfg.Clients, res, nil); err != nil {
 		return nil, err
 	}
+	// Every run after the first has a leases table of its own: with no
+	// checkpoint, it reads the stream from its oldest record.
+	runs := cfg.Runs
+	if cfg.Versus != "" {
+		runs *= 2
+	}
+	leases := []string{res.LeasesTable}
+	for i := 2; i <= runs; i++ {
+		leases = append(leases, fmt.Sprintf("%s-%d", res.LeasesTable, i))
+	}
 	if !cfg.Keep {
-		defer cleanup(cfg.Clients, res, prefix, cfg.Progress)
+		defer func() {
+			cleanup(cfg.Clients, res, prefix, cfg.Progress)
+			for _, t := range leases[1:] {
+				cfg.Clients.DynamoDB.DeleteTable(context.WithoutCancel(ctx), &dynamodb.DeleteTableInput{TableName: aws.String(t)})
+			}
+		}()
+	}
+	for _, t := range leases[1:] {
+		if _, err := setup.EnsureTable(ctx, cfg.Clients.DynamoDB, setup.LeasesTable.Named(t)); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.LogDir == "" {
 		d, err := os.MkdirTemp("", "clickstream-bench-archive-")
@@ -135,9 +189,34 @@ func RunArchive(ctx context.Context, cfg ArchiveConfig) (*ArchiveResult, error) 
 	if r.OnStream != r.Events {
 		r.Errors = append(r.Errors, fmt.Sprintf("%d events acknowledged but %d user records on the stream", r.Events, r.OnStream))
 	}
-	if err := runArchive(ctx, cfg, res, prefix, r); err != nil {
-		return nil, err
+	n := 0
+	for i := range cfg.Runs {
+		for _, vs := range []bool{false, true} {
+			if vs && cfg.Versus == "" {
+				continue
+			}
+			bin, name := cfg.Binary, "run"
+			if vs {
+				bin, name = cfg.Versus, "versus-run"
+			}
+			run := res
+			run.LeasesTable = leases[n]
+			// Only Binary's first run is profiled.
+			profile := !vs && i == 0
+			fmt.Fprintf(cfg.Progress, "bench-archive: %s %d of %d: %s\n", name, i+1, cfg.Runs, bin)
+			ar, err := runArchive(ctx, cfg, bin, run, fmt.Sprintf("%s/%s-%d", prefix, name, i+1), profile, r)
+			if err != nil {
+				return nil, err
+			}
+			if vs {
+				r.VersusRuns = append(r.VersusRuns, ar)
+			} else {
+				r.Runs = append(r.Runs, ar)
+			}
+			n++
+		}
 	}
+	r.ArchiveRun = medianRun(r.Runs)
 	return r, nil
 }
 
@@ -188,36 +267,38 @@ func countStream(ctx context.Context, c *awsx.Clients, stream string, r *Archive
 	return nil
 }
 
-// runArchive starts `consume archive`, waits until it has written every
-// event, and reads its CPU time and peak RSS at that moment.
-func runArchive(ctx context.Context, cfg ArchiveConfig, res setup.Resources, prefix string, r *ArchiveResult) error {
+// runArchive starts `consume archive` of bin, waits until it has written
+// every event, and reads its CPU time and peak RSS at that moment. What goes
+// wrong is added to r's Errors; with profile, r gets the CPU profile.
+func runArchive(ctx context.Context, cfg ArchiveConfig, bin string, res setup.Resources, prefix string, profile bool, r *ArchiveResult) (ArchiveRun, error) {
+	var ar ArchiveRun
 	addr, err := proc.FreeAddr()
 	if err != nil {
-		return err
+		return ar, err
 	}
 	args := []string{"consume", "archive", "--metrics-addr", addr, "--prefix", prefix, "--archive-max-age", cfg.MaxAge.String(),
 		"--stream", res.Stream, "--bucket", res.Bucket, "--leases-table", res.LeasesTable}
 	args = append(args, cfg.Args...)
 	var pprofAddr string
-	if cfg.ProfileDir != "" {
+	if profile && cfg.ProfileDir != "" {
 		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
-			return err
+			return ar, err
 		}
 		if pprofAddr, err = proc.FreeAddr(); err != nil {
-			return err
+			return ar, err
 		}
 		args = append(args, "--pprof-addr", pprofAddr)
 	}
 	fmt.Fprintf(cfg.Progress, "bench-archive: clickstream %s\n", strings.Join(args, " "))
 	start := time.Now()
-	c, err := proc.Start(cfg.Binary, cfg.LogDir, "consume-archive", addr, cfg.Env, args...)
+	c, err := proc.Start(bin, cfg.LogDir, "consume-archive", addr, cfg.Env, args...)
 	if err != nil {
-		return err
+		return ar, err
 	}
 	c.PprofAddr = pprofAddr
 	defer c.Stop(30 * time.Second)
 	if err := c.WaitHealthy(ctx, time.Minute); err != nil {
-		return err
+		return ar, err
 	}
 	profDone := make(chan error, 1)
 	cpuPath := filepath.Join(cfg.ProfileDir, "consume-archive.cpu.pprof")
@@ -241,30 +322,30 @@ func runArchive(ctx context.Context, cfg ArchiveConfig, res setup.Resources, pre
 		}
 		select {
 		case <-c.Exited():
-			return fmt.Errorf("the archive exited before writing every event; its log:\n%s", c.Tail(20))
+			return ar, fmt.Errorf("the archive exited before writing every event; its log:\n%s", c.Tail(20))
 		case <-ctx.Done():
-			return ctx.Err()
+			return ar, ctx.Err()
 		case <-time.After(scrapeEvery):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d events archived after %s", int64(m.Sum("clickstream_archive_rows_total")), r.OnStream, cfg.Timeout)
+			return ar, fmt.Errorf("%d of %d events archived after %s", int64(m.Sum("clickstream_archive_rows_total")), r.OnStream, cfg.Timeout)
 		}
 	}
 	st, err := proc.ReadStats(c.Pid())
 	if err != nil {
-		return err
+		return ar, err
 	}
-	r.Took = time.Since(start)
-	r.CPUSeconds, r.PeakRSS = st.CPUSeconds, st.PeakRSS
-	r.Rows = int64(m.Sum("clickstream_archive_rows_total"))
-	r.Objects = int64(m.Sum("clickstream_archive_objects_total"))
-	r.Bytes = int64(m.Sum("clickstream_archive_bytes_total"))
-	r.Bad = int64(m.Sum("clickstream_archive_bad_records_total"))
-	if r.Rows != r.OnStream {
-		r.Errors = append(r.Errors, fmt.Sprintf("%d rows archived for %d events on the stream", r.Rows, r.OnStream))
+	ar.Took = time.Since(start)
+	ar.CPUSeconds, ar.PeakRSS = st.CPUSeconds, st.PeakRSS
+	ar.Rows = int64(m.Sum("clickstream_archive_rows_total"))
+	ar.Objects = int64(m.Sum("clickstream_archive_objects_total"))
+	ar.Bytes = int64(m.Sum("clickstream_archive_bytes_total"))
+	ar.Bad = int64(m.Sum("clickstream_archive_bad_records_total"))
+	if ar.Rows != r.OnStream {
+		r.Errors = append(r.Errors, fmt.Sprintf("%s: %d rows archived for %d events on the stream", bin, ar.Rows, r.OnStream))
 	}
 	fmt.Fprintf(cfg.Progress, "bench-archive: %d rows in %d objects after %s; %.2f CPU-s, peak RSS %d MiB\n",
-		r.Rows, r.Objects, r.Took.Round(time.Millisecond), r.CPUSeconds, r.PeakRSS>>20)
+		ar.Rows, ar.Objects, ar.Took.Round(time.Millisecond), ar.CPUSeconds, ar.PeakRSS>>20)
 	if pprofAddr != "" {
 		// A profile cut short is lost (the handler writes it when its time
 		// is up): wait for it; the idle archive adds little.
@@ -275,7 +356,7 @@ func runArchive(ctx context.Context, cfg ArchiveConfig, res setup.Resources, pre
 			r.Profile = &ps
 		}
 	}
-	return nil
+	return ar, nil
 }
 
 // Markdown renders the run as a report section.
@@ -300,6 +381,22 @@ func (r *ArchiveResult) Markdown() string {
 	w("| wall time, start → last row | %s |\n", r.Took.Round(10*time.Millisecond))
 	w("| rows written / user records on the stream | %d / %d |\n", r.Rows, r.OnStream)
 	w("| objects, bytes on S3 per event | %d, %.2f |\n", r.Objects, float64(r.Bytes)/float64(max(r.Rows, 1)))
+	if len(r.Runs) > 1 {
+		w("\nThe figures are those of the median of %d runs by CPU time; each run's CPU-seconds and peak RSS: %s.\n",
+			len(r.Runs), runList(r.Runs))
+	}
+	if len(r.VersusRuns) > 0 {
+		v := medianRun(r.VersusRuns)
+		this, other := filepath.Base(r.Binary), filepath.Base(r.Versus)
+		if this == other {
+			this, other = r.Binary, r.Versus
+		}
+		w("\nAgainst `%s`, run alternately on the same stream (this binary first):\n\n", other)
+		w("| | `%s` | `%s` |\n|---|---:|---:|\n", this, other)
+		w("| events per CPU-second, median run | **%.0f** | **%.0f** |\n", r.EventsPerCPUSecond(), v.EventsPerCPUSecond())
+		w("| CPU-seconds / peak RSS of each run | %s | %s |\n", runList(r.Runs), runList(r.VersusRuns))
+		w("| bytes on S3 per event, median run | %.2f | %.2f |\n", float64(r.Bytes)/float64(max(r.Rows, 1)), float64(v.Bytes)/float64(max(v.Rows, 1)))
+	}
 	if p := r.Profile; p != nil && p.CPU > 0 {
 		w("\nWhere the CPU goes (%.2f s of CPU sampled; `go tool pprof %s`):\n\n| function | flat | cum |\n|---|---|---|\n", p.CPU.Seconds(), p.Path)
 		for _, f := range p.Top {
@@ -313,4 +410,13 @@ func (r *ArchiveResult) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// runList renders runs as "1.63 s / 171 MiB, 1.86 s / 150 MiB".
+func runList(runs []ArchiveRun) string {
+	parts := make([]string, len(runs))
+	for i, r := range runs {
+		parts[i] = fmt.Sprintf("%.2f s / %d MiB", r.CPUSeconds, r.PeakRSS>>20)
+	}
+	return strings.Join(parts, ", ")
 }

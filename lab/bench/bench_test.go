@@ -191,3 +191,23 @@ func TestSharedPollIntervals_StayWithinFiveReadsPerSecond(t *testing.T) {
 		}
 	}
 }
+
+// The reported run is the median by CPU time: the middle of an odd count,
+// the lower middle of an even one, whatever the order of the runs.
+func TestMedianRun(t *testing.T) {
+	runs := func(cpu ...float64) []ArchiveRun {
+		rs := make([]ArchiveRun, len(cpu))
+		for i, c := range cpu {
+			rs[i] = ArchiveRun{CPUSeconds: c, Rows: int64(i)}
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		cpu  []float64
+		want float64
+	}{{nil, 0}, {[]float64{2}, 2}, {[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2}, {[]float64{1.5, 1.5, 9}, 1.5}} {
+		if got := medianRun(runs(tc.cpu...)); got.CPUSeconds != tc.want {
+			t.Errorf("median of %v: %v, want %v", tc.cpu, got.CPUSeconds, tc.want)
+		}
+	}
+}

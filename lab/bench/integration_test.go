@@ -4,6 +4,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,8 +66,9 @@ func TestIntegration_ShortRun(t *testing.T) {
 }
 
 // TestIntegration_ArchiveRun runs the archive-efficiency benchmark on a
-// small aggregated stream against the local stack, with the real binary:
-// every event archived, the figures present and consistent.
+// small aggregated stream against the local stack, with the real binary
+// twice against itself (--runs 2 --versus): every event archived by every
+// run, the figures present and consistent, the median run reported.
 func TestIntegration_ArchiveRun(t *testing.T) {
 	c := testenv.Clients(t)
 	bin := filepath.Join(t.TempDir(), "clickstream")
@@ -77,7 +79,7 @@ func TestIntegration_ArchiveRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r, err := RunArchive(ctx, ArchiveConfig{Binary: bin, Clients: c, Bucket: bucket, Shards: 2, Events: 3000, Aggregate: true,
-		MaxAge: time.Second, Label: "integration test"})
+		MaxAge: time.Second, Label: "integration test", Runs: 2, Versus: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +94,18 @@ func TestIntegration_ArchiveRun(t *testing.T) {
 	if r.CPUSeconds <= 0 || r.PeakRSS <= 0 || r.Objects <= 0 || r.Bytes <= 0 || r.EventsPerCPUSecond() <= 0 {
 		t.Errorf("figures missing: %+v", r)
 	}
-	for _, want := range []string{"events per CPU-second", "peak RSS", "bytes on S3 per event", "KPL-aggregated"} {
+	if len(r.Runs) != 2 || len(r.VersusRuns) != 2 {
+		t.Fatalf("%d runs and %d versus runs, want 2 each", len(r.Runs), len(r.VersusRuns))
+	}
+	for i, run := range append(slices.Clone(r.Runs), r.VersusRuns...) {
+		if run.Rows != 3000 || run.CPUSeconds <= 0 || run.PeakRSS <= 0 {
+			t.Errorf("run %d: %+v, want 3000 rows and its CPU time and RSS", i, run)
+		}
+	}
+	if r.ArchiveRun != r.Runs[0] && r.ArchiveRun != r.Runs[1] || r.CPUSeconds > max(r.Runs[0].CPUSeconds, r.Runs[1].CPUSeconds) {
+		t.Errorf("reported run %+v is not the median of %+v", r.ArchiveRun, r.Runs)
+	}
+	for _, want := range []string{"events per CPU-second", "peak RSS", "bytes on S3 per event", "KPL-aggregated", "median of 2 runs", "run alternately on the same stream"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}
