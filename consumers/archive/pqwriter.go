@@ -466,7 +466,7 @@ func (w *pqWriter) rowDone() error {
 	return nil
 }
 
-// cutPages cuts the pages that are full, and the largest ones while the
+// cutPages cuts the pages that are full, then the largest ones while the
 // open pages together hold more than the layout's openBytes.
 func (w *pqWriter) cutPages() error {
 	open := 0
@@ -489,7 +489,8 @@ func (w *pqWriter) cutPages() error {
 	// The open pages are what a file being encoded holds uncompressed: up
 	// to a page per column, ~15 MiB of 512 KiB pages, where most columns
 	// take a few bytes a row and never fill theirs. Cutting the largest
-	// down to half the bound keeps it, and their pages near full size.
+	// until the rest fit keeps the bound and the other pages growing
+	// (cutting down to half of it made files 2% larger).
 	for open > w.layout.openBytes {
 		var big *pqColumn
 		for i := range w.cols {
@@ -497,12 +498,12 @@ func (w *pqWriter) cutPages() error {
 				big = c
 			}
 		}
+		if big.size() == 0 {
+			break
+		}
 		open -= big.size()
 		if err := w.flushPage(big); err != nil {
 			return err
-		}
-		if open <= w.layout.openBytes/2 {
-			break
 		}
 	}
 	return nil
