@@ -214,10 +214,17 @@ func readBody(resp *smithyhttp.Response, pooled bool) ([]byte, error) {
 // other large part, is handed to the processors and never reused).
 var bodies sync.Pool // *[]byte
 
-// putBody pools a body read with pooled set, once nothing points into it.
+// putBody pools a body read with pooled set, once nothing points into it;
+// one over maxPooledBody is left to the GC (a pooled buffer lives until two
+// collections pass without a Get, and a 10,000-record answer can be 10 MB).
 func putBody(b []byte) {
-	bodies.Put(&b)
+	if cap(b) <= maxPooledBody {
+		bodies.Put(&b)
+	}
 }
+
+// maxPooledBody: answers of the default 1 MiB of record data are ~1.4 MB.
+const maxPooledBody = 4 << 20
 
 // errorAsJSON renders a CBOR error body ({"__type", "message"}) as the JSON
 // the JSON protocol decodes errors from. A body that is not a CBOR error is
