@@ -207,8 +207,11 @@ func (e *encoder) encodePart(pb *partBuf, shardID string) ([]byte, error) {
 		rows, release := pb.rows(shardID)
 		defer release()
 		out, err := e.encodeFromBytes(pb.n, rows, e.fileSize(pb.raw))
+		if err != nil {
+			return nil, err
+		}
 		e.observe(pb.raw, len(out))
-		return out, err
+		return out, nil
 	}
 	e.slots <- struct{}{}
 	defer func() { <-e.slots }()
