@@ -1,7 +1,6 @@
 package kinesiswire
 
 import (
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/fxamacker/cbor/v2"
+	"github.com/segmentio/asm/base64"
 )
 
 // getRecordsOutput is a GetRecords answer on the wire. Records are decoded

@@ -208,3 +208,49 @@ func TestScan_AgreesWithTheTokenizerOrDeclines(t *testing.T) {
 		check(string(body))
 	}
 }
+
+// TestData64_AcceptsAndRejectsAsTheStandardLibrary: the vector decoder
+// behind data64 gives encoding/base64's bytes and verdict on valid data of
+// every length around its 32-byte blocks, and on data damaged at every
+// position (a byte outside the alphabet, a line break, padding too early,
+// a cut): the scanner leaves all validation of record data to it.
+func TestData64_AcceptsAndRejectsAsTheStandardLibrary(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 64))
+	check := func(b64 []byte) {
+		t.Helper()
+		want, wantErr := base64.StdEncoding.DecodeString(string(b64))
+		// The record's slot sits between other records' bytes in the
+		// shared buffer: nothing around it may change.
+		s := &recordSink{data: make([]byte, 0, 64+base64.StdEncoding.DecodedLen(len(b64))+64)}
+		s.data = append(s.data, bytes.Repeat([]byte{0xAA}, 64)...)
+		got, err := s.data64(b64)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("%q: error %v, encoding/base64 says %v", b64, err, wantErr)
+		}
+		if err == nil && !bytes.Equal(got, want) {
+			t.Fatalf("%q: decoded %x, want %x", b64, got, want)
+		}
+		if !bytes.Equal(s.data[:64], bytes.Repeat([]byte{0xAA}, 64)) {
+			t.Fatalf("%q: the bytes before the record's slot changed", b64)
+		}
+	}
+	for n := range 400 {
+		raw := make([]byte, n)
+		for i := range raw {
+			raw[i] = byte(rng.Uint32())
+		}
+		b64 := []byte(base64.StdEncoding.EncodeToString(raw))
+		check(b64)
+		if len(b64) == 0 {
+			continue
+		}
+		for _, bad := range []byte{'!', '\n', '\r', '=', '-', '_', ' ', 0x80, 0} {
+			at := rng.IntN(len(b64))
+			damaged := slices.Clone(b64)
+			damaged[at] = bad
+			check(damaged)
+		}
+		check(b64[:len(b64)-1])
+		check(slices.Insert(slices.Clone(b64), rng.IntN(len(b64)), '\n'))
+	}
+}
