@@ -254,3 +254,39 @@ func TestData64_AcceptsAndRejectsAsTheStandardLibrary(t *testing.T) {
 		check(slices.Insert(slices.Clone(b64), rng.IntN(len(b64)), '\n'))
 	}
 }
+
+// TestPlainASCII_IsTheByteTest: the word-at-a-time check says what testing
+// each byte says, for every byte value at every position of strings of
+// every length around the word size.
+func TestPlainASCII_IsTheByteTest(t *testing.T) {
+	byByte := func(v []byte) bool {
+		for _, c := range v {
+			if c < 0x20 || c >= 0x7f || c == '\\' {
+				return false
+			}
+		}
+		return true
+	}
+	for n := 1; n <= 24; n++ {
+		v := bytes.Repeat([]byte{'7'}, n)
+		for at := range n {
+			for c := range 256 {
+				v[at] = byte(c)
+				if got, want := plainASCII(v), byByte(v); got != want {
+					t.Fatalf("%q: plainASCII %v, byte by byte %v", v, got, want)
+				}
+			}
+			v[at] = '7'
+		}
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 100_000 {
+		v := make([]byte, rng.IntN(70))
+		for i := range v {
+			v[i] = byte(0x18 + rng.IntN(0x6c)) // mostly printable, now and then not
+		}
+		if got, want := plainASCII(v), byByte(v); got != want {
+			t.Fatalf("%q: plainASCII %v, byte by byte %v", v, got, want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package kinesiswire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -204,15 +205,34 @@ func (s *scanner) null() bool {
 // its contents; false for any other string (or none).
 func (s *scanner) str() ([]byte, bool) {
 	v, ok := s.rawStr()
-	if !ok {
+	if !ok || !plainASCII(v) {
 		return nil, false
 	}
-	for _, c := range v {
-		if c < 0x20 || c >= 0x7f || c == '\\' {
-			return nil, false
+	return v, true
+}
+
+// plainASCII reports whether every byte of v is printable ASCII other than
+// a backslash (0x20..0x7e, not '\\'), eight bytes at a time: sequence
+// numbers are 56 digits, and a byte at a time this was ~3% of an archive's
+// CPU. Each test is exact for "some byte of the word is": x < 0x20 borrows
+// into its top bit when 0x20 is subtracted, a top bit set is x ≥ 0x80, and
+// a zero byte of w^0x7f… or w^0x5c… is a DEL or a backslash.
+func plainASCII(v []byte) bool {
+	const ones, hi = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		w := binary.LittleEndian.Uint64(v[i:])
+		del, bs := w^(0x7f*ones), w^('\\'*ones)
+		if ((w-0x20*ones)&^w|w|(del-ones)&^del|(bs-ones)&^bs)&hi != 0 {
+			return false
 		}
 	}
-	return v, true
+	for _, c := range v[i:] {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // rawStr consumes a string up to the next quote and returns its bytes
