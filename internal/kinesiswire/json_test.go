@@ -223,7 +223,7 @@ func TestData64_AcceptsAndRejectsAsTheStandardLibrary(t *testing.T) {
 		want, wantErr := base64.StdEncoding.DecodeString(string(b64))
 		// The record's slot sits between other records' bytes in the
 		// shared buffer: nothing around it may change.
-		s := &recordSink{data: make([]byte, 0, 64+base64.StdEncoding.DecodedLen(len(b64))+64)}
+		s := &recordSink{bound: base64.StdEncoding.DecodedLen(len(b64)), data: make([]byte, 0, 64+base64.StdEncoding.DecodedLen(len(b64))+64)}
 		s.data = append(s.data, bytes.Repeat([]byte{0xAA}, 64)...)
 		got, err := s.data64(b64)
 		if (err != nil) != (wantErr != nil) {
@@ -320,6 +320,55 @@ func TestPlainDecimal_IsParseFloat(t *testing.T) {
 	for _, s := range []string{"1.", ".5", "1e9", "-1.5", "1.2.3", "", "9999999999999999", "1_0"} {
 		if _, ok := plainDecimal([]byte(s)); ok {
 			t.Errorf("%q taken by the fast path", s)
+		}
+	}
+}
+
+// An answer's buffers are sized from the proportions of the last large
+// answer: close to what a like answer needs. When the next answer's
+// records are much larger or smaller, its records still decode as the
+// SDK decodes them (a second data buffer takes the rest).
+func TestJSON_SizesBuffersFromTheLastAnswer(t *testing.T) {
+	uniform := func(records, dataBytes int) (string, int) {
+		var b strings.Builder
+		b.WriteString(`{"Records":[`)
+		for i := range records {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"SequenceNumber":"4959033827149025660855969253836157109592157598913658%04d","ApproximateArrivalTimestamp":1796440980.%03d,"Data":%q,"PartitionKey":"u-%d"}`,
+				i, i%1000, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{byte(i)}, dataBytes)), i)
+		}
+		b.WriteString(`],"NextShardIterator":"it","MillisBehindLatest":0}`)
+		return b.String(), records * dataBytes
+	}
+	body, data := uniform(400, 300)
+	if err := decodeGetRecordsJSON([]byte(body), &kinesis.GetRecordsOutput{}); err != nil {
+		t.Fatal(err)
+	}
+	out := &kinesis.GetRecordsOutput{}
+	s := newRecordSink([]byte(body), out)
+	if c := cap(s.data); c < data || c > data*17/16+1024+16 {
+		t.Errorf("data buffer of %d bytes for %d bytes of data", c, data)
+	}
+	if c := cap(out.Records); c < 400 || c > 400*17/16+8+1 {
+		t.Errorf("room for %d records for 400", c)
+	}
+	r := rand.New(rand.NewPCG(8, 9))
+	for i := range 12 {
+		// Large answers (they teach the proportions), alternately of tiny
+		// and of large records, then small ones.
+		records, maxData := 1200, 16
+		if i%2 == 1 {
+			records, maxData = 100, 4000
+		}
+		if i >= 8 {
+			records, maxData = 5, 50
+		}
+		body := randomAnswer(r, records, maxData)
+		decodeBoth(t, body)
+		if err := decodeGetRecordsJSON([]byte(body), &kinesis.GetRecordsOutput{}); err != nil {
+			t.Fatalf("answer %d (%d bytes): %v", i, len(body), err)
 		}
 	}
 }

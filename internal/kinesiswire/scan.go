@@ -158,6 +158,7 @@ func scanRecords(s *scanner, body []byte, out *kinesis.GetRecordsOutput) error {
 		}
 		sink.add(r, w, has)
 	}
+	sink.done()
 	return nil
 }
 
