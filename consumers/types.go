@@ -50,7 +50,10 @@ func (r *Record) Applies() bool { return r.Err == nil && !r.Duplicate }
 type Batch struct {
 	ShardID string
 	// Records may be empty: the runtime also calls Process on idle polls so
-	// processors can flush by age and advance watermarks.
+	// processors can flush by age and advance watermarks. The slice is the
+	// runtime's and is reused once Process returns: keep Records by value
+	// (their events, strings and Data stay valid), not the slice or
+	// pointers into it.
 	Records            []Record
 	MillisBehindLatest int64     // how far the read is behind the tip of the shard (0 in Lambda)
 	Now                time.Time // processing time, from the runtime's clock
