@@ -51,7 +51,8 @@ type pqWriter struct {
 	// Scratch buffers of page encoding, reused page after page.
 	levels, body, packed, header []byte
 	int32s                       []int32
-	keys                         []string
+	features                     []entry[float64] // a row's map, sorted
+	attrs                        []entry[string]
 	proto                        thrift.CompactProtocol
 }
 
@@ -529,19 +530,19 @@ func (w *pqWriter) add(r *Row) {
 		c[colPosition].null(0)
 	}
 	if w.mapStart(colFeatureKey, colFeatureValue, r.Features == nil, len(r.Features)) {
-		w.keys = appendSortedKeys(w.keys[:0], r.Features)
-		for i, k := range w.keys {
+		w.features = appendSorted(w.features[:0], r.Features)
+		for i, e := range w.features {
 			rep := uint8(min(i, 1))
-			c[colFeatureKey].str(k, rep, 2)
-			c[colFeatureValue].double(r.Features[k], rep, 2)
+			c[colFeatureKey].str(e.k, rep, 2)
+			c[colFeatureValue].double(e.v, rep, 2)
 		}
 	}
 	if w.mapStart(colAttrKey, colAttrValue, r.Attrs == nil, len(r.Attrs)) {
-		w.keys = appendSortedKeys(w.keys[:0], r.Attrs)
-		for i, k := range w.keys {
+		w.attrs = appendSorted(w.attrs[:0], r.Attrs)
+		for i, e := range w.attrs {
 			rep := uint8(min(i, 1))
-			c[colAttrKey].str(k, rep, 2)
-			c[colAttrValue].str(r.Attrs[k], rep, 2)
+			c[colAttrKey].str(e.k, rep, 2)
+			c[colAttrValue].str(e.v, rep, 2)
 		}
 	}
 	c[colHost].optStr(r.Host)

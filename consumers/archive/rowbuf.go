@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"unsafe"
 )
 
@@ -71,23 +72,24 @@ func appendRow(dst []byte, row *Row) []byte {
 		row.Placement, row.Host, row.Method, row.URI, row.Route, row.Cache, row.UserAgent, row.Extra} {
 		dst = appendString(dst, s)
 	}
-	var keys [16]string
 	if row.Features == nil {
 		dst = append(dst, 0)
 	} else {
+		var buf [16]entry[float64]
 		dst = binary.AppendUvarint(dst, uint64(len(row.Features))+1)
-		for _, k := range appendSortedKeys(keys[:0], row.Features) {
-			dst = appendString(dst, k)
-			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(row.Features[k]))
+		for _, e := range appendSorted(buf[:0], row.Features) {
+			dst = appendString(dst, e.k)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.v))
 		}
 	}
 	if row.Attrs == nil {
 		dst = append(dst, 0)
 	} else {
+		var buf [16]entry[string]
 		dst = binary.AppendUvarint(dst, uint64(len(row.Attrs))+1)
-		for _, k := range appendSortedKeys(keys[:0], row.Attrs) {
-			dst = appendString(dst, k)
-			dst = appendString(dst, row.Attrs[k])
+		for _, e := range appendSorted(buf[:0], row.Attrs) {
+			dst = appendString(dst, e.k)
+			dst = appendString(dst, e.v)
 		}
 	}
 	dst = appendString(dst, row.SequenceNumber)
@@ -95,13 +97,20 @@ func appendRow(dst []byte, row *Row) []byte {
 	return binary.AppendVarint(dst, row.ArrivalTS)
 }
 
-// appendSortedKeys appends m's keys to keys, sorted.
-func appendSortedKeys[V any](keys []string, m map[string]V) []string {
-	for k := range m {
-		keys = append(keys, k)
+// entry is a map entry.
+type entry[V any] struct {
+	k string
+	v V
+}
+
+// appendSorted appends m's entries to dst in key order. Entries, not keys:
+// looking each value up again by its key cost a hash per entry.
+func appendSorted[V any](dst []entry[V], m map[string]V) []entry[V] {
+	for k, v := range m {
+		dst = append(dst, entry[V]{k, v})
 	}
-	slices.Sort(keys)
-	return keys
+	slices.SortFunc(dst, func(a, b entry[V]) int { return strings.Compare(a.k, b.k) })
+	return dst
 }
 
 func appendString(dst []byte, s string) []byte {
