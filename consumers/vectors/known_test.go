@@ -3,7 +3,10 @@ package vectors
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
+	"unsafe"
+	"weak"
 
 	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/event"
@@ -63,5 +66,25 @@ func TestProcess_NewUsersCostOneCallOnceLearned(t *testing.T) {
 	}
 	if v := vec(t, st, "user-7")["a"][0]; !near(v, 2) {
 		t.Errorf("user-7 clicks %v, want 2", v)
+	}
+}
+
+// A remembered user id must not keep the record it was decoded from alive:
+// an event's strings share one copy of the whole record.
+func TestKnownUsers_DoNotKeepTheirRecords(t *testing.T) {
+	k := newKnownUsers(100)
+	rec := make([]byte, 64<<10)
+	copy(rec[len(rec)-3:], "u-1")
+	freed := weak.Make(&rec[0])
+	user := unsafe.String(&rec[len(rec)-3], 3) // what the decoder hands: a piece of the record
+	k.written(user, false, true)
+	rec, user = nil, ""
+	runtime.GC()
+	runtime.GC()
+	if freed.Value() != nil {
+		t.Fatal("a remembered user id keeps its 64 KiB record alive")
+	}
+	if !k.remembered("u-1") {
+		t.Fatal("u-1 not remembered")
 	}
 }
