@@ -359,15 +359,17 @@ func (sp *shardProc) lookup(m int, win int64) *memRow {
 	if row != nil {
 		return row
 	}
+	// The row outlives the batch: copies, since an event's strings share
+	// one copy of its whole record and would keep it alive.
 	dims := make(map[string]string, len(mp.groupBy))
 	for i, g := range mp.groupBy {
-		dims[mp.def.GroupBy[i]] = sp.view.str(g)
+		dims[mp.def.GroupBy[i]] = strings.Clone(sp.view.str(g))
 	}
 	var gk string
 	switch len(mp.groupBy) {
 	case 0:
 	case 1:
-		gk = sp.view.str(mp.groupBy[0])
+		gk = dims[mp.def.GroupBy[0]]
 	default:
 		gk = string(sp.keyBuf)
 	}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
+	"unsafe"
+	"weak"
 
 	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/event"
@@ -524,4 +527,27 @@ func TestProcessor_WindowsLeftOpenByAShutdownArePublishedByTheNextOwner(t *testi
 	if len(state.OpenRows) != 0 {
 		t.Errorf("progress still lists open rows: %v", state.OpenRows)
 	}
+}
+
+// A metric row lives for its window and more: its dimensions must not keep
+// the records they came from alive (an event's strings share one copy of
+// its whole record).
+func TestProcessor_RowsDoNotKeepTheirRecords(t *testing.T) {
+	sp := open(t, newTestProcessor(t, NewMemoryStore(), Config{FlushInterval: time.Hour}), consumers.Position{})
+	rec := make([]byte, 64<<10)
+	copy(rec[len(rec)-6:], "/r HIT")
+	freed := weak.Make(&rec[0])
+	e := access(t0, "", "", 200, 1)
+	e.Route, e.Cache = unsafe.String(&rec[len(rec)-6], 2), unsafe.String(&rec[len(rec)-3], 3)
+	e.URI = e.Route
+	process(t, sp, t0, records(1, e)...)
+	// A later batch, so that nothing of the first one is in use.
+	process(t, sp, t0, records(2, access(t0, "/other", "MISS", 200, 1))...)
+	e, rec = event.Event{}, nil
+	runtime.GC()
+	runtime.GC()
+	if freed.Value() != nil {
+		t.Fatal("a metric row keeps its 64 KiB record alive")
+	}
+	runtime.KeepAlive(sp) // its rows are what is checked
 }
