@@ -75,8 +75,11 @@ func recordsCap(krs []types.Record) int {
 // decode decodes one event into e; an event whose ts is more than
 // event.DefaultMaxFuture after the record's arrival is bad too (a wrong
 // device clock), judged against the arrival time so a replay decides alike.
+// The event's strings point into data (event.DecodeShared): record data is
+// never modified once read, and copying each record for its strings was
+// ~2% of a consumer's CPU and a third of the bytes decoding allocated.
 func decode(e *event.Event, data []byte, arrival time.Time) error {
-	err := event.DecodeInto(data, e)
+	err := event.DecodeShared(data, e)
 	if err == nil {
 		err = e.CheckFuture(arrival, event.DefaultMaxFuture)
 	}

@@ -24,7 +24,10 @@ type Record struct {
 	ExplicitHashKey string    // "" unless the producer set one (KPL sub-records)
 	ArrivalTime     time.Time // when Kinesis accepted the (aggregate) record
 	Data            []byte    // raw user-record bytes; aliases the read buffer, never modified
-	Event           event.Event
+	// Event is the decoded event. Its strings point into Data, and so into
+	// the buffer a whole GetRecords answer shares: strings.Clone what is
+	// kept beyond the batch, or each string kept keeps that buffer alive.
+	Event event.Event
 	// Err says why the record is bad (an *event.Error, a KPL corruption
 	// wrapping kpl.ErrCorrupt, ...); nil when Event is valid. Bad records are
 	// handed to the processor too (so positions stay contiguous) and written

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -45,6 +46,21 @@ type decodeState struct {
 	data []byte
 	rec  string  // string(data), made on first use; unescaped strings are substrings of it
 	nums *numBox // storage behind the optional numeric pointers
+	// shared: rec is data itself, not a copy (DecodeShared).
+	shared bool
+}
+
+// record is data as the string the event's unescaped strings are
+// substrings of: one copy of it, or data itself for DecodeShared.
+func (s *decodeState) record() string {
+	if s.rec == "" {
+		if s.shared {
+			s.rec = unsafe.String(unsafe.SliceData(s.data), len(s.data))
+		} else {
+			s.rec = string(s.data)
+		}
+	}
+	return s.rec
 }
 
 // numBox lets Position, Bytes and RequestTimeMS share one allocation.
@@ -72,9 +88,14 @@ var statePool = sync.Pool{New: func() any { return new(decodeState) }}
 // decodes as nil. Integer fields accept integral numbers written as 2e2 or
 // 200.0 up to 2^53. Unmarshal never panics, and neither keeps nor modifies
 // data: the caller may reuse it at once. Safe for concurrent use.
-func Unmarshal(data []byte, e *Event) error {
+func Unmarshal(data []byte, e *Event) error { return unmarshal(data, e, false) }
+
+// unmarshal is Unmarshal, e's strings pointing into data itself when
+// shared (DecodeShared).
+func unmarshal(data []byte, e *Event, shared bool) error {
 	*e = Event{}
 	s := statePool.Get().(*decodeState)
+	s.shared = shared
 	var err error
 	if !s.fast(data, e) {
 		*e = Event{}
@@ -115,6 +136,19 @@ func DecodeInto(data []byte, e *Event) error {
 	return e.validate(true)
 }
 
+// DecodeShared is DecodeInto with e's strings pointing into data itself
+// instead of into one copy of it: the copy, an allocation as large as the
+// record, is saved. data must never change afterwards, and a string kept
+// from e keeps all of data's array alive, so strings.Clone what outlives
+// the record. The consumers' runtime decodes this way: record data is
+// never modified once read, and a batch's records share one buffer.
+func DecodeShared(data []byte, e *Event) error {
+	if err := unmarshal(data, e, true); err != nil {
+		return err
+	}
+	return e.validate(true)
+}
+
 // UnmarshalJSON implements json.Unmarshaler with Unmarshal's rules (no
 // validation), so encoding/json users decode events the same way. A JSON null
 // leaves e unchanged, as encoding/json expects.
@@ -130,7 +164,7 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 // keeps that one record alive); resetting it here as well cost ~7% more CPU
 // per decode.
 func (s *decodeState) release() {
-	s.data, s.rec, s.nums = nil, "", nil
+	s.data, s.rec, s.nums, s.shared = nil, "", nil, false
 	if cap(s.scratch) > 4<<10 {
 		s.scratch = nil
 	}
@@ -245,10 +279,7 @@ func (s *decodeState) stringAt(v jsontext.Value) (string, error) {
 	}
 	if bytes.IndexByte(v, '\\') < 0 {
 		off := int(s.dec.InputOffset()) - len(v)
-		if s.rec == "" {
-			s.rec = string(s.data)
-		}
-		return s.rec[off+1 : off+len(v)-1], nil
+		return s.record()[off+1 : off+len(v)-1], nil
 	}
 	var err error
 	s.scratch, err = jsontext.AppendUnquote(s.scratch[:0], v)

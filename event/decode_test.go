@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -427,5 +428,45 @@ func TestDecodeInto_ResetsTheEvent(t *testing.T) {
 		if fmt.Sprint(err) != fmt.Sprint(wantErr) || !reflect.DeepEqual(e, want) {
 			t.Fatalf("%s:\n got %+v, %v\nwant %+v, %v", data, e, err, want, wantErr)
 		}
+	}
+}
+
+// DecodeShared decodes exactly as DecodeInto, errors included, but its
+// strings point into the record itself, where DecodeInto's point into a
+// copy of it.
+func TestDecodeShared_IsDecodeIntoWithoutTheCopy(t *testing.T) {
+	records := append(benchCorpus(2000),
+		[]byte(`{"type":"click","ts":1,"user_id":"u\u00e9","id":"a\"b"}`), // escapes: the tokenizer's path
+		[]byte(`{"type":"click","ts":1}`),                                 // invalid: no user_id
+		[]byte(`{"type":`),                                                // broken JSON
+		[]byte(`{"type":"x","ts":1,"extra":{"a":[1,2]},"attrs":{"k":"v"}}`),
+	)
+	within := func(str string, data []byte) bool {
+		if str == "" {
+			return true
+		}
+		p, lo := uintptr(unsafe.Pointer(unsafe.StringData(str))), uintptr(unsafe.Pointer(unsafe.SliceData(data)))
+		return p >= lo && p+uintptr(len(str)) <= lo+uintptr(len(data))
+	}
+	shared := 0
+	for _, data := range records {
+		var want, got Event
+		wantErr := DecodeInto(data, &want)
+		gotErr := DecodeShared(data, &got)
+		if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s:\nDecodeShared %+v, %v\nDecodeInto   %+v, %v", data, got, gotErr, want, wantErr)
+		}
+		if want.UserID != "" && within(want.UserID, data) {
+			t.Fatalf("%s: DecodeInto's user_id points into the record", data)
+		}
+		if got.UserID != "" && !strings.Contains(string(data), `\`) {
+			if !within(got.UserID, data) || !within(got.Type, data) {
+				t.Fatalf("%s: DecodeShared's strings do not point into the record", data)
+			}
+			shared++
+		}
+	}
+	if shared < 1000 {
+		t.Fatalf("only %d records checked for shared strings", shared)
 	}
 }

@@ -27,7 +27,8 @@ const MaxUserIDBytes = 256
 //
 // Strings produced by Unmarshal share one copy of the record's bytes, so
 // keeping any of them alive keeps the whole record (a few hundred bytes)
-// alive; strings.Clone what you keep for long.
+// alive; strings.Clone what you keep for long. DecodeShared's point into
+// the record itself.
 type Event struct {
 	V             int                        // "v"; 0 when absent; only 1 is valid
 	ID            string                     // "id"

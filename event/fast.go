@@ -46,10 +46,7 @@ func (s *decodeState) sub(i, j int) string {
 	if i == j {
 		return ""
 	}
-	if s.rec == "" {
-		s.rec = string(s.data)
-	}
-	return s.rec[i:j]
+	return s.record()[i:j]
 }
 
 // fastField decodes the value of the field named data[ks:ke].

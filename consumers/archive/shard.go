@@ -306,7 +306,10 @@ func (s *shardProc) add(ctx context.Context, r *consumers.Record, now time.Time)
 				return err
 			}
 		}
-		pb = &partBuf{p: Partition{Type: r.Event.Type, Hour: time.UnixMilli(pk.hourMS).UTC()}, first: r.Position}
+		// The partition outlives the batch: its type is a copy, since the
+		// event's strings point into the batch's read buffer.
+		pk.typ = strings.Clone(pk.typ)
+		pb = &partBuf{p: Partition{Type: pk.typ, Hour: time.UnixMilli(pk.hourMS).UTC()}, first: r.Position}
 		s.parts[pk] = pb
 	}
 	if s.rows == 0 {

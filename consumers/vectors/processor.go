@@ -157,6 +157,7 @@ func (sp *shardProcessor) write(ctx context.Context, recs []consumers.Record) (i
 	p := sp.p
 	runs := sp.agg.group(recs, &p.cfg, p.skip)
 	failIdx, err := sp.writeAll(ctx, runs)
+	sp.agg.release()
 	p.m.batchSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		p.m.batchErrors.Inc()
@@ -319,6 +320,15 @@ type aggregator struct {
 	idx  []int32 // per record: its run, or -1
 	runs []userRun
 	evs  []ev
+}
+
+// release drops what the last group points to (user ids and feature
+// names are pieces of the batch's read buffer) until the next batch reuses
+// the buffers.
+func (a *aggregator) release() {
+	clear(a.slot)
+	clear(a.runs)
+	clear(a.evs)
 }
 
 // group returns the batch's click and impression events by user, in order
