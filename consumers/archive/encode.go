@@ -61,9 +61,16 @@ const (
 	CompressionNone   = "none"
 )
 
-// codecsFor returns the codec of a file's pages, and that of its id
-// column's.
-func codecsFor(name string, pageBytes int) (file, ids compress.Codec, err error) {
+// codecs are the page codecs of a file: one for most columns, and those of
+// the id and sequence_number columns, which differ by how they compress.
+// They say the same codec in the files.
+type codecs struct {
+	file, ids, seqs compress.Codec
+}
+
+// codecsFor returns the page codecs of compression name.
+func codecsFor(name string, pageBytes int) (codecs, error) {
+	var file compress.Codec
 	switch strings.ToLower(name) {
 	case "", CompressionZstd:
 		// zstd's default level. Measured on 100k-row files (BenchmarkEncode,
@@ -79,7 +86,11 @@ func codecsFor(name string, pageBytes int) (file, ids compress.Codec, err error)
 		// in vain: half of all compression time on the end-to-end traffic,
 		// for 12.5 bytes an id; "fastest" takes 58% less time for 11.9
 		// bytes (2% more on the benchmark corpus, whose ids are counters).
-		return newZstdCodec(kzstd.SpeedDefault, pageBytes), newZstdCodec(kzstd.SpeedFastest, pageBytes), nil
+		//
+		// And sequence numbers, random digits to zstd: Huffman-coded
+		// literals without matches (literalsCodec).
+		fastest := newZstdCodec(kzstd.SpeedFastest, pageBytes)
+		return codecs{file: newZstdCodec(kzstd.SpeedDefault, pageBytes), ids: fastest, seqs: newLiteralsCodec(fastest)}, nil
 	case CompressionSnappy:
 		file = &snappy.Codec{}
 	case CompressionGzip:
@@ -87,9 +98,9 @@ func codecsFor(name string, pageBytes int) (file, ids compress.Codec, err error)
 	case CompressionNone, "uncompressed":
 		file = &uncompressed.Codec{}
 	default:
-		return nil, nil, fmt.Errorf("unknown compression %q (want zstd, snappy, gzip or none)", name)
+		return codecs{}, fmt.Errorf("unknown compression %q (want zstd, snappy, gzip or none)", name)
 	}
-	return file, file, nil
+	return codecs{file, file, file}, nil
 }
 
 // encoder turns rows into Parquet files. Writers are pooled: they hold
@@ -112,12 +123,12 @@ type encoder struct {
 }
 
 func newEncoder(cfg Config) (*encoder, error) {
-	codec, idCodec, err := codecsFor(cfg.Compression, cfg.PageBytes)
+	cs, err := codecsFor(cfg.Compression, cfg.PageBytes)
 	if err != nil {
 		return nil, err
 	}
 	opts := []parquet.WriterOption{
-		parquet.Compression(codec),
+		parquet.Compression(cs.file),
 		// Data page v1 is what every reader handles (Athena/Hive, older
 		// Spark and Presto included); v2 buys nothing measurable here.
 		parquet.DataPageVersion(1),
@@ -139,7 +150,7 @@ func newEncoder(cfg Config) (*encoder, error) {
 	}
 	e := &encoder{opts: opts, slots: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	if !cfg.BloomFilterUserID {
-		if e.layout, err = newPQLayout(opts, codec, idCodec, cfg.PageBytes, cfg.RowGroupRows, dictionaryMaxBytes); err != nil {
+		if e.layout, err = newPQLayout(opts, cs, cfg.PageBytes, cfg.RowGroupRows, dictionaryMaxBytes); err != nil {
 			return nil, err
 		}
 	}

@@ -230,8 +230,9 @@ func TestEncode_SizesTheNextFileFromTheLastOne(t *testing.T) {
 	}
 }
 
-// With zstd, the id column's pages are compressed at zstd's fastest level
-// and every other column's at the default; the files say ZSTD for both.
+// With zstd, the id column's pages are compressed at zstd's fastest level,
+// the sequence numbers' as Huffman-coded literals, and every other
+// column's at the default; the files say ZSTD for all.
 func TestEncode_IDsAreCompressedAtTheFastestZstdLevel(t *testing.T) {
 	cfg, _ := Config{}.withDefaults()
 	enc, err := newEncoder(cfg)
@@ -240,8 +241,14 @@ func TestEncode_IDsAreCompressedAtTheFastestZstdLevel(t *testing.T) {
 	}
 	for i, leaf := range enc.layout.leaves {
 		want := kzstd.SpeedDefault
-		if i == colID {
+		switch i {
+		case colID:
 			want = kzstd.SpeedFastest
+		case colSequenceNumber:
+			if l, ok := leaf.codec.(*literalsCodec); !ok || l.fallback.level != kzstd.SpeedFastest {
+				t.Fatalf("column %s: codec %v, want literals with zstd fastest", pqColumnNames[i], leaf.codec)
+			}
+			continue
 		}
 		if z, ok := leaf.codec.(*zstdCodec); !ok || z.level != want {
 			t.Fatalf("column %s: codec %v, want zstd at %v", pqColumnNames[i], leaf.codec, want)

@@ -144,12 +144,15 @@ func openPagesBytes(pageBytes int) int { return 8 * pageBytes }
 // in the column index (DefaultColumnIndexSizeLimit).
 const columnIndexSizeLimit = parquet.DefaultColumnIndexSizeLimit
 
-// newPQLayout lays out the files of opts. Pages are compressed with codec,
-// those of the id column with idCodec: the same codec, perhaps at another
-// level (see codecsFor).
-func newPQLayout(opts []parquet.WriterOption, codec, idCodec compress.Codec, pageBytes int, rowGroupRows int64, dictMaxBytes int) (*pqLayout, error) {
-	if codec.CompressionCodec() != idCodec.CompressionCodec() {
-		return nil, fmt.Errorf("archive: id column codec %s, file codec %s", idCodec, codec)
+// newPQLayout lays out the files of opts. Pages are compressed with
+// cs.file, those of the id and sequence_number columns with cs.ids and
+// cs.seqs: the same codec in the file, perhaps at another level or without
+// some of its steps (see codecsFor).
+func newPQLayout(opts []parquet.WriterOption, cs codecs, pageBytes int, rowGroupRows int64, dictMaxBytes int) (*pqLayout, error) {
+	for _, c := range []compress.Codec{cs.ids, cs.seqs} {
+		if c.CompressionCodec() != cs.file.CompressionCodec() {
+			return nil, fmt.Errorf("archive: column codec %s, file codec %s", c, cs.file)
+		}
 	}
 	l := &pqLayout{pageBytes: pageBytes, openBytes: openPagesBytes(pageBytes), rowGroupRows: rowGroupRows, dictMaxBytes: dictMaxBytes}
 	// The footer's schema, column orders, created_by and key/value
@@ -179,9 +182,12 @@ func newPQLayout(opts []parquet.WriterOption, codec, idCodec compress.Codec, pag
 		}
 		leaf, _ := schema.Lookup(path...)
 		pl := pqLeaf{path: path, kind: leaf.Node.Type().Kind(),
-			maxDef: uint8(leaf.MaxDefinitionLevel), maxRep: uint8(leaf.MaxRepetitionLevel), bounds: true, codec: codec}
-		if i == colID {
-			pl.codec = idCodec
+			maxDef: uint8(leaf.MaxDefinitionLevel), maxRep: uint8(leaf.MaxRepetitionLevel), bounds: true, codec: cs.file}
+		switch i {
+		case colID:
+			pl.codec = cs.ids
+		case colSequenceNumber:
+			pl.codec = cs.seqs
 		}
 		switch pl.kind {
 		case parquet.Int32, parquet.Int64, parquet.Double, parquet.ByteArray:
