@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"reflect"
 	"testing"
 	"time"
 
@@ -237,5 +238,46 @@ func TestRecordsCap_FitsAggregatesOfTypicalEvents(t *testing.T) {
 	}
 	if len(recs) != n+2 || cap(recs) != c {
 		t.Errorf("%d records in a slice of cap %d, want %d in %d", len(recs), cap(recs), n+2, c)
+	}
+}
+
+// After RecycleMaps, the next records' events are decoded into the
+// recycled maps, emptied: each event is what decoding its record alone
+// gives, and the records recycled no longer hold the maps.
+func TestRecordDecoder_RecycledMapsAreReusedEmptied(t *testing.T) {
+	d, _ := consumers.NewRecordDecoder("shardId-0", consumers.HashKeyRange{})
+	impression := func(i int) []byte {
+		return fmt.Appendf(nil, `{"v":1,"id":"i-%d","type":"impression","ts":1,"user_id":"u","features":{"f%d":%d},"attrs":{"k%d":"v"}}`, i, i, i, i)
+	}
+	var batch []consumers.Record
+	for i := range 3 {
+		batch = d.Append(batch, consumers.KinesisRecord{SequenceNumber: fmt.Sprint(i + 1), Data: impression(i)})
+	}
+	lent := map[uintptr]bool{}
+	for _, r := range batch {
+		lent[reflect.ValueOf(r.Event.Features).Pointer()] = true
+		lent[reflect.ValueOf(r.Event.Attrs).Pointer()] = true
+	}
+	d.RecycleMaps(batch)
+	for _, r := range batch {
+		if r.Event.Features != nil || r.Event.Attrs != nil {
+			t.Fatal("a recycled record still holds its maps")
+		}
+	}
+	reused := 0
+	for i := 3; i < 7; i++ {
+		got := d.Append(nil, consumers.KinesisRecord{SequenceNumber: fmt.Sprint(i + 1), Data: impression(i)})
+		want, err := event.Decode(impression(i))
+		if err != nil || got[0].Err != nil || !reflect.DeepEqual(got[0].Event, want) {
+			t.Fatalf("record %d: %+v (%v), want %+v (%v)", i, got[0].Event, got[0].Err, want, err)
+		}
+		for _, m := range []any{got[0].Event.Features, got[0].Event.Attrs} {
+			if lent[reflect.ValueOf(m).Pointer()] {
+				reused++
+			}
+		}
+	}
+	if reused != 6 {
+		t.Errorf("%d of the 6 recycled maps reused", reused)
 	}
 }

@@ -261,6 +261,9 @@ func (w *shardWorker) session() (err error) {
 			w.r.syncNow.Store(true) // emulators without ChildShards: list instead
 		}
 		err = w.handle(ctx, sp, records, dedup, b.behind, b.end)
+		if _, ok := sp.(EventMapsReleaser); ok {
+			dec.RecycleMaps(all)
+		}
 		putBatchRecords(all)
 		if err != nil {
 			return err

@@ -168,3 +168,22 @@ func BenchmarkDecodeBaselineEncodingJSON(b *testing.B) {
 		return json.Unmarshal(d, &p)
 	})
 }
+
+// BenchmarkDecodeWithMaps is Decode with each event's maps recycled once
+// it is done, as the consumers' runtime does a batch at a time.
+func BenchmarkDecodeWithMaps(b *testing.B) {
+	var maps Maps
+	var e Event
+	runCorpus(b, benchCorpus(4096), func(d []byte) error {
+		err := DecodeWith(d, &e, &maps)
+		maps.Recycle(&e)
+		return err
+	})
+}
+
+// BenchmarkDecodeShared is DecodeShared into one reused Event: the
+// baseline of BenchmarkDecodeWithMaps.
+func BenchmarkDecodeShared(b *testing.B) {
+	var e Event
+	runCorpus(b, benchCorpus(4096), func(d []byte) error { return DecodeShared(d, &e) })
+}

@@ -220,7 +220,7 @@ func (s *decodeState) fastFeatures(p *scanner, e *Event) bool {
 			return false
 		}
 		if e.Features == nil {
-			e.Features = make(map[string]float64)
+			e.Features = s.newFeatures()
 		}
 		e.Features[s.sub(ks, ke)] = f
 		return true
@@ -242,7 +242,7 @@ func (s *decodeState) fastAttrs(p *scanner, e *Event) bool {
 			return false
 		}
 		if e.Attrs == nil {
-			e.Attrs = make(map[string]string)
+			e.Attrs = s.newAttrs()
 		}
 		e.Attrs[s.sub(ks, ke)] = s.sub(i, j)
 		return true

@@ -229,7 +229,11 @@ type shardProc struct {
 	closed bool
 }
 
-var _ consumers.ShardProcessor = (*shardProc)(nil)
+var _ consumers.EventMapsReleaser = (*shardProc)(nil)
+
+// ReleasesEventMaps implements consumers.EventMapsReleaser: a row's map
+// entries are copied into its buffered form when the row is added.
+func (s *shardProc) ReleasesEventMaps() {}
 
 var errClosed = errors.New("archive: shard processor is closed")
 

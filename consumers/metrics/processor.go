@@ -324,7 +324,12 @@ type shardProc struct {
 	counts []int64 // events aggregated per metric in this batch
 }
 
-var _ consumers.ShardProcessor = (*shardProc)(nil)
+var _ consumers.EventMapsReleaser = (*shardProc)(nil)
+
+// ReleasesEventMaps implements consumers.EventMapsReleaser: values read
+// from an event's attrs and features are kept (dimensions copied), never
+// the maps.
+func (s *shardProc) ReleasesEventMaps() {}
 
 // lookup finds or creates the row of metric m for the current event and
 // window; new rows are queued for loading.
