@@ -82,9 +82,10 @@ func benchEncode(b *testing.B, events [][]byte, codec string) {
 }
 
 // BenchmarkDecodeAndArchive is the archive's whole CPU path per event:
-// decode (event.Decode, as the runtime does), buffer (RowOf, partitioning)
-// and flush (Parquet zstd encode into an in-memory store), in 500-record
-// batches over a realistic mix of types and hours.
+// decode (consumers.RecordDecoder, as the runtime does, into the maps of
+// the batch before), buffer (RowOf, partitioning) and flush (Parquet zstd
+// encode into an in-memory store), in 500-record batches over a realistic
+// mix of types and hours.
 func BenchmarkDecodeAndArchive(b *testing.B) {
 	events := benchEvents(100_000)
 	// Sequence numbers arrive as strings from Kinesis: made here, once.
@@ -94,6 +95,10 @@ func BenchmarkDecodeAndArchive(b *testing.B) {
 	}
 	ctx := context.Background()
 	a, _ := testArchive(b, Config{})
+	dec, err := consumers.NewRecordDecoder(testShard, consumers.HashKeyRange{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.SetBytes(int64(rawBytes(events)))
 	cpu := cpuTime()
 	for b.Loop() {
@@ -101,16 +106,16 @@ func BenchmarkDecodeAndArchive(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		_, releases := sp.(consumers.EventMapsReleaser)
 		batch := make([]consumers.Record, 0, 500)
 		for i, data := range events {
-			ev, err := event.Decode(data)
-			batch = append(batch, consumers.Record{
-				Position: consumers.Position{SequenceNumber: seqs[i]}, ShardID: testShard,
-				ArrivalTime: epoch, Data: data, Event: ev, Err: err,
-			})
+			batch = dec.Append(batch, consumers.KinesisRecord{SequenceNumber: seqs[i], ArrivalTime: epoch, Data: data})
 			if len(batch) == cap(batch) || i == len(events)-1 {
 				if _, err := sp.Process(ctx, consumers.Batch{Records: batch, Now: epoch}); err != nil {
 					b.Fatal(err)
+				}
+				if releases {
+					dec.RecycleMaps(batch)
 				}
 				batch = batch[:0]
 			}
