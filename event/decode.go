@@ -187,19 +187,17 @@ const (
 // and sets them nil in e. Nothing may use those maps afterwards: not e,
 // and not a copy of e.
 func (m *Maps) Recycle(e *Event) {
-	if f := e.Features; f != nil {
-		e.Features = nil
-		if len(f) <= maxKeptEntries && len(m.features) < maxKeptMaps {
-			clear(f)
-			m.features = append(m.features, f)
-		}
-	}
-	if a := e.Attrs; a != nil {
-		e.Attrs = nil
-		if len(a) <= maxKeptEntries && len(m.attrs) < maxKeptMaps {
-			clear(a)
-			m.attrs = append(m.attrs, a)
-		}
+	keep(&m.features, e.Features)
+	keep(&m.attrs, e.Attrs)
+	e.Features, e.Attrs = nil, nil
+}
+
+// keep puts m, cleared, on a free list, unless it is nil, the list is full
+// or m grew too large.
+func keep[M ~map[string]V, V any](free *[]M, m M) {
+	if m != nil && len(m) <= maxKeptEntries && len(*free) < maxKeptMaps {
+		clear(m)
+		*free = append(*free, m)
 	}
 }
 
@@ -346,21 +344,31 @@ func (s *decodeState) stringAt(v jsontext.Value) (string, error) {
 // newFeatures and newAttrs return an empty map for an event's features
 // or attrs: one lent by s.maps, or a new one.
 func (s *decodeState) newFeatures() map[string]float64 {
-	if m := s.maps; m != nil && len(m.features) > 0 {
-		f := m.features[len(m.features)-1]
-		m.features = m.features[:len(m.features)-1]
-		return f
+	if s.maps != nil {
+		if f, ok := pop(&s.maps.features); ok {
+			return f
+		}
 	}
 	return make(map[string]float64)
 }
 
 func (s *decodeState) newAttrs() map[string]string {
-	if m := s.maps; m != nil && len(m.attrs) > 0 {
-		a := m.attrs[len(m.attrs)-1]
-		m.attrs = m.attrs[:len(m.attrs)-1]
-		return a
+	if s.maps != nil {
+		if a, ok := pop(&s.maps.attrs); ok {
+			return a
+		}
 	}
 	return make(map[string]string)
+}
+
+// pop takes the last map of a free list.
+func pop[M any](free *[]M) (m M, ok bool) {
+	n := len(*free)
+	if n == 0 {
+		return m, false
+	}
+	m, *free = (*free)[n-1], (*free)[:n-1]
+	return m, true
 }
 
 func (s *decodeState) box() *numBox {
