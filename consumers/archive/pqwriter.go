@@ -51,6 +51,7 @@ type pqWriter struct {
 	// Scratch buffers of page encoding, reused page after page.
 	levels, body, packed, header []byte
 	int32s                       []int32
+	prefixes, suffixes           []int32          // DELTA_BYTE_ARRAY's lengths
 	features                     []entry[float64] // a row's map, sorted
 	attrs                        []entry[string]
 	proto                        thrift.CompactProtocol
@@ -661,9 +662,53 @@ func (w *pqWriter) addPacked(b []byte, shardID string) error {
 	return w.rowDone()
 }
 
+// appendDeltaByteArray appends the values of src (value i is
+// src[offs[i]:offs[i+1]]) DELTA_BYTE_ARRAY-encoded: the lengths of the
+// prefixes each shares with the value before and of the suffixes, both
+// DELTA_BINARY_PACKED, then the suffixes. It writes what parquet-go's
+// delta.ByteArrayEncoding writes (a test holds it to those bytes), but
+// compares prefixes eight bytes at a time: parquet-go's byte-by-byte
+// search was 2% of the archive's CPU on 56-digit sequence numbers.
+func (w *pqWriter) appendDeltaByteArray(dst, src []byte, offs []uint32) ([]byte, error) {
+	w.prefixes, w.suffixes = w.prefixes[:0], w.suffixes[:0]
+	var last []byte
+	for i := 1; i < len(offs); i++ {
+		v := src[offs[i-1]:offs[i]]
+		p := commonPrefix(last, v)
+		w.prefixes = append(w.prefixes, int32(p))
+		w.suffixes = append(w.suffixes, int32(len(v)-p))
+		last = v
+	}
+	var err error
+	for _, lengths := range [...][]int32{w.prefixes, w.suffixes} {
+		if w.packed, err = deltaInt.EncodeInt32(w.packed, lengths); err != nil {
+			return dst, err
+		}
+		dst = append(dst, w.packed...)
+	}
+	for i, p := range w.prefixes {
+		dst = append(dst, src[offs[i]+uint32(p):offs[i+1]]...)
+	}
+	return dst, nil
+}
+
+// commonPrefix is the length of the longest prefix a and b share.
+func commonPrefix(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		if x := binary.LittleEndian.Uint64(a[i:]) ^ binary.LittleEndian.Uint64(b[i:]); x != 0 {
+			return i + bits.TrailingZeros64(x)/8
+		}
+	}
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	return i
+}
+
 var (
 	deltaInt    delta.BinaryPackedEncoding
-	deltaBytes  delta.ByteArrayEncoding
 	deltaLength delta.LengthByteArrayEncoding
 	dictIdx     rle.DictionaryEncoding
 )
@@ -741,10 +786,9 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 		body = append(body, w.packed...)
 	case c.encoding == pqDeltaBytes:
 		enc = format.DeltaByteArray
-		if w.packed, err = deltaBytes.EncodeByteArray(w.packed, c.plain, c.offs); err != nil {
+		if body, err = w.appendDeltaByteArray(body, c.plain, c.offs); err != nil {
 			return err
 		}
-		body = append(body, w.packed...)
 	case c.encoding == pqDeltaLength:
 		enc = format.DeltaLengthByteArray
 		if w.packed, err = deltaLength.EncodeByteArray(w.packed, c.plain, c.offs); err != nil {
