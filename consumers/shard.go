@@ -216,6 +216,9 @@ func (w *shardWorker) session() (err error) {
 	var (
 		errs errLog
 		skip = start // drop user records at or before the checkpoint
+		// The processor keeps no event maps: its batches' maps decode
+		// later events (EventMapsReleaser).
+		_, recycle = sp.(EventMapsReleaser)
 	)
 	for {
 		b, err := rd.next()
@@ -261,7 +264,7 @@ func (w *shardWorker) session() (err error) {
 			w.r.syncNow.Store(true) // emulators without ChildShards: list instead
 		}
 		err = w.handle(ctx, sp, records, dedup, b.behind, b.end)
-		if _, ok := sp.(EventMapsReleaser); ok {
+		if recycle {
 			dec.RecycleMaps(all)
 		}
 		putBatchRecords(all)

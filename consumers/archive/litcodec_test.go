@@ -79,19 +79,26 @@ func frameBlocks(t *testing.T, f []byte) []int {
 	}
 }
 
+// literalsUnderTest returns the zstd codecs, the sequence numbers' one,
+// and a standard zstd decoder to read its frames.
+func literalsUnderTest(tb testing.TB) (codecs, *literalsCodec, *kzstd.Decoder) {
+	tb.Helper()
+	cs, err := codecsFor(CompressionZstd, 512<<10)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dec, err := kzstd.NewReader(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(dec.Close)
+	return cs, cs.seqs.(*literalsCodec), dec
+}
+
 // Every page comes back as it was from a standard zstd decoder, whichever
 // way it was coded; random digits are Huffman-coded, block by block.
 func TestLiteralsCodec_RoundTrips(t *testing.T) {
-	cs, err := codecsFor(CompressionZstd, 512<<10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := cs.seqs.(*literalsCodec)
-	dec, err := kzstd.NewReader(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dec.Close()
+	cs, c, dec := literalsUnderTest(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	random := make([]byte, 300<<10)
 	for i := range random {
@@ -191,16 +198,7 @@ func FuzzLiteralsCodec(f *testing.F) {
 	}
 	f.Add(bytes.Repeat([]byte{0}, 3000))
 	f.Add([]byte("\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x00\xff\x01"))
-	cs, err := codecsFor(CompressionZstd, 512<<10)
-	if err != nil {
-		f.Fatal(err)
-	}
-	c := cs.seqs.(*literalsCodec)
-	dec, err := kzstd.NewReader(nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(dec.Close)
+	_, c, dec := literalsUnderTest(f)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		lit, err := c.encode(nil, in)
 		if err != nil {
