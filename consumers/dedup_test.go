@@ -3,6 +3,8 @@ package consumers
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 
@@ -52,8 +54,9 @@ func TestDedupWindow_StaysBoundedOverALongRun(t *testing.T) {
 	for i := range 100_000 {
 		w.Seen(fmt.Sprint(i), t0)
 	}
-	if w.Len() != 1000 || len(w.ids) != 1000 || cap(w.ring) > 1000 {
-		t.Fatalf("window of %d ids, map %d, ring of %d: not bounded", w.Len(), len(w.ids), cap(w.ring))
+	if w.Len() != 1000 || w.ids.n != 1000 || len(w.ids.slots) > 1000*5/3+1 || len(w.fifo.chunks) > 1000/fifoChunkLen+2 {
+		t.Fatalf("window of %d ids, set of %d in %d slots, FIFO of %d chunks: not bounded",
+			w.Len(), w.ids.n, len(w.ids.slots), len(w.fifo.chunks))
 	}
 	// The last 1000 are still recognised, the one before is not.
 	if !w.Seen("99999", t0) || !w.Seen("99000", t0) || w.Seen("98999", t0) {
@@ -99,4 +102,150 @@ func BenchmarkDedupWindow_Seen(b *testing.B) {
 		w.Seen(ids[i&(len(ids)-1)], now)
 		i++
 	}
+}
+
+// TestIDSet_AgainstAMap runs random adds, removes and lookups against a Go
+// map, with hashes crowded onto a few home slots (long probe runs) and onto
+// the table's last slots (runs that wrap), where a removal that shifts the
+// wrong member back loses it.
+func TestIDSet_AgainstAMap(t *testing.T) {
+	for _, maxLen := range []int{1, 7, 1000, 5000} {
+		t.Run(fmt.Sprint(maxLen), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(maxLen), 1))
+			s := idSet{maxLen: maxLen}
+			ref := map[uint64]bool{}
+			var members []uint64
+			hash := func() uint64 {
+				switch rng.IntN(4) {
+				case 0: // near the top: homes in the last slots, runs wrap
+					return ^uint64(0) - rng.Uint64N(1<<54)
+				case 1: // a handful of homes
+					return uint64(rng.IntN(4))<<62 | rng.Uint64N(1<<40) | 1
+				default:
+					return rng.Uint64() | 1
+				}
+			}
+			for step := range 40 * maxLen {
+				switch op := rng.IntN(3); {
+				case op == 0 && len(members) > 0:
+					i := rng.IntN(len(members))
+					h := members[i]
+					members[i] = members[len(members)-1]
+					members = members[:len(members)-1]
+					delete(ref, h)
+					s.remove(h)
+				case len(members) < maxLen:
+					h := hash()
+					if ref[h] {
+						continue
+					}
+					ref[h] = true
+					members = append(members, h)
+					s.add(h)
+				}
+				if h := hash(); s.has(h) != ref[h] {
+					t.Fatalf("step %d: has(%x) = %v, want %v", step, h, s.has(h), ref[h])
+				}
+				if step%(maxLen/4+1) == 0 {
+					if s.n != len(ref) {
+						t.Fatalf("step %d: n = %d, want %d", step, s.n, len(ref))
+					}
+					for _, h := range members {
+						if !s.has(h) {
+							t.Fatalf("step %d: member %x lost", step, h)
+						}
+					}
+				}
+				if len(s.slots) > maxLen*5/3+1 && len(s.slots) > 1024 {
+					t.Fatalf("%d slots for at most %d members", len(s.slots), maxLen)
+				}
+			}
+			s.remove(hash()) // absent: a no-op
+			if s.n != len(ref) {
+				t.Fatalf("n = %d after removing an absent hash, want %d", s.n, len(ref))
+			}
+		})
+	}
+}
+
+// TestDedupWindow_AgainstAReference holds the window to a plain one (a map
+// of ids and a slice in arrival order) over ids that repeat, arrivals that
+// jitter back and forth, and both bounds evicting.
+func TestDedupWindow_AgainstAReference(t *testing.T) {
+	for _, tc := range []struct {
+		maxAge time.Duration
+		maxIDs int
+	}{{time.Second, 3000}, {time.Minute, 500}, {200 * time.Millisecond, 5000}} {
+		t.Run(fmt.Sprint(tc.maxAge, tc.maxIDs), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(tc.maxIDs), 2))
+			w := NewDedupWindow(tc.maxAge, tc.maxIDs)
+			type entry struct {
+				id string
+				at int64
+			}
+			var fifo []entry
+			ids := map[string]bool{}
+			var newest int64
+			t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+			at := t0.UnixMilli()
+			dups := 0
+			for step := range 60_000 {
+				at += int64(rng.IntN(3)) // ~1 ms apart
+				arrival := at - int64(rng.IntN(5))
+				id := fmt.Sprint("e-", rng.IntN(8000))
+				// The reference: evict by age, look up, evict by count, add.
+				newest = max(newest, arrival)
+				for len(fifo) > 0 && fifo[0].at < newest-tc.maxAge.Milliseconds() {
+					delete(ids, fifo[0].id)
+					fifo = fifo[1:]
+				}
+				want := ids[id]
+				if !want {
+					if len(fifo) >= tc.maxIDs {
+						delete(ids, fifo[0].id)
+						fifo = fifo[1:]
+					}
+					ids[id] = true
+					fifo = append(fifo, entry{id, arrival})
+				}
+				if got := w.Seen(id, time.UnixMilli(arrival)); got != want {
+					t.Fatalf("step %d: Seen(%s) = %v, want %v", step, id, got, want)
+				}
+				if w.Len() != len(fifo) {
+					t.Fatalf("step %d: window holds %d, want %d", step, w.Len(), len(fifo))
+				}
+				if want {
+					dups++
+				}
+			}
+			if dups == 0 || dups == 60_000 {
+				t.Fatalf("%d copies seen: the case tests nothing", dups)
+			}
+		})
+	}
+}
+
+// BenchmarkDedupWindow_Memory fills the default window of one shard and
+// reports the heap it holds per id, after as many again have passed through.
+func BenchmarkDedupWindow_Memory(b *testing.B) {
+	ids := make([]string, 2*DefaultDedupMaxIDs)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("01JD3%021d", i)
+	}
+	now := time.Now()
+	var perID float64
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		w := NewDedupWindow(time.Hour, DefaultDedupMaxIDs)
+		for _, id := range ids {
+			w.Seen(id, now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perID = float64(after.HeapAlloc-before.HeapAlloc) / float64(w.Len())
+		runtime.KeepAlive(w)
+	}
+	b.ReportMetric(perID, "heap-bytes/id")
 }
