@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
@@ -28,23 +29,29 @@ func decodeBoth(t *testing.T, body string) {
 	t.Helper()
 	op := smithy.NewOperationSchema(schemas.GetRecords, schemas.GetRecordsInput, schemas.GetRecordsOutput)
 	js := awsjson.New11(schemas.Kinesis_20131202)
-	decode := func(p smithyhttp.ClientProtocol) (*kinesis.GetRecordsOutput, error) {
+	decode := func(p smithyhttp.ClientProtocol, chunked bool) (*kinesis.GetRecordsOutput, error) {
 		resp := &smithyhttp.Response{Response: &http.Response{StatusCode: 200, ContentLength: int64(len(body)),
 			Header: http.Header{"Content-Type": {"application/x-amz-json-1.1"}}, Body: io.NopCloser(strings.NewReader(body))}}
+		if chunked {
+			// No Content-Length (a proxy answering chunked), read in pieces.
+			resp.ContentLength, resp.Body = -1, io.NopCloser(iotest.HalfReader(strings.NewReader(body)))
+		}
 		out := &kinesis.GetRecordsOutput{}
 		return out, p.DeserializeResponse(context.Background(), op, kinesis.TypeRegistry, resp, out)
 	}
-	want, wantErr := decode(js)
-	got, gotErr := decode(&protocol{ClientProtocol: js, format: JSON})
-	if (gotErr == nil) != (wantErr == nil) {
-		t.Fatalf("%s:\nerror %v, the SDK's %v", body, gotErr, wantErr)
-	}
-	if gotErr != nil {
-		return
-	}
-	if !reflect.DeepEqual(got.Records, want.Records) || !reflect.DeepEqual(got.NextShardIterator, want.NextShardIterator) ||
-		!reflect.DeepEqual(got.MillisBehindLatest, want.MillisBehindLatest) || !reflect.DeepEqual(got.ChildShards, want.ChildShards) {
-		t.Fatalf("%s:\n got %s\nwant %s", body, show(got), show(want))
+	want, wantErr := decode(js, false)
+	for _, chunked := range []bool{false, true} {
+		got, gotErr := decode(&protocol{ClientProtocol: js, format: JSON}, chunked)
+		if (gotErr == nil) != (wantErr == nil) {
+			t.Fatalf("%s (chunked %v):\nerror %v, the SDK's %v", body, chunked, gotErr, wantErr)
+		}
+		if gotErr != nil {
+			return
+		}
+		if !reflect.DeepEqual(got.Records, want.Records) || !reflect.DeepEqual(got.NextShardIterator, want.NextShardIterator) ||
+			!reflect.DeepEqual(got.MillisBehindLatest, want.MillisBehindLatest) || !reflect.DeepEqual(got.ChildShards, want.ChildShards) {
+			t.Fatalf("%s (chunked %v):\n got %s\nwant %s", body, chunked, show(got), show(want))
+		}
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -271,6 +272,11 @@ func (res *response) write(w http.ResponseWriter) {
 			continue
 		}
 		w.Header()[k] = v
+	}
+	// Kinesis answers with a Content-Length; without one, a large answer
+	// went out chunked and clients read it without knowing its size.
+	if res.status != http.StatusNoContent && res.status != http.StatusNotModified {
+		w.Header().Set("Content-Length", strconv.Itoa(len(res.body)))
 	}
 	w.WriteHeader(res.status)
 	_, _ = w.Write(res.body)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
@@ -486,5 +487,36 @@ func TestProxy_InjectsFaultsSetThroughTheAdminAPI(t *testing.T) {
 	st := ps.Stats()
 	if st.Injected500s != 1 || st.DroppedBefore != 1 || st.InjectedErrors != 5 || st.DroppedAfter != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Kinesis answers with a Content-Length, and so does the proxy: a large
+// answer sent chunked made clients read it without knowing its size.
+func TestProxy_AnswersWithAContentLength(t *testing.T) {
+	c := testenv.Clients(t)
+	stream := testenv.Stream(t, c, 1)
+	if _, err := c.Kinesis.PutRecords(ctxT(t), &kinesis.PutRecordsInput{StreamName: aws.String(stream),
+		Records: entries(40, 1000, func(i int) string { return fmt.Sprint(i) })}); err != nil {
+		t.Fatal(err)
+	}
+	ps := proxytest.Start(t, c, kinesisproxy.Config{Limits: kinesisproxy.NoLimits()}, noRetries)
+	ctx := ctxT(t)
+	it, err := ps.Kinesis.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(stream),
+		ShardId: aws.String("shardId-000000000000"), ShardIteratorType: types.ShardIteratorTypeTrimHorizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := ps.Kinesis.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: it.ShardIterator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := awsmiddleware.GetRawResponse(out.ResultMetadata).(*smithyhttp.Response)
+	if raw == nil || len(out.Records) != 40 {
+		t.Fatalf("%d records, raw response %v", len(out.Records), raw)
+	}
+	// 40 records of 1000 bytes: a body of ~55 KB, well past what an HTTP
+	// server sizes by itself.
+	if raw.ContentLength < 50_000 || len(raw.TransferEncoding) > 0 {
+		t.Fatalf("Content-Length %d, Transfer-Encoding %v: want the body's length", raw.ContentLength, raw.TransferEncoding)
 	}
 }
