@@ -54,9 +54,10 @@ func TestDedupWindow_StaysBoundedOverALongRun(t *testing.T) {
 	for i := range 100_000 {
 		w.Seen(fmt.Sprint(i), t0)
 	}
-	if w.Len() != 1000 || w.ids.n != 1000 || len(w.ids.slots) > 1000*5/3+1 || len(w.fifo.chunks) > 1000/fifoChunkLen+2 {
-		t.Fatalf("window of %d ids, set of %d in %d slots, FIFO of %d chunks: not bounded",
-			w.Len(), w.ids.n, len(w.ids.slots), len(w.fifo.chunks))
+	if w.Len() != 1000 || w.ids.n != 1000 || len(w.ids.slots) > 1000*5/3+1 ||
+		len(w.fifo.hashes.chunks) > 1000/queueChunk+2 || len(w.fifo.runs.chunks) > 1000/queueChunk+2 {
+		t.Fatalf("window of %d ids, set of %d in %d slots, FIFO of %d chunks of hashes and %d of arrivals: not bounded",
+			w.Len(), w.ids.n, len(w.ids.slots), len(w.fifo.hashes.chunks), len(w.fifo.runs.chunks))
 	}
 	// The last 1000 are still recognised, the one before is not.
 	if !w.Seen("99999", t0) || !w.Seen("99000", t0) || w.Seen("98999", t0) {
@@ -175,8 +176,9 @@ func TestDedupWindow_AgainstAReference(t *testing.T) {
 	for _, tc := range []struct {
 		maxAge time.Duration
 		maxIDs int
-	}{{time.Second, 3000}, {time.Minute, 500}, {200 * time.Millisecond, 5000}} {
-		t.Run(fmt.Sprint(tc.maxAge, tc.maxIDs), func(t *testing.T) {
+		late   int // ms: how much earlier than the latest an arrival may be
+	}{{time.Second, 3000, 5}, {time.Minute, 500, 5}, {200 * time.Millisecond, 5000, 5}, {100 * time.Millisecond, 5000, 300}} {
+		t.Run(fmt.Sprint(tc.maxAge, tc.maxIDs, tc.late), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(tc.maxIDs), 2))
 			w := NewDedupWindow(tc.maxAge, tc.maxIDs)
 			type entry struct {
@@ -191,7 +193,7 @@ func TestDedupWindow_AgainstAReference(t *testing.T) {
 			dups := 0
 			for step := range 60_000 {
 				at += int64(rng.IntN(3)) // ~1 ms apart
-				arrival := at - int64(rng.IntN(5))
+				arrival := at - int64(rng.IntN(tc.late))
 				id := fmt.Sprint("e-", rng.IntN(8000))
 				// The reference: evict by age, look up, evict by count, add.
 				newest = max(newest, arrival)
@@ -226,26 +228,32 @@ func TestDedupWindow_AgainstAReference(t *testing.T) {
 }
 
 // BenchmarkDedupWindow_Memory fills the default window of one shard and
-// reports the heap it holds per id, after as many again have passed through.
+// reports the heap it holds per id, after as many again have passed
+// through: ids arriving a millisecond apart (the most the arrival runs
+// cost), and 30 to a millisecond (KPL aggregates, PutRecords batches).
 func BenchmarkDedupWindow_Memory(b *testing.B) {
 	ids := make([]string, 2*DefaultDedupMaxIDs)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("01JD3%021d", i)
 	}
-	now := time.Now()
-	var perID float64
-	for b.Loop() {
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		w := NewDedupWindow(time.Hour, DefaultDedupMaxIDs)
-		for _, id := range ids {
-			w.Seen(id, now)
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		perID = float64(after.HeapAlloc-before.HeapAlloc) / float64(w.Len())
-		runtime.KeepAlive(w)
+	t0 := time.Now()
+	for _, perMS := range []int{1, 30} {
+		b.Run(fmt.Sprintf("%d-per-ms", perMS), func(b *testing.B) {
+			var perID float64
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				w := NewDedupWindow(time.Hour, DefaultDedupMaxIDs)
+				for i, id := range ids {
+					w.Seen(id, t0.Add(time.Duration(i/perMS)*time.Millisecond))
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perID = float64(after.HeapAlloc-before.HeapAlloc) / float64(w.Len())
+				runtime.KeepAlive(w)
+			}
+			b.ReportMetric(perID, "heap-bytes/id")
+		})
 	}
-	b.ReportMetric(perID, "heap-bytes/id")
 }

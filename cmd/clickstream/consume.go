@@ -143,7 +143,7 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			fs.Int64Var(&maxBytesPerCall, "max-bytes-per-call", consumers.DefaultMaxBytesPerCall, "bytes of record data a GetRecords call asks for (from the mean record size; bounds memory per shard)")
 			fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "bound on the graceful stop")
 			fs.DurationVar(&dedupWindow, "dedup-window", consumers.DefaultDedupWindow, "skip a copy of an event id arriving within this long of it on the same shard (negative: off)")
-			fs.IntVar(&dedupMaxIDs, "dedup-max-ids", consumers.DefaultDedupMaxIDs, "event ids remembered per shard for --dedup-window, ~30 bytes of heap each (negative: off)")
+			fs.IntVar(&dedupMaxIDs, "dedup-max-ids", consumers.DefaultDedupMaxIDs, "event ids remembered per shard for --dedup-window, 22-38 bytes of heap each (negative: off)")
 			apps.Flags(fs, &settings)
 			fs.StringVar(&host, "host", hostRuntime, `how processors run: "runtime" (long-running consumers) or "lambda" (the Lambda handlers under a local event source mapping)`)
 			fs.IntVar(&lambdaBatch, "lambda-batch-size", 0, "--host lambda: Kinesis records per invocation (0: infra's defaults, archive 10000, vectors 1000, metrics 5000)")
