@@ -43,7 +43,7 @@ import (
 // map[uint64]struct{} and a ring grown by doubling held 63 bytes an id (a
 // map that keeps deleting holds tombstones and grows anyway); at 100,000
 // ids per shard the windows were a fifth to a third of a consumer's live
-// heap. Lookups are as fast (BenchmarkDedupWindow_Seen: 100–105 ns against
+// heap. Lookups are about as fast (BenchmarkDedupWindow_Seen: 103–117 ns against
 // 100–115 for a miss that evicts).
 type DedupWindow struct {
 	maxAge int64 // ms
