@@ -200,7 +200,11 @@ func readBody(resp *smithyhttp.Response, pooled bool) ([]byte, error) {
 		if b, _ := bodies.Get().(*[]byte); b != nil {
 			buf = (*b)[:0]
 		}
-		return readAllInto(buf, resp.Body)
+		bb := bytes.NewBuffer(buf)
+		if _, err := bb.ReadFrom(resp.Body); err != nil {
+			return nil, err
+		}
+		return bb.Bytes(), nil
 	}
 	var buf []byte
 	if pooled {
@@ -218,23 +222,6 @@ func readBody(resp *smithyhttp.Response, pooled bool) ([]byte, error) {
 		return nil, fmt.Errorf("body longer than its Content-Length %d", n)
 	default:
 		return nil, err
-	}
-}
-
-// readAllInto reads r to EOF, appending to buf.
-func readAllInto(buf []byte, r io.Reader) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		m, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+m]
-		switch {
-		case err == io.EOF:
-			return buf, nil
-		case err != nil:
-			return nil, err
-		}
 	}
 }
 
