@@ -128,11 +128,15 @@ func (m *metrics) dropShard(app, shard string) {
 	m.behind.DeleteLabelValues(app, shard)
 }
 
-func (s shardMetrics) observe(n, bad, oor, dups int, behind int64) {
+// observe counts a batch handed to the processor; call is true for the
+// first batch of a GetRecords answer, which counts the call.
+func (s shardMetrics) observe(call bool, n, bad, oor, dups int, behind int64) {
 	if s.records == nil {
 		return
 	}
-	s.batches.Inc()
+	if call {
+		s.batches.Inc()
+	}
 	s.records.Add(float64(n))
 	s.bad.Add(float64(bad))
 	s.outOfRange.Add(float64(oor))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -219,7 +220,11 @@ func (w *shardWorker) session() (err error) {
 		// The processor keeps no event maps: its batches' maps decode
 		// later events (EventMapsReleaser).
 		_, recycle = sp.(EventMapsReleaser)
+		maxBatch   = math.MaxInt
 	)
+	if bl, ok := sp.(BatchLimiter); ok {
+		maxBatch = max(bl.MaxBatchRecords(), 1)
+	}
 	for {
 		b, err := rd.next()
 		if errors.Is(err, errShardGone) {
@@ -229,33 +234,6 @@ func (w *shardWorker) session() (err error) {
 		if err != nil {
 			return w.finish(sp, err)
 		}
-		records := getBatchRecords(recordsCap(b.records))
-		for i := range b.records {
-			kr := &b.records[i]
-			records = dec.Append(records, KinesisRecord{
-				SequenceNumber: aws.ToString(kr.SequenceNumber), PartitionKey: aws.ToString(kr.PartitionKey),
-				ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp), Data: kr.Data,
-			})
-		}
-		all := records
-		if !skip.IsZero() {
-			// Resuming at the checkpoint: AT_SEQUENCE_NUMBER re-reads the
-			// checkpointed record; drop its sub-records up to the checkpointed
-			// sub-sequence (the mid-aggregate resume harlow/kinesis-consumer gets wrong).
-			// Records before it (read since AT_TIMESTAMP) only rebuild the
-			// de-duplication window.
-			i := 0
-			for i < len(records) && !records[i].Position.After(skip) {
-				if records[i].Err == nil {
-					dedup.Seen(records[i].Event.ID, records[i].ArrivalTime)
-				}
-				i++
-			}
-			if i < len(records) || b.end {
-				skip = Position{}
-			}
-			records = records[i:]
-		}
 		switch {
 		case len(b.children) > 0:
 			// Children are known at once, without waiting for a ListShards.
@@ -263,13 +241,50 @@ func (w *shardWorker) session() (err error) {
 		case b.end:
 			w.r.syncNow.Store(true) // emulators without ChildShards: list instead
 		}
-		err = w.handle(ctx, sp, records, dedup, b.behind, b.end)
-		if recycle {
-			dec.RecycleMaps(all)
-		}
-		putBatchRecords(all)
-		if err != nil {
-			return err
+		// The answer's records go to the processor in batches of at most
+		// maxBatch user records (whole Kinesis records: an aggregate is
+		// never split), and at least one batch: idle polls let processors
+		// flush by age.
+		rest := b.records
+		for first := true; first || len(rest) > 0; first = false {
+			records := getBatchRecords(min(recordsCap(rest), maxBatch))
+			n := 0
+			for ; n < len(rest) && len(records) < maxBatch; n++ {
+				kr := &rest[n]
+				records = dec.Append(records, KinesisRecord{
+					SequenceNumber: aws.ToString(kr.SequenceNumber), PartitionKey: aws.ToString(kr.PartitionKey),
+					ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp), Data: kr.Data,
+				})
+			}
+			rest = rest[n:]
+			last := len(rest) == 0
+			all := records
+			if !skip.IsZero() {
+				// Resuming at the checkpoint: AT_SEQUENCE_NUMBER re-reads the
+				// checkpointed record; drop its sub-records up to the checkpointed
+				// sub-sequence (the mid-aggregate resume harlow/kinesis-consumer gets wrong).
+				// Records before it (read since AT_TIMESTAMP) only rebuild the
+				// de-duplication window.
+				i := 0
+				for i < len(records) && !records[i].Position.After(skip) {
+					if records[i].Err == nil {
+						dedup.Seen(records[i].Event.ID, records[i].ArrivalTime)
+					}
+					i++
+				}
+				if i < len(records) || (b.end && last) {
+					skip = Position{}
+				}
+				records = records[i:]
+			}
+			err = w.handle(ctx, sp, records, dedup, first, b.behind, b.end && last)
+			if recycle {
+				dec.RecycleMaps(all)
+			}
+			putBatchRecords(all)
+			if err != nil {
+				return err
+			}
 		}
 		if b.end {
 			pos, err := sp.Flush(ctx)
@@ -319,7 +334,8 @@ func putBatchRecords(rs []Record) {
 
 // handle dead-letters the bad records, hands the batch to the processor and
 // records what it reports durable.
-func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []Record, dedup *DedupWindow, behind int64, shardEnd bool) error {
+// firstOfAnswer: the first batch of a GetRecords answer (the calls counted).
+func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []Record, dedup *DedupWindow, firstOfAnswer bool, behind int64, shardEnd bool) error {
 	dups := dedup.Mark(records)
 	var bad []Record
 	oor := 0
@@ -342,7 +358,7 @@ func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []R
 	if dups > 0 {
 		w.log.Debug("duplicate events dropped (same event id already handed on this shard)", slog.Int("count", dups))
 	}
-	w.met.observe(len(records), len(bad), oor, dups, behind)
+	w.met.observe(firstOfAnswer, len(records), len(bad), oor, dups, behind)
 	if len(records) > 0 {
 		w.mu.Lock()
 		w.handed = records[len(records)-1].Position

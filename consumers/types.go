@@ -79,6 +79,22 @@ type EventMapsReleaser interface {
 	ReleasesEventMaps()
 }
 
+// BatchLimiter is implemented by a ShardProcessor that takes the records of
+// one read in batches of at most MaxBatchRecords user records (an aggregate
+// is never split, so a batch may hold one aggregate's more). A GetRecords
+// answer holds up to 10,000 Kinesis records, and more user records when
+// they are aggregated; decoded all at once, each shard holds ~500 bytes a
+// record and its events' maps until the processor returns. A processor
+// that only copies what it keeps (the archive) loses nothing by taking
+// them in small batches, and the shard holds one small batch instead.
+// Without it, a batch is a whole answer (polling) or event (fan-out):
+// processors that merge work within a batch (the vectors' writes per
+// user) see all of it.
+type BatchLimiter interface {
+	ShardProcessor
+	MaxBatchRecords() int
+}
+
 // Last returns the position of the last record, or the zero Position.
 func (b Batch) Last() Position {
 	if len(b.Records) == 0 {

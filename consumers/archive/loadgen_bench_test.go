@@ -33,3 +33,9 @@ func loadgenEvents(tb testing.TB, n int) [][]byte {
 func BenchmarkEncodeLoadgen(b *testing.B) {
 	benchEncode(b, loadgenEvents(b, 100_000), CompressionZstd)
 }
+
+// BenchmarkDecodeAndArchiveLoadgen is BenchmarkDecodeAndArchive on the
+// end-to-end benchmarks' traffic.
+func BenchmarkDecodeAndArchiveLoadgen(b *testing.B) {
+	benchDecodeAndArchive(b, loadgenEvents(b, 100_000))
+}

@@ -235,6 +235,17 @@ var _ consumers.EventMapsReleaser = (*shardProc)(nil)
 // entries are copied into its buffered form when the row is added.
 func (s *shardProc) ReleasesEventMaps() {}
 
+var _ consumers.BatchLimiter = (*shardProc)(nil)
+
+// MaxBatchRecords implements consumers.BatchLimiter: a row is packed into
+// its partition as it is added, so the archive gains nothing from large
+// batches, and a shard that hands it a whole GetRecords answer at once
+// holds every record of it decoded, with its events' maps.
+func (s *shardProc) MaxBatchRecords() int { return maxBatchRecords }
+
+// maxBatchRecords: see MaxBatchRecords.
+const maxBatchRecords = 256
+
 var errClosed = errors.New("archive: shard processor is closed")
 
 // Process implements consumers.ShardProcessor.
