@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -66,14 +67,47 @@ func (c *Process) Sum(ctx context.Context, family string, match ...string) (floa
 // Tail returns the last n lines of the process's log.
 func (c *Process) Tail(n int) string { return Tail(c.LogPath, n) }
 
-// FreeAddr returns a free 127.0.0.1 TCP address.
+// FreeAddr returns a free 127.0.0.1 TCP address for a child process to
+// listen on. The port is below the kernel's ephemeral range when it can be
+// read: a port the kernel picks (":0") is one it also gives outgoing
+// connections, and one did take it between the pick and the child's listen
+// (a bench run failed with "address already in use"), since a run makes
+// thousands of connections to the emulators.
 func FreeAddr() (string, error) {
+	if lo, ok := ephemeralLow(); ok && lo > minFixedPort+1000 {
+		for range 100 {
+			port := minFixedPort + rand.IntN(lo-minFixedPort)
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err == nil {
+				ln.Close()
+				return ln.Addr().String(), nil
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// minFixedPort is the lowest port FreeAddr picks: above the well-known and
+// most registered services' ports.
+const minFixedPort = 20000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux).
+func ephemeralLow() (int, bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, false
+	}
+	lo, err := strconv.Atoi(f[0])
+	return lo, err == nil
 }
 
 // Start runs `binary args...` with its output in logDir/name.log; addr is
