@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -267,5 +268,41 @@ func TestEncode_IDsAreCompressedAtTheFastestZstdLevel(t *testing.T) {
 		if c.MetaData.Codec != format.Zstd {
 			t.Fatalf("column %v: codec %v", c.MetaData.PathInSchema, c.MetaData.Codec)
 		}
+	}
+}
+
+// BenchmarkZstdCodec_EncoderMemory reports the heap a page codec's encoder
+// holds once it has compressed a page (its tables and history), per level:
+// what each file being encoded holds per codec.
+func BenchmarkZstdCodec_EncoderMemory(b *testing.B) {
+	page := make([]byte, DefaultPageBytes)
+	for i := range page {
+		page[i] = byte(i * 7 % 251)
+	}
+	for _, lvl := range []kzstd.EncoderLevel{kzstd.SpeedFastest, kzstd.SpeedDefault} {
+		b.Run(lvl.String(), func(b *testing.B) {
+			const n = 8
+			var perEncoder float64
+			for b.Loop() {
+				c := newZstdCodec(lvl, DefaultPageBytes)
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				encoders := make([]*kzstd.Encoder, 0, n)
+				for range n {
+					if _, err := c.Encode(nil, page); err != nil {
+						b.Fatal(err)
+					}
+					// Taken out of the pool, so the next Encode makes another.
+					e, _ := c.encoders.Get().(*kzstd.Encoder)
+					encoders = append(encoders, e)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perEncoder = float64(after.HeapAlloc-before.HeapAlloc) / n
+				runtime.KeepAlive(encoders)
+			}
+			b.ReportMetric(perEncoder/1e6, "MB/encoder")
+		})
 	}
 }
