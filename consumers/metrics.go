@@ -128,14 +128,18 @@ func (m *metrics) dropShard(app, shard string) {
 	m.behind.DeleteLabelValues(app, shard)
 }
 
-// observe counts a batch handed to the processor; call is true for the
-// first batch of a GetRecords answer, which counts the call.
-func (s shardMetrics) observe(call bool, n, bad, oor, dups int, behind int64) {
+// call counts an answer read (a GetRecords call, or a fan-out event),
+// however many batches it is handed in.
+func (s shardMetrics) call() {
+	if s.batches != nil {
+		s.batches.Inc()
+	}
+}
+
+// observe counts a batch handed to the processor.
+func (s shardMetrics) observe(n, bad, oor, dups int, behind int64) {
 	if s.records == nil {
 		return
-	}
-	if call {
-		s.batches.Inc()
 	}
 	s.records.Add(float64(n))
 	s.bad.Add(float64(bad))

@@ -241,50 +241,8 @@ func (w *shardWorker) session() (err error) {
 		case b.end:
 			w.r.syncNow.Store(true) // emulators without ChildShards: list instead
 		}
-		// The answer's records go to the processor in batches of at most
-		// maxBatch user records (whole Kinesis records: an aggregate is
-		// never split), and at least one batch: idle polls let processors
-		// flush by age.
-		rest := b.records
-		for first := true; first || len(rest) > 0; first = false {
-			records := getBatchRecords(min(recordsCap(rest), maxBatch))
-			n := 0
-			for ; n < len(rest) && len(records) < maxBatch; n++ {
-				kr := &rest[n]
-				records = dec.Append(records, KinesisRecord{
-					SequenceNumber: aws.ToString(kr.SequenceNumber), PartitionKey: aws.ToString(kr.PartitionKey),
-					ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp), Data: kr.Data,
-				})
-			}
-			rest = rest[n:]
-			last := len(rest) == 0
-			all := records
-			if !skip.IsZero() {
-				// Resuming at the checkpoint: AT_SEQUENCE_NUMBER re-reads the
-				// checkpointed record; drop its sub-records up to the checkpointed
-				// sub-sequence (the mid-aggregate resume harlow/kinesis-consumer gets wrong).
-				// Records before it (read since AT_TIMESTAMP) only rebuild the
-				// de-duplication window.
-				i := 0
-				for i < len(records) && !records[i].Position.After(skip) {
-					if records[i].Err == nil {
-						dedup.Seen(records[i].Event.ID, records[i].ArrivalTime)
-					}
-					i++
-				}
-				if i < len(records) || (b.end && last) {
-					skip = Position{}
-				}
-				records = records[i:]
-			}
-			err = w.handle(ctx, sp, records, dedup, first, b.behind, b.end && last)
-			if recycle {
-				dec.RecycleMaps(all)
-			}
-			putBatchRecords(all)
-			if err != nil {
-				return err
-			}
+		if err := w.handAnswer(ctx, sp, dec, dedup, &skip, b, maxBatch, recycle); err != nil {
+			return err
 		}
 		if b.end {
 			pos, err := sp.Flush(ctx)
@@ -316,6 +274,62 @@ func (w *shardWorker) session() (err error) {
 // proportion to those bytes.
 var batchRecords sync.Pool
 
+// handAnswer hands one answer's records to the processor in batches of at
+// most maxBatch user records (whole Kinesis records: an aggregate is never
+// split), and at least one batch: idle polls let processors flush by age.
+// Records at or before *skip are not handed (see skipToCheckpoint).
+func (w *shardWorker) handAnswer(ctx context.Context, sp ShardProcessor, dec *RecordDecoder, dedup *DedupWindow,
+	skip *Position, b readBatch, maxBatch int, recycle bool) error {
+	w.met.call()
+	rest := b.records
+	for first := true; first || len(rest) > 0; first = false {
+		records := getBatchRecords(min(recordsCap(rest), maxBatch))
+		n := 0
+		for ; n < len(rest) && len(records) < maxBatch; n++ {
+			kr := &rest[n]
+			records = dec.Append(records, KinesisRecord{
+				SequenceNumber: aws.ToString(kr.SequenceNumber), PartitionKey: aws.ToString(kr.PartitionKey),
+				ArrivalTime: aws.ToTime(kr.ApproximateArrivalTimestamp), Data: kr.Data,
+			})
+		}
+		rest = rest[n:]
+		last := len(rest) == 0
+		err := w.handle(ctx, sp, skipToCheckpoint(records, skip, dedup, b.end && last), dedup, b.behind, b.end && last)
+		if recycle {
+			dec.RecycleMaps(records)
+		}
+		putBatchRecords(records)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// skipToCheckpoint drops the records at or before *skip, the checkpoint a
+// session resumes at, and clears *skip once a record after it (or the
+// shard's end, final) is seen. AT_SEQUENCE_NUMBER re-reads the checkpointed
+// record: its sub-records up to the checkpointed sub-sequence are dropped
+// (the mid-aggregate resume harlow/kinesis-consumer gets wrong). Records
+// before it (read since AT_TIMESTAMP) only rebuild the de-duplication
+// window.
+func skipToCheckpoint(records []Record, skip *Position, dedup *DedupWindow, final bool) []Record {
+	if skip.IsZero() {
+		return records
+	}
+	i := 0
+	for i < len(records) && !records[i].Position.After(*skip) {
+		if records[i].Err == nil {
+			dedup.Seen(records[i].Event.ID, records[i].ArrivalTime)
+		}
+		i++
+	}
+	if i < len(records) || final {
+		*skip = Position{}
+	}
+	return records[i:]
+}
+
 // getBatchRecords returns an empty slice with room for n records.
 func getBatchRecords(n int) []Record {
 	if p, _ := batchRecords.Get().(*[]Record); p != nil && cap(*p) >= n {
@@ -334,8 +348,7 @@ func putBatchRecords(rs []Record) {
 
 // handle dead-letters the bad records, hands the batch to the processor and
 // records what it reports durable.
-// firstOfAnswer: the first batch of a GetRecords answer (the calls counted).
-func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []Record, dedup *DedupWindow, firstOfAnswer bool, behind int64, shardEnd bool) error {
+func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []Record, dedup *DedupWindow, behind int64, shardEnd bool) error {
 	dups := dedup.Mark(records)
 	var bad []Record
 	oor := 0
@@ -358,7 +371,7 @@ func (w *shardWorker) handle(ctx context.Context, sp ShardProcessor, records []R
 	if dups > 0 {
 		w.log.Debug("duplicate events dropped (same event id already handed on this shard)", slog.Int("count", dups))
 	}
-	w.met.observe(firstOfAnswer, len(records), len(bad), oor, dups, behind)
+	w.met.observe(len(records), len(bad), oor, dups, behind)
 	if len(records) > 0 {
 		w.mu.Lock()
 		w.handed = records[len(records)-1].Position
