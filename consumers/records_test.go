@@ -281,3 +281,91 @@ func TestRecordDecoder_RecycledMapsAreReusedEmptied(t *testing.T) {
 		t.Errorf("%d of the 6 recycled maps reused", reused)
 	}
 }
+
+func TestRecordDecoder_VerifiedAggregatesDecodeAsHashedOnes(t *testing.T) {
+	// An answer: plain records and aggregates, one of them corrupt, more
+	// than VerifyAggregates hashes at a time.
+	var krs []consumers.KinesisRecord
+	for i := range 40 {
+		seq := fmt.Sprint(100 + i)
+		if i%4 == 0 {
+			krs = append(krs, consumers.KinesisRecord{SequenceNumber: seq, PartitionKey: "u", ArrivalTime: arrival, Data: click("p"+seq, "u")})
+			continue
+		}
+		var a kpl.Aggregator
+		for j := range 1 + i%5 {
+			a.Add(kpl.Record{PartitionKey: "u", Data: click(fmt.Sprint("a", seq, "-", j), "u")})
+		}
+		data, pk, _ := a.Build()
+		if i == 13 {
+			data[len(data)-1] ^= 1 // its MD5 no longer matches
+		}
+		krs = append(krs, consumers.KinesisRecord{SequenceNumber: seq, PartitionKey: pk, ArrivalTime: arrival, Data: data})
+	}
+	decodeAll := func(verify bool, skip int) []consumers.Record {
+		d, _ := consumers.NewRecordDecoder("s", consumers.HashKeyRange{})
+		if verify {
+			d.VerifyAggregates(len(krs), func(i int) []byte { return krs[i].Data })
+		}
+		var out []consumers.Record
+		for i, kr := range krs {
+			if i != skip {
+				out = append(out, d.Append(nil, kr)...)
+			}
+		}
+		return out
+	}
+	same := func(name string, got, want []consumers.Record) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d records, want %d", name, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].Position != want[i].Position || got[i].Event.ID != want[i].Event.ID || (got[i].Err == nil) != (want[i].Err == nil) {
+				t.Fatalf("%s: record %d = %v %q err %v, want %v %q err %v", name, i,
+					got[i].Position, got[i].Event.ID, got[i].Err, want[i].Position, want[i].Event.ID, want[i].Err)
+			}
+		}
+	}
+	want := decodeAll(false, -1)
+	if n := countCorrupt(want); n != 1 {
+		t.Fatalf("%d corrupt records without VerifyAggregates, want 1", n)
+	}
+	same("verified", decodeAll(true, -1), want)
+	if n := countCorrupt(decodeAll(true, -1)); n != 1 {
+		t.Fatalf("%d corrupt records after VerifyAggregates, want 1", n)
+	}
+	// A caller that skips an aggregate: the ones after it are hashed as usual.
+	wantSkip := decodeAll(false, 5)
+	same("verified, one skipped", decodeAll(true, 5), wantSkip)
+	if n := countCorrupt(decodeAll(true, 5)); n != 1 {
+		t.Fatalf("%d corrupt records after a skip, want 1", n)
+	}
+}
+
+// TestRecordDecoder_AnotherAggregateIsNotTakenForTheVerifiedOne: an
+// aggregate appended where VerifyAggregates expected another one is hashed
+// itself, even when the one expected was good.
+func TestRecordDecoder_AnotherAggregateIsNotTakenForTheVerifiedOne(t *testing.T) {
+	var a kpl.Aggregator
+	a.Add(kpl.Record{PartitionKey: "u", Data: click("e0", "u")})
+	good, pk, _ := a.Build()
+	bad := append([]byte(nil), good...)
+	bad[len(bad)-1] ^= 1
+	d, _ := consumers.NewRecordDecoder("s", consumers.HashKeyRange{})
+	d.VerifyAggregates(1, func(int) []byte { return good })
+	got := d.Append(nil, consumers.KinesisRecord{SequenceNumber: "1", PartitionKey: pk, ArrivalTime: arrival, Data: bad})
+	if len(got) != 1 || !errors.Is(got[0].Err, kpl.ErrCorrupt) {
+		t.Fatalf("got %+v, want one corrupt record", got)
+	}
+}
+
+func countCorrupt(rs []consumers.Record) int {
+	n := 0
+	for _, r := range rs {
+		if errors.Is(r.Err, kpl.ErrCorrupt) {
+			n++
+		}
+	}
+	return n
+}

@@ -282,6 +282,7 @@ func (w *shardWorker) handAnswer(ctx context.Context, sp ShardProcessor, dec *Re
 	skip *Position, b readBatch, maxBatch int, recycle bool) error {
 	w.met.call()
 	rest := b.records
+	dec.VerifyAggregates(len(rest), func(i int) []byte { return rest[i].Data })
 	for first := true; first || len(rest) > 0; first = false {
 		records := getBatchRecords(min(recordsCap(rest), maxBatch))
 		n := 0

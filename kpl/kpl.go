@@ -204,11 +204,21 @@ func Deaggregate(data []byte, partitionKey string) ([]Record, error) {
 // AppendDeaggregated is Deaggregate appending to dst, so a caller can reuse
 // one slice across records. On error it returns dst unchanged.
 func AppendDeaggregated(dst []Record, data []byte, partitionKey string) ([]Record, error) {
+	return appendDeaggregated(dst, data, partitionKey, false)
+}
+
+// AppendVerified is AppendDeaggregated for an aggregate whose checksum
+// VerifyChecksums has found good: it is not hashed again.
+func AppendVerified(dst []Record, data []byte, partitionKey string) ([]Record, error) {
+	return appendDeaggregated(dst, data, partitionKey, true)
+}
+
+func appendDeaggregated(dst []Record, data []byte, partitionKey string, verified bool) ([]Record, error) {
 	if !IsAggregated(data) {
 		return append(dst, Record{PartitionKey: partitionKey, Data: data}), nil
 	}
 	msg := data[len(Magic) : len(data)-md5.Size]
-	if sum := md5.Sum(msg); [md5.Size]byte(data[len(data)-md5.Size:]) != sum {
+	if !verified && !checksumOK(data) {
 		return dst, fmt.Errorf("%w: MD5 mismatch", ErrCorrupt)
 	}
 

@@ -27,6 +27,8 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		// kpl.VerifyChecksums's MD5 server, kept for the process.
+		goleak.IgnoreTopFunction("github.com/minio/md5-simd.(*md5Server).process"),
 	)
 }
 

@@ -195,6 +195,7 @@ func (h *Handler) handleShard(ctx context.Context, g shardGroup) (string, bool) 
 	var records []consumers.Record
 	var bad []consumers.Record
 	last := make([]consumers.Position, len(g.records)) // last user-record position per Kinesis record
+	dec.VerifyAggregates(len(g.records), func(i int) []byte { return g.records[i].Kinesis.Data })
 	for i, r := range g.records {
 		n := len(records)
 		records = dec.Append(records, consumers.KinesisRecord{
