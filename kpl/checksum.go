@@ -2,8 +2,10 @@ package kpl
 
 import (
 	"crypto/md5"
+	"runtime"
 	"sync"
 
+	"github.com/klauspost/cpuid/v2"
 	md5simd "github.com/minio/md5-simd"
 )
 
@@ -13,7 +15,9 @@ import (
 // of a GetRecords answer are independent: md5-simd computes up to 8 (AVX2)
 // or 16 (AVX-512) of them at once on one core, and on this machine's AVX2
 // it took 2-3× less CPU than crypto/md5 for an answer of 15 KB aggregates
-// (BenchmarkVerifyChecksums). Without AVX2 it falls back to crypto/md5.
+// (BenchmarkVerifyChecksums). Without AVX2 (arm64, where the Lambda
+// functions run by default) md5-simd would only hand each message to
+// crypto/md5 on another goroutine: there they are hashed one by one here.
 
 // md5Server computes the MD5 of several messages at once; started by the
 // first VerifyChecksums call with enough aggregates, kept for the process.
@@ -22,6 +26,9 @@ var md5Server = sync.OnceValue(md5simd.NewServer)
 // hashers are the process's idle md5-simd hashers (each registered with
 // md5Server), so that a call does not register new ones.
 var hashers = make(chan md5simd.Hasher, 64)
+
+// lanes reports whether md5-simd computes several checksums at once here.
+var lanes = runtime.GOARCH == "amd64" && cpuid.CPU.Supports(cpuid.AVX2)
 
 // minParallel is the least number of aggregates hashed in parallel: below
 // it, md5-simd computes lane by lane anyway and the hand-off costs more.
@@ -38,34 +45,34 @@ const maxLanes = 16
 func VerifyChecksums(datas [][]byte, ok []bool) {
 	ok = ok[:len(datas)]
 	clear(ok)
-	var idx [maxLanes]int
-	lanes := idx[:0]
+	var buf [maxLanes]int
+	idx := buf[:0]
 	for i, d := range datas {
 		if !IsAggregated(d) {
 			continue
 		}
-		if lanes = append(lanes, i); len(lanes) == maxLanes {
-			verifyLanes(datas, lanes, ok)
-			lanes = lanes[:0]
+		if idx = append(idx, i); len(idx) == maxLanes {
+			verifyLanes(datas, idx, ok)
+			idx = idx[:0]
 		}
 	}
-	verifyLanes(datas, lanes, ok)
+	verifyLanes(datas, idx, ok)
 }
 
-// verifyLanes verifies the aggregates datas[lanes[k]], in parallel when
-// there are enough of them.
-func verifyLanes(datas [][]byte, lanes []int, ok []bool) {
-	if len(lanes) < minParallel {
-		for _, i := range lanes {
+// verifyLanes verifies the aggregates datas[i] of the indexes idx, at once when
+// there are enough of them and the CPU has the lanes.
+func verifyLanes(datas [][]byte, idx []int, ok []bool) {
+	if len(idx) < minParallel || !lanes {
+		for _, i := range idx {
 			ok[i] = checksumOK(datas[i])
 		}
 		return
 	}
 	var wg sync.WaitGroup
-	for _, i := range lanes[1:] {
+	for _, i := range idx[1:] {
 		wg.Go(func() { ok[i] = simdChecksumOK(datas[i]) })
 	}
-	ok[lanes[0]] = simdChecksumOK(datas[lanes[0]])
+	ok[idx[0]] = simdChecksumOK(datas[idx[0]])
 	wg.Wait()
 }
 
