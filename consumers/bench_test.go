@@ -22,6 +22,7 @@ import (
 	"github.com/clickstream-go/clickstream/consumers"
 	"github.com/clickstream-go/clickstream/consumers/leases"
 	"github.com/clickstream-go/clickstream/kpl"
+	"github.com/clickstream-go/clickstream/producers/loadgen"
 )
 
 // benchEvent is a realistic click event (~330 bytes).
@@ -241,4 +242,39 @@ func BenchmarkRecordDecoder(b *testing.B) {
 			buf = d.Append(buf[:0], consumers.KinesisRecord{SequenceNumber: "1", PartitionKey: pk, Data: agg})
 		}
 	})
+}
+
+// BenchmarkRecordDecoder_LoadgenAggregates: the end-to-end benchmarks'
+// traffic (loadgen: 10,000 users, 200 sessions open at once) aggregated as
+// the producer does (~15 KB a Kinesis record), decoded with a shard's
+// range check, per user record.
+func BenchmarkRecordDecoder_LoadgenAggregates(b *testing.B) {
+	g, err := loadgen.NewGenerator(loadgen.GeneratorConfig{Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var aggs []consumers.KinesisRecord
+	var a kpl.Aggregator
+	start := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	for i := range 20_000 {
+		e := g.NextAt(start.Add(time.Duration(i) * time.Millisecond))
+		r := kpl.Record{PartitionKey: e.UserID, Data: e.AppendJSON(nil)}
+		if a.SizeWith(r) > 15<<10 {
+			data, pk, _ := a.Build()
+			aggs = append(aggs, consumers.KinesisRecord{SequenceNumber: fmt.Sprint(len(aggs)), PartitionKey: pk, ArrivalTime: start, Data: data})
+		}
+		a.Add(r)
+	}
+	d, _ := consumers.NewRecordDecoder("shardId-0", consumers.HashKeyRange{Start: "0", End: "170141183460469231731687303715884105727"})
+	b.ReportAllocs()
+	var buf []consumers.Record
+	n := 0
+	for b.Loop() {
+		for _, kr := range aggs {
+			buf = d.Append(buf[:0], kr)
+			n += len(buf)
+			d.RecycleMaps(buf)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
 }

@@ -369,3 +369,23 @@ func countCorrupt(rs []consumers.Record) int {
 	}
 	return n
 }
+
+// TestRecordDecoder_RangeCheckOfManyUsersAcrossAggregates: partition keys
+// met again and again, more of them than the decoder keeps hash keys for,
+// are each judged by their own hash key.
+func TestRecordDecoder_RangeCheckOfManyUsersAcrossAggregates(t *testing.T) {
+	d, _ := consumers.NewRecordDecoder("s", lowerHalf)
+	for agg := range 60 {
+		var a kpl.Aggregator
+		for j := range 100 {
+			pk := fmt.Sprint("user-", (agg*37+j*11)%5000)
+			a.Add(kpl.Record{PartitionKey: pk, Data: click(fmt.Sprint("e", agg, "-", j), pk)})
+		}
+		data, pk, _ := a.Build()
+		for _, r := range d.Append(nil, consumers.KinesisRecord{SequenceNumber: fmt.Sprint(agg), PartitionKey: pk, ArrivalTime: arrival, Data: data}) {
+			if want := hashKeyOf(r.PartitionKey).Cmp(mid) > 0; r.OutOfRange != want || r.Err != nil {
+				t.Fatalf("aggregate %d, %s (%s): OutOfRange %v, want %v; err %v", agg, r.Event.ID, r.PartitionKey, r.OutOfRange, want, r.Err)
+			}
+		}
+	}
+}
