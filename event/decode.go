@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/clickstream-go/clickstream/internal/decimal"
 )
 
 // Decoding reads the record token by token with jsontext (the tokenizer behind
@@ -696,6 +698,9 @@ func intValue(key string, v jsontext.Value, k jsontext.Kind) (int64, error) {
 
 // parseInt parses a JSON number that must be an integer.
 func parseInt(v []byte) (int64, bool) {
+	if n, ok := decimal.Int(v); ok {
+		return n, true
+	}
 	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
 		return n, true
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/segmentio/asm/base64"
+
+	"github.com/clickstream-go/clickstream/internal/decimal"
 )
 
 // errUnexpected: the answer is not in the shape decodeGetRecordsJSON
@@ -331,7 +333,7 @@ func (s *recordSink) add(r types.Record, w jsonRecord, has [3]bool) {
 // epochSeconds is an arrival time as smithy-go's ParseEpochSeconds makes
 // it: milliseconds, truncated, UTC.
 func epochSeconds(v []byte) (time.Time, error) {
-	f, ok := plainDecimal(v)
+	f, ok := decimal.Float(v)
 	if !ok {
 		var err error
 		if f, err = strconv.ParseFloat(string(v), 64); err != nil {
@@ -339,37 +341,4 @@ func epochSeconds(v []byte) (time.Time, error) {
 		}
 	}
 	return time.Unix(0, int64(f*1e3)*1e6).UTC(), nil
-}
-
-// pow10 are the powers of ten a float64 holds exactly.
-var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
-
-// plainDecimal parses digits with an optional fraction ("1733412345.678",
-// how Kinesis writes arrival times) of at most 15 digits in all: the digits
-// as an integer m < 2^53 and 10^k are both exact, so m / 10^k, rounded
-// once, is the float64 nearest the decimal, which is what ParseFloat
-// returns (Clinger's fast path, strconv's own), without ParseFloat's
-// general parse and the string it needs. False for anything else.
-func plainDecimal(v []byte) (float64, bool) {
-	var m uint64
-	digits, frac := 0, -1
-	for i, c := range v {
-		switch {
-		case c >= '0' && c <= '9':
-			m = m*10 + uint64(c-'0')
-			digits++
-		case c == '.' && frac < 0 && i > 0 && i < len(v)-1:
-			frac = digits
-		default:
-			return 0, false
-		}
-	}
-	if digits == 0 || digits > 15 {
-		return 0, false
-	}
-	k := 0
-	if frac >= 0 {
-		k = digits - frac
-	}
-	return float64(m) / pow10[k], true
 }

@@ -6,12 +6,10 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -296,37 +294,6 @@ func TestPlainASCII_IsTheByteTest(t *testing.T) {
 		}
 		if got, want := plainASCII(v), byByte(v); got != want {
 			t.Fatalf("%q: plainASCII %v, byte by byte %v", v, got, want)
-		}
-	}
-}
-
-// TestPlainDecimal_IsParseFloat: the arrival-time fast path gives
-// ParseFloat's float64, bit for bit, for every decimal it takes, and
-// declines the rest.
-func TestPlainDecimal_IsParseFloat(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	check := func(s string) {
-		t.Helper()
-		got, ok := plainDecimal([]byte(s))
-		want, err := strconv.ParseFloat(s, 64)
-		if ok && (err != nil || math.Float64bits(got) != math.Float64bits(want)) {
-			t.Fatalf("%q: %v, ParseFloat %v (%v)", s, got, want, err)
-		}
-	}
-	for range 200_000 {
-		sec := rng.Int64N(4_000_000_000)
-		s := strconv.FormatInt(sec, 10)
-		if d := rng.IntN(10); d > 0 {
-			s += "." + fmt.Sprintf("%0*d", d, rng.Int64N(int64(math.Pow10(d))))
-		}
-		check(s)
-	}
-	for _, s := range []string{"0", "0.5", "1.", ".5", "1e9", "-1.5", "1.2.3", "", "1733412345.678", "999999999999999", "9999999999999999", "1733412345.6789012", "01.10", "1_0"} {
-		check(s)
-	}
-	for _, s := range []string{"1.", ".5", "1e9", "-1.5", "1.2.3", "", "9999999999999999", "1_0"} {
-		if _, ok := plainDecimal([]byte(s)); ok {
-			t.Errorf("%q taken by the fast path", s)
 		}
 	}
 }
