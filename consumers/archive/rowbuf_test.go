@@ -1,7 +1,9 @@
 package archive
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"reflect"
 	"testing"
 
@@ -67,5 +69,49 @@ func TestBufferedRow_Corrupt(t *testing.T) {
 	huge = binary.AppendUvarint(huge, 1<<62)
 	if err := readRow(huge, &got, &sc); err == nil {
 		t.Error("row with a huge feature count read without error")
+	}
+}
+
+// TestPartBuf_RowsAreReadOnceAndDroppedAsRead: packed hands every row in
+// order, drops each compressed block once it is decompressed (so a flush
+// frees a partition's rows while its file is encoded), and refuses a
+// second read instead of writing an empty file.
+func TestPartBuf_RowsAreReadOnceAndDroppedAsRead(t *testing.T) {
+	var pb partBuf
+	var enc []byte
+	var want [][]byte
+	for i := range 5000 {
+		row := make([]byte, 40+i%200)
+		binary.LittleEndian.PutUint64(row, uint64(i))
+		want = append(want, row)
+		pb.keep(row, &enc)
+	}
+	if len(pb.blocks) < 3 {
+		t.Fatalf("%d blocks: the test needs several", len(pb.blocks))
+	}
+	i := 0
+	err := pb.packed(func(b []byte) error {
+		if !bytes.Equal(b, want[i]) {
+			t.Fatalf("row %d: %d bytes, first %d; want %d bytes", i, len(b), binary.LittleEndian.Uint64(b), len(want[i]))
+		}
+		// Every block before the one being read is gone already.
+		for k, blk := range pb.blocks {
+			if blk != nil && k+1 < len(pb.blocks) && pb.blocks[k+1] == nil {
+				t.Fatalf("row %d: block %d kept after block %d was read", i, k, k+1)
+			}
+		}
+		i++
+		return nil
+	})
+	if err != nil || i != len(want) {
+		t.Fatalf("packed: %v after %d of %d rows", err, i, len(want))
+	}
+	for k, blk := range pb.blocks {
+		if blk != nil {
+			t.Fatalf("block %d of %d kept after the rows were read", k, len(pb.blocks))
+		}
+	}
+	if err := pb.packed(func([]byte) error { return nil }); !errors.Is(err, errDrained) {
+		t.Fatalf("second read: %v, want errDrained", err)
 	}
 }

@@ -51,7 +51,11 @@ type partBuf struct {
 	sealed      int64    // bytes of blocks
 	raw         int64    // bytes of raw events
 	first, last consumers.Position
+	drained     bool // packed has read the rows (and dropped them)
 }
+
+// errDrained: a partition's rows were read twice.
+var errDrained = errors.New("buffered rows already read")
 
 // blockSize is the uncompressed size of a partition's blocks: large enough
 // for S2 to find the repeats between rows (types, hosts, user agents,
@@ -112,12 +116,17 @@ func (c *rowChunk) release() {
 // never spans two blocks (its strings point into the block, and the next
 // block is decompressed into the same buffer). The pooled rowChunk is taken
 // at the first call, inside the encoder's slot, so only files being encoded
-// hold one; release pools it again.
+// hold one; release pools it again. Like packed, it reads the rows once.
 func (pb *partBuf) rows(shardID string) (src rowSource, release func()) {
 	var c *rowChunk
 	next := 0    // next block; len(pb.blocks) is the open one
 	var b []byte // rest of the current block
+	drained := pb.drained
+	pb.drained = true
 	src = func(from, n int) ([]Row, error) {
+		if drained {
+			return nil, errDrained
+		}
 		if c == nil {
 			c = rowChunks.Get().(*rowChunk)
 		}
@@ -128,6 +137,7 @@ func (pb *partBuf) rows(shardID string) (src rowSource, release func()) {
 				if c.block, err = s2.Decode(c.block[:cap(c.block)], pb.blocks[next]); err != nil {
 					return nil, fmt.Errorf("buffered rows, block %d: %w", next, err)
 				}
+				pb.blocks[next] = nil // read once, as packed
 				b = c.block
 			case next == len(pb.blocks):
 				b = pb.cur
@@ -168,8 +178,16 @@ func (pb *partBuf) rows(shardID string) (src rowSource, release func()) {
 var blockBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // packed calls fn with each buffered row in order, block by block, in its
-// buffered form; b is only valid during the call.
+// buffered form; b is only valid during the call. The rows are read once:
+// each block is dropped once decompressed, so that a shard's flush frees
+// its rows as its files are encoded instead of after the last upload (a
+// flush that fails closes the processor, and the next one replays from the
+// checkpoint). A second call is an error.
 func (pb *partBuf) packed(fn func(b []byte) error) error {
+	if pb.drained {
+		return errDrained
+	}
+	pb.drained = true
 	buf := blockBufs.Get().(*[]byte)
 	defer blockBufs.Put(buf)
 	n := 0
@@ -180,6 +198,7 @@ func (pb *partBuf) packed(fn func(b []byte) error) error {
 			if *buf, err = s2.Decode((*buf)[:cap(*buf)], pb.blocks[i]); err != nil {
 				return fmt.Errorf("buffered rows, block %d: %w", i, err)
 			}
+			pb.blocks[i] = nil
 			b = *buf
 		}
 		for len(b) > 0 {
