@@ -36,9 +36,11 @@ it from the oldest record and waits until every event is in S3. It prints:
     and bytes on S3 per event;
   - with --profile-dir, the top functions of a CPU profile taken from its start.
 
-With --runs N the archive reads the stream N times (the stream is loaded once; each
-run has a leases table and an S3 prefix of its own) and the figures are the median
-run's, every run listed: a single run on a shared machine varies by ±15%. With
+A warm-up run comes first and is not counted (it is the one profiled): a freshly
+loaded stream's first read is the slowest. With --runs N the archive then reads the
+stream N times (the stream is loaded once; each run has a leases table and an S3
+prefix of its own) and the figures are the median run's, every run listed: a single
+run on a shared machine varies by ±15%. With
 --versus BINARY a second clickstream binary runs as many times, alternately with
 the first on the same stream, and the report compares the two.
 
@@ -57,7 +59,7 @@ aggregated, on a kinesalite stack.`,
 			fs.StringVar(&cfg.Versus, "versus", "", "another clickstream binary, run --runs times alternately with --binary on the same stream, for a before/after comparison")
 			fs.Var(&args, "arg", "one more flag for `consume archive`, e.g. --arg=--archive-memory-budget=64MiB (repeatable)")
 			fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "give up when not every event is archived after this long")
-			fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "take a CPU profile of the archive from its start into DIR/consume-archive.cpu.pprof; the report shows its top functions")
+			fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "take a CPU profile of the warm-up run from its start into DIR/consume-archive.cpu.pprof; the report shows its top functions")
 			fs.DurationVar(&cfg.ProfileFor, "profile-for", 20*time.Second, "length of the CPU profile (the run waits for it)")
 			fs.StringVar(&cfg.LogDir, "log-dir", "", "directory for the archive's log (default a temporary one)")
 			fs.BoolVar(&cfg.Keep, "keep", false, "keep the stream, tables and archive objects")

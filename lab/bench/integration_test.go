@@ -97,6 +97,9 @@ func TestIntegration_ArchiveRun(t *testing.T) {
 	if len(r.Runs) != 2 || len(r.VersusRuns) != 2 {
 		t.Fatalf("%d runs and %d versus runs, want 2 each", len(r.Runs), len(r.VersusRuns))
 	}
+	if r.WarmUp.Rows != 3000 || r.WarmUp.CPUSeconds <= 0 || slices.Contains(r.Runs, r.WarmUp) {
+		t.Errorf("warm-up run %+v: want 3000 rows, its CPU time, and not among the counted runs", r.WarmUp)
+	}
 	for i, run := range append(slices.Clone(r.Runs), r.VersusRuns...) {
 		if run.Rows != 3000 || run.CPUSeconds <= 0 || run.PeakRSS <= 0 {
 			t.Errorf("run %d: %+v, want 3000 rows and its CPU time and RSS", i, run)
@@ -105,7 +108,7 @@ func TestIntegration_ArchiveRun(t *testing.T) {
 	if r.ArchiveRun != r.Runs[0] && r.ArchiveRun != r.Runs[1] || r.CPUSeconds > max(r.Runs[0].CPUSeconds, r.Runs[1].CPUSeconds) {
 		t.Errorf("reported run %+v is not the median of %+v", r.ArchiveRun, r.Runs)
 	}
-	for _, want := range []string{"events per CPU-second", "peak RSS", "bytes on S3 per event", "KPL-aggregated", "median of 2 runs", "run alternately on the same stream"} {
+	for _, want := range []string{"events per CPU-second", "peak RSS", "bytes on S3 per event", "KPL-aggregated", "median of 2 runs", "run alternately on the same stream", "A first run before them (not counted"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}
