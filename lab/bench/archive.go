@@ -90,8 +90,8 @@ type ArchiveResult struct {
 	// freshly loaded stream was the slowest of a series (1.71 against
 	// 1.26-1.37 CPU-s on 200,000 plain events), and a profiled run pays for
 	// its samples; with Versus, the binary run first paid both.
-	WarmUp ArchiveRun
-	Binary, Versus   string
+	WarmUp         ArchiveRun
+	Binary, Versus string
 
 	Profile *ProfileSummary
 	Errors  []string
