@@ -36,8 +36,8 @@ it from the oldest record and waits until every event is in S3. It prints:
     and bytes on S3 per event;
   - with --profile-dir, the top functions of a CPU profile taken from its start.
 
-A warm-up run comes first and is not counted (it is the one profiled): a freshly
-loaded stream's first read is the slowest. With --runs N the archive then reads the
+A warm-up run comes first and is not counted: it is the one profiled, and a freshly
+loaded stream's first read was often the slowest. With --runs N the archive then reads the
 stream N times (the stream is loaded once; each run has a leases table and an S3
 prefix of its own) and the figures are the median run's, every run listed: a single
 run on a shared machine varies by ±15%. With

@@ -86,10 +86,10 @@ type ArchiveResult struct {
 	// Runs are every run of Binary, in order; VersusRuns those of Versus.
 	Runs, VersusRuns []ArchiveRun
 	// WarmUp is the first run of Binary, profiled when ProfileDir is set
-	// and counted in neither Runs nor the median: the first read of a
-	// freshly loaded stream was the slowest of a series (1.71 against
-	// 1.26-1.37 CPU-s on 200,000 plain events), and a profiled run pays for
-	// its samples; with Versus, the binary run first paid both.
+	// and counted in neither Runs nor the median: a profiled run pays for
+	// its samples, and the first read of a freshly loaded stream was often
+	// the slowest of a series (1.71 against 1.26-1.37 CPU-s on 200,000
+	// plain events); with Versus, the binary run first paid both.
 	WarmUp         ArchiveRun
 	Binary, Versus string
 
@@ -400,9 +400,9 @@ func (r *ArchiveResult) Markdown() string {
 			len(r.Runs), runList(r.Runs))
 	}
 	if r.WarmUp.Rows > 0 {
-		how := "not counted: a stream's first read is the slowest"
+		how := "not counted: a freshly loaded stream's first read was often the slowest"
 		if r.Profile != nil {
-			how += ", and this one was profiled"
+			how = "profiled, not counted: profiling costs CPU, and a freshly loaded stream's first read was often the slowest"
 		}
 		w("A first run before them (%s): %s.\n", how, runList([]ArchiveRun{r.WarmUp}))
 	}
