@@ -284,7 +284,9 @@ func (w *shardWorker) handAnswer(ctx context.Context, sp ShardProcessor, dec *Re
 	rest := b.records
 	dec.VerifyAggregates(len(rest), func(i int) []byte { return rest[i].Data })
 	for first := true; first || len(rest) > 0; first = false {
-		records := getBatchRecords(min(recordsCap(rest), maxBatch))
+		// A batch holds at most maxBatch Kinesis records: sizing it from
+		// those alone, not from all the answer's rest again for every batch.
+		records := getBatchRecords(min(recordsCap(rest[:min(len(rest), maxBatch)]), maxBatch))
 		n := 0
 		for ; n < len(rest) && len(records) < maxBatch; n++ {
 			kr := &rest[n]
