@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/clickstream-go/clickstream/internal/kinesiswire"
 	"github.com/clickstream-go/clickstream/internal/retry"
 )
 
@@ -31,7 +32,9 @@ type shardReader interface {
 }
 
 // newReader returns the session's reader in the configured mode.
-func (w *shardWorker) newReader(start Position, from time.Time) (shardReader, error) {
+// With reuse, a poll reader decodes each answer into the memory of the one
+// before (the processor keeps none of it: RecordDataReleaser).
+func (w *shardWorker) newReader(start Position, from time.Time, reuse bool) (shardReader, error) {
 	if w.r.cfg.ReadMode == ReadEFO {
 		return w.newEFOReader(start, from), nil
 	}
@@ -40,8 +43,13 @@ func (w *shardWorker) newReader(start Position, from time.Time) (shardReader, er
 		return nil, err
 	}
 	var sizer recordSizer
-	return &pollReader{w: w, start: start, from: from, iter: iter, limit: sizer.limit(w.r.cfg.MaxRecords, w.r.cfg.MaxBytesPerCall),
-		bo: retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff}}, nil
+	p := &pollReader{w: w, start: start, from: from, iter: iter, limit: sizer.limit(w.r.cfg.MaxRecords, w.r.cfg.MaxBytesPerCall),
+		bo: retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff}}
+	p.opts = []func(*kinesis.Options){noSDKRetries}
+	if reuse {
+		p.opts = append(p.opts, kinesiswire.DecodeInto(&p.bufs))
+	}
+	return p, nil
 }
 
 // pollReader reads with GetRecords, paced at PollInterval (IdleInterval
@@ -57,6 +65,8 @@ type pollReader struct {
 	errs     errLog
 	limit    int32
 	sizer    recordSizer
+	opts     []func(*kinesis.Options) // of every GetRecords call
+	bufs     kinesiswire.Buffers      // the last answer's memory, with reuse
 }
 
 func (p *pollReader) close() {}
@@ -76,7 +86,9 @@ func (p *pollReader) next() (readBatch, error) {
 		called := time.Now()
 		p.nextCall = called.Add(w.r.cfg.PollInterval)
 		cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
-		out, err := w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: p.iter, Limit: aws.Int32(p.limit)}, noSDKRetries)
+		// With reuse, the answer before is done with: this call is made
+		// only once the batches of the last have been processed.
+		out, err := w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: p.iter, Limit: aws.Int32(p.limit)}, p.opts...)
 		cancel()
 		if err != nil {
 			if w.ctx.Err() != nil {

@@ -204,7 +204,10 @@ func (w *shardWorker) session() (err error) {
 			from = w.rebuildFrom(w.lease.ShardID, start)
 		}
 	}
-	rd, err := w.newReader(start, from)
+	// The processor keeps nothing of a batch's data: each answer is read
+	// into the memory of the one before (RecordDataReleaser).
+	_, reuse := sp.(RecordDataReleaser)
+	rd, err := w.newReader(start, from, reuse)
 	if errors.Is(err, errShardGone) {
 		w.log.Error("shard vanished before it was read to the end: its remaining data expired", slog.String("checkpoint", start.String()))
 		return w.commit(ctx, true, true, -1)

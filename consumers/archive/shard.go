@@ -254,6 +254,13 @@ var _ consumers.EventMapsReleaser = (*shardProc)(nil)
 // entries are copied into its buffered form when the row is added.
 func (s *shardProc) ReleasesEventMaps() {}
 
+var _ consumers.RecordDataReleaser = (*shardProc)(nil)
+
+// ReleasesRecordData implements consumers.RecordDataReleaser: a row is
+// copied into its buffered form when it is added, and a new partition's
+// type is cloned; nothing else of a record is kept.
+func (s *shardProc) ReleasesRecordData() {}
+
 var _ consumers.BatchLimiter = (*shardProc)(nil)
 
 // MaxBatchRecords implements consumers.BatchLimiter: a row is packed into

@@ -91,7 +91,9 @@ func BenchmarkDecode(b *testing.B) {
 	}{
 		{"sdk-json", "application/x-amz-json-1.1", jsonBody, js},
 		{"json", "application/x-amz-json-1.1", jsonBody, &protocol{ClientProtocol: js, format: JSON}},
+		{"json-into", "application/x-amz-json-1.1", jsonBody, &protocol{ClientProtocol: js, format: JSON, bufs: &Buffers{}}},
 		{"cbor", CBORContentType, cborBody, &protocol{ClientProtocol: js, format: CBOR}},
+		{"cbor-into", CBORContentType, cborBody, &protocol{ClientProtocol: js, format: CBOR, bufs: &Buffers{}}},
 		{"cbor-base64-data", CBORContentType, emulatorBody, &protocol{ClientProtocol: js, format: CBOR}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
@@ -135,12 +137,18 @@ func BenchmarkGetRecords(b *testing.B) {
 		kc   interface {
 			GetRecords(context.Context, *kinesis.GetRecordsInput, ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error)
 		}
-	}{{"sdk-json", kc}, {"json", Wrap(kc, JSON)}, {"cbor", Wrap(kc, CBOR)}} {
+		into bool // DecodeInto
+	}{{"sdk-json", kc, false}, {"json", Wrap(kc, JSON), false}, {"json-into", Wrap(kc, JSON), true},
+		{"cbor", Wrap(kc, CBOR), false}, {"cbor-into", Wrap(kc, CBOR), true}} {
 		b.Run(c.name, func(b *testing.B) {
 			in := &kinesis.GetRecordsInput{ShardIterator: aws.String("AAAAAAAAAAFY0XVrDwyuQ7is4"), Limit: aws.Int32(10000)}
+			var opts []func(*kinesis.Options)
+			if c.into {
+				opts = append(opts, DecodeInto(&Buffers{}))
+			}
 			perRecord(b, benchRecords, func() {
 				for range b.N {
-					out, err := c.kc.GetRecords(context.Background(), in)
+					out, err := c.kc.GetRecords(context.Background(), in, opts...)
 					if err != nil || len(out.Records) != benchRecords {
 						b.Fatal(err)
 					}

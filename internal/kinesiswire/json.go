@@ -31,18 +31,18 @@ type jsonRecord struct {
 // the SDK's deserializer does (types.Record fields, nil for absent ones, an
 // empty non-nil Records for []), or returns an error, leaving out to be
 // decoded again by the SDK. Every record's data is base64-decoded into one
-// buffer for the whole answer.
-func decodeGetRecordsJSON(body []byte, out *kinesis.GetRecordsOutput) error {
-	if scanGetRecords(body, out) == nil {
+// buffer for the whole answer: bufs' when not nil (DecodeInto).
+func decodeGetRecordsJSON(body []byte, out *kinesis.GetRecordsOutput, bufs *Buffers) error {
+	if scanGetRecords(body, out, bufs) == nil {
 		return nil
 	}
 	out.Records, out.NextShardIterator, out.MillisBehindLatest, out.ChildShards = nil, nil, nil, nil
-	return tokenizeGetRecords(body, out)
+	return tokenizeGetRecords(body, out, bufs)
 }
 
 // tokenizeGetRecords is decodeGetRecordsJSON with the jsontext tokenizer:
 // any JSON, strings escaped or not, unknown names skipped.
-func tokenizeGetRecords(body []byte, out *kinesis.GetRecordsOutput) error {
+func tokenizeGetRecords(body []byte, out *kinesis.GetRecordsOutput, bufs *Buffers) error {
 	d := jsontext.NewDecoder(bytes.NewReader(body))
 	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '{' {
 		return errUnexpected
@@ -54,7 +54,7 @@ func tokenizeGetRecords(body []byte, out *kinesis.GetRecordsOutput) error {
 		}
 		switch string(name) {
 		case `"Records"`:
-			if err := decodeRecords(d, body, out); err != nil {
+			if err := decodeRecords(d, body, out, bufs); err != nil {
 				return err
 			}
 		case `"NextShardIterator"`:
@@ -95,11 +95,11 @@ func tokenizeGetRecords(body []byte, out *kinesis.GetRecordsOutput) error {
 }
 
 // decodeRecords decodes the Records array.
-func decodeRecords(d *jsontext.Decoder, body []byte, out *kinesis.GetRecordsOutput) error {
+func decodeRecords(d *jsontext.Decoder, body []byte, out *kinesis.GetRecordsOutput, bufs *Buffers) error {
 	if tok, err := d.ReadToken(); err != nil || tok.Kind() != '[' {
 		return errUnexpected
 	}
-	sink := newRecordSink(body, out)
+	sink := newRecordSink(body, out, bufs)
 	for d.PeekKind() == '{' {
 		if _, err := d.ReadToken(); err != nil {
 			return err
@@ -227,7 +227,9 @@ func optInt64(v jsontext.Value) (*int64, error) {
 
 // recordSink appends decoded records to an answer's Records: their data in
 // one buffer for the whole answer (two at most), their strings and times in
-// jsonRecords, so that a record needs no allocation of its own.
+// jsonRecords, so that a record needs no allocation of its own. With
+// Buffers, those of the caller's last answer are used again when large
+// enough.
 type recordSink struct {
 	out      *kinesis.GetRecordsOutput
 	body     int    // bytes of the answer
@@ -235,7 +237,9 @@ type recordSink struct {
 	reserved int    // DecodedLen of the records' base64 so far
 	decoded  int    // bytes of data decoded
 	data     []byte // the buffer records' data are decoded into
+	first    []byte // the first such buffer, sized from lastShape
 	wire     []jsonRecord
+	bufs     *Buffers // nil: none
 }
 
 // lastShape is the proportions of the last large JSON answer the process
@@ -254,20 +258,36 @@ const (
 	shapeMinBody = 64 << 10
 )
 
-func newRecordSink(body []byte, out *kinesis.GetRecordsOutput) *recordSink {
-	s := &recordSink{out: out, body: len(body), bound: base64.StdEncoding.DecodedLen(len(body))}
+func newRecordSink(body []byte, out *kinesis.GetRecordsOutput, bufs *Buffers) *recordSink {
+	s := &recordSink{out: out, body: len(body), bound: base64.StdEncoding.DecodedLen(len(body)), bufs: bufs}
 	dataCap, recCap := s.bound, len(body)/200+1
 	if d, r := lastShape.data.Load(), lastShape.records.Load(); d > 0 && r > 0 {
 		dataCap = min(dataCap, int(uint64(len(body))*uint64(d)/shapeOne*17/16)+1024)
 		recCap = min(recCap, int(uint64(len(body))*uint64(r)/shapeOne*17/16)+8)
 	}
-	out.Records = make([]types.Record, 0, recCap)
-	s.data = make([]byte, 0, dataCap)
+	if bufs == nil {
+		bufs = &Buffers{}
+	}
+	if cap(bufs.records) >= recCap {
+		out.Records = bufs.records[:0]
+	} else {
+		out.Records = make([]types.Record, 0, recCap)
+	}
+	if cap(bufs.data) >= dataCap {
+		s.data = bufs.data[:0]
+	} else {
+		s.data = make([]byte, 0, dataCap)
+	}
+	s.first, s.wire = s.data, bufs.wire[:0]
 	return s
 }
 
-// done records the answer's proportions for the next answers' buffers.
+// done records the answer's proportions for the next answers' buffers,
+// and keeps the buffers in the caller's Buffers.
 func (s *recordSink) done() {
+	if s.bufs != nil {
+		s.bufs.keep(s)
+	}
 	if s.body < shapeMinBody || len(s.out.Records) == 0 {
 		return
 	}
@@ -308,7 +328,7 @@ func (s *recordSink) data64(b64 []byte) ([]byte, error) {
 // add appends r, pointing at w's fields for those has marks present
 // (sequence number, partition key, arrival time).
 func (s *recordSink) add(r types.Record, w jsonRecord, has [3]bool) {
-	if s.wire == nil {
+	if cap(s.wire) == 0 {
 		s.wire = make([]jsonRecord, 0, cap(s.out.Records))
 	}
 	if len(s.wire) == cap(s.wire) {

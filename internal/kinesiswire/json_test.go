@@ -38,8 +38,12 @@ func decodeBoth(t *testing.T, body string) {
 		return out, p.DeserializeResponse(context.Background(), op, kinesis.TypeRegistry, resp, out)
 	}
 	want, wantErr := decode(js, false)
-	for _, chunked := range []bool{false, true} {
-		got, gotErr := decode(&protocol{ClientProtocol: js, format: JSON}, chunked)
+	for _, c := range []struct {
+		chunked bool
+		bufs    *Buffers
+	}{{false, nil}, {true, nil}, {false, sharedBufs}, {true, sharedBufs}} {
+		chunked := c.chunked
+		got, gotErr := decode(&protocol{ClientProtocol: js, format: JSON, bufs: c.bufs}, chunked)
 		if (gotErr == nil) != (wantErr == nil) {
 			t.Fatalf("%s (chunked %v):\nerror %v, the SDK's %v", body, chunked, gotErr, wantErr)
 		}
@@ -52,6 +56,10 @@ func decodeBoth(t *testing.T, body string) {
 		}
 	}
 }
+
+// sharedBufs is decoded into by every decodeBoth, answer after answer of
+// every size, as a consumer's reader does (DecodeInto).
+var sharedBufs = &Buffers{}
 
 // randomAnswer is a GetRecords answer as Kinesis sends it, of fewer than
 // maxRecords records of random data shorter than maxData bytes.
@@ -110,7 +118,7 @@ func TestJSON_DecodesAsTheSDKDoes(t *testing.T) {
 		body := randomAnswer(r, 20, 600)
 		decodeBoth(t, body)
 		// Decoded here, not handed to the SDK's decoder.
-		if err := decodeGetRecordsJSON([]byte(body), &kinesis.GetRecordsOutput{}); err != nil {
+		if err := decodeGetRecordsJSON([]byte(body), &kinesis.GetRecordsOutput{}, nil); err != nil {
 			t.Fatalf("%s: %v", body, err)
 		}
 	}
@@ -153,7 +161,7 @@ func TestJSON_RecordsOutliveTheirPooledBody(t *testing.T) {
 func TestJSON_RecordsDoNotShareBytes(t *testing.T) {
 	body := `{"Records":[{"Data":"AQI="},{"Data":"AwQ="}]}`
 	out := &kinesis.GetRecordsOutput{}
-	if err := decodeGetRecordsJSON([]byte(body), out); err != nil {
+	if err := decodeGetRecordsJSON([]byte(body), out, nil); err != nil {
 		t.Fatal(err)
 	}
 	_ = append(out.Records[0].Data, 9)
@@ -177,11 +185,11 @@ func TestScan_AgreesWithTheTokenizerOrDeclines(t *testing.T) {
 	check := func(body string) {
 		t.Helper()
 		var got, want kinesis.GetRecordsOutput
-		if scanGetRecords([]byte(body), &got) != nil {
+		if scanGetRecords([]byte(body), &got, nil) != nil {
 			return
 		}
 		scanned++
-		if err := tokenizeGetRecords([]byte(body), &want); err != nil {
+		if err := tokenizeGetRecords([]byte(body), &want, nil); err != nil {
 			t.Fatalf("%s: the scanner decoded what the tokenizer rejects (%v)", body, err)
 		}
 		if !reflect.DeepEqual(got.Records, want.Records) || !reflect.DeepEqual(got.NextShardIterator, want.NextShardIterator) ||
@@ -317,11 +325,11 @@ func TestJSON_SizesBuffersFromTheLastAnswer(t *testing.T) {
 		return b.String(), records * dataBytes
 	}
 	body, data := uniform(400, 300)
-	if err := decodeGetRecordsJSON([]byte(body), &kinesis.GetRecordsOutput{}); err != nil {
+	if err := decodeGetRecordsJSON([]byte(body), &kinesis.GetRecordsOutput{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	out := &kinesis.GetRecordsOutput{}
-	s := newRecordSink([]byte(body), out)
+	s := newRecordSink([]byte(body), out, nil)
 	if c := cap(s.data); c < data || c > data*17/16+1024+16 {
 		t.Errorf("data buffer of %d bytes for %d bytes of data", c, data)
 	}
@@ -341,7 +349,7 @@ func TestJSON_SizesBuffersFromTheLastAnswer(t *testing.T) {
 		}
 		body := randomAnswer(r, records, maxData)
 		decodeBoth(t, body)
-		if err := decodeGetRecordsJSON([]byte(body), &kinesis.GetRecordsOutput{}); err != nil {
+		if err := decodeGetRecordsJSON([]byte(body), &kinesis.GetRecordsOutput{}, nil); err != nil {
 			t.Fatalf("answer %d (%d bytes): %v", i, len(body), err)
 		}
 	}

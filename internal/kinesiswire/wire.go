@@ -88,9 +88,11 @@ func Wrap(c *kinesis.Client, f Format) *Client {
 // GetRecords is kinesis.Client.GetRecords in the client's format. The
 // records' Data share one buffer per call: a caller that keeps a few
 // records of a large answer for long should copy their Data, or the whole
-// buffer stays in memory.
+// buffer stays in memory. With DecodeInto among optFns, the answer is
+// decoded into the caller's Buffers.
 func (c *Client) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
-	return c.Client.GetRecords(ctx, in, append(optFns, c.use)...)
+	// The client's protocol first, so that a DecodeInto option finds it.
+	return c.Client.GetRecords(ctx, in, append([]func(*kinesis.Options){c.use}, optFns...)...)
 }
 
 // protocol is the client's own protocol (awsJson 1.1) with GetRecords
@@ -98,6 +100,7 @@ func (c *Client) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, op
 type protocol struct {
 	smithyhttp.ClientProtocol
 	format Format
+	bufs   *Buffers // DecodeInto's, or nil: an answer's memory is its own
 }
 
 // getRecordsInput is GetRecordsInput on the wire.
@@ -144,7 +147,11 @@ func (p *protocol) DeserializeResponse(ctx context.Context, schema *smithy.Opera
 	// base64, strings copied), so its buffer is pooled once decoded; a CBOR
 	// answer's records point into theirs.
 	pooled := !inCBOR
-	body, err := readBody(resp, pooled)
+	var into []byte
+	if inCBOR && ok2xx && p.bufs != nil {
+		into = p.bufs.body
+	}
+	body, err := readBody(resp, pooled, into)
 	if err != nil {
 		return &smithy.DeserializationError{Err: fmt.Errorf("read response body: %w", err)}
 	}
@@ -156,14 +163,19 @@ func (p *protocol) DeserializeResponse(ctx context.Context, schema *smithy.Opera
 		if err := decodeGetRecords(body, gr); err != nil {
 			return &smithy.DeserializationError{Err: err, Snapshot: body[:min(len(body), 1024)]}
 		}
+		p.bufs.keepBody(body)
+		p.bufs.answered(len(gr.Records))
 		return nil
 	}
-	if decodeGetRecordsJSON(body, gr) != nil {
+	if decodeGetRecordsJSON(body, gr, p.bufs) != nil {
 		// Not the answer this decoder knows: the SDK's decoder decides (and
 		// the buffer is left to the GC).
 		gr.Records, gr.NextShardIterator, gr.MillisBehindLatest, gr.ChildShards = nil, nil, nil, nil
-		return p.sdkDecode(ctx, schema, reg, resp, out, body)
+		err := p.sdkDecode(ctx, schema, reg, resp, out, body)
+		p.bufs.answered(len(gr.Records))
+		return err
 	}
+	p.bufs.answered(len(gr.Records))
 	putBody(body)
 	return nil
 }
@@ -184,21 +196,24 @@ func isCBOR(contentType string) bool {
 // readBody reads the whole body into a buffer of its own (CBOR records
 // alias it), sized from Content-Length when known so a 10 MB answer is read
 // without regrowing; with pooled, a pooled one when it is large enough
-// (see putBody). It reads to EOF, so the connection can be reused.
-func readBody(resp *smithyhttp.Response, pooled bool) ([]byte, error) {
+// (see putBody); else into when it is. It reads to EOF, so the connection
+// can be reused.
+func readBody(resp *smithyhttp.Response, pooled bool, into []byte) ([]byte, error) {
 	n := resp.ContentLength
 	if n <= 0 || n > 64<<20 {
-		if !pooled {
+		if !pooled && into == nil {
 			return io.ReadAll(resp.Body)
 		}
 		// A chunked answer (a proxy that does not pass Content-Length on):
-		// read into a pooled buffer, grown as needed. io.ReadAll's
-		// buffers were 10% of the live heap of an archive reading 8 shards
-		// through such a proxy: none was pooled, and each held up to
-		// twice its answer.
-		var buf []byte
-		if b, _ := bodies.Get().(*[]byte); b != nil {
-			buf = (*b)[:0]
+		// read into a pooled buffer (or into), grown as needed.
+		// io.ReadAll's buffers were 10% of the live heap of an archive
+		// reading 8 shards through such a proxy: none was pooled, and each
+		// held up to twice its answer.
+		buf := into[:0]
+		if pooled {
+			if b, _ := bodies.Get().(*[]byte); b != nil {
+				buf = (*b)[:0]
+			}
 		}
 		bb := bytes.NewBuffer(buf)
 		if _, err := bb.ReadFrom(resp.Body); err != nil {
@@ -211,6 +226,8 @@ func readBody(resp *smithyhttp.Response, pooled bool) ([]byte, error) {
 		if b, _ := bodies.Get().(*[]byte); b != nil && int64(cap(*b)) > n {
 			buf = (*b)[:n+1]
 		}
+	} else if int64(cap(into)) > n {
+		buf = into[:n+1]
 	}
 	if buf == nil {
 		buf = make([]byte, n+1)

@@ -3,14 +3,19 @@ package kinesiswire_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsretry "github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -325,4 +330,107 @@ func TestGetRecords_ABadBodyIsADeserializationError(t *testing.T) {
 	if !errors.As(err, &de) {
 		t.Fatalf("error %v (%T), want a DeserializationError", err, err)
 	}
+}
+
+// DecodeInto decodes answer after answer into the same memory, in both
+// formats, each answer as it would be decoded on its own; an answer
+// without records releases that memory; and on a client without this
+// package's protocol it changes nothing.
+func TestDecodeInto_ReusesTheLastAnswersMemory(t *testing.T) {
+	// Answers of 300, 200 (fits in the first's memory), 0 (releases it),
+	// 100 and 400 (larger: new memory) records.
+	sizes := []int{300, 200, 0, 100, 400}
+	for _, c := range []struct {
+		format kinesiswire.Format
+		sized  bool // Content-Length set, else chunked
+	}{{kinesiswire.JSON, true}, {kinesiswire.JSON, false}, {kinesiswire.CBOR, true}, {kinesiswire.CBOR, false}} {
+		format := c.format
+		t.Run(fmt.Sprintf("%s sized %v", map[kinesiswire.Format]string{kinesiswire.JSON: "json", kinesiswire.CBOR: "cbor"}[format], c.sized), func(t *testing.T) {
+			var call atomic.Int32
+			s := newServer(t, func(*http.Request, []byte) answer {
+				a := answerOf(t, format, sizes, &call)
+				if c.sized {
+					a.header = http.Header{"Content-Length": {fmt.Sprint(len(a.body))}}
+				}
+				return a
+			})
+			c := kinesiswire.Wrap(s.client(), format)
+			var bufs kinesiswire.Buffers
+			var prev []byte // the memory the last answer's data is in
+			for i, n := range sizes {
+				out, err := c.GetRecords(context.Background(), in, kinesiswire.DecodeInto(&bufs))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(out.Records) != n {
+					t.Fatalf("answer %d: %d records, want %d", i, len(out.Records), n)
+				}
+				for j, r := range out.Records {
+					want := fmt.Sprintf(`{"n":%d,"tag":"%d"}`, j, i)
+					if string(r.Data) != want || aws.ToString(r.SequenceNumber) != fmt.Sprint(j) || aws.ToString(r.PartitionKey) != fmt.Sprint("u-", i) ||
+						aws.ToTime(r.ApproximateArrivalTimestamp).UnixMilli() != 1796440980250 {
+						t.Fatalf("answer %d record %d: data %s seq %s pk %s at %v", i, j, r.Data, aws.ToString(r.SequenceNumber),
+							aws.ToString(r.PartitionKey), aws.ToTime(r.ApproximateArrivalTimestamp))
+					}
+				}
+				// Decoded into the memory the answer before left?
+				reused := false
+				if n > 0 && len(prev) > 0 {
+					first, start := uintptr(unsafe.Pointer(unsafe.SliceData(out.Records[0].Data))), uintptr(unsafe.Pointer(&prev[0]))
+					reused = first >= start && first < start+uintptr(len(prev))
+				}
+				mem, held := kinesiswire.BuffersMemory(&bufs)
+				switch {
+				case n == 0 && held != 0:
+					t.Errorf("answer %d, without records: %d bytes still held", i, held)
+				case n > 0 && held == 0:
+					t.Errorf("answer %d: its memory was not kept", i)
+				case i == 1 && !reused:
+					t.Errorf("answer %d, smaller than the one before, was decoded into new memory", i)
+				case i == 4 && reused:
+					t.Errorf("answer %d, larger than the one before, was decoded into its memory", i)
+				}
+				prev = mem
+			}
+		})
+	}
+	t.Run("other client", func(t *testing.T) {
+		s := newServer(t, func(*http.Request, []byte) answer {
+			b, _ := json.Marshal(map[string]any{"Records": []any{map[string]any{"SequenceNumber": "1", "Data": "YQ==", "PartitionKey": "p"}}})
+			return answer{status: 200, contentType: "application/x-amz-json-1.1", body: b}
+		})
+		var bufs kinesiswire.Buffers
+		out, err := s.client().GetRecords(context.Background(), in, kinesiswire.DecodeInto(&bufs))
+		if err != nil || len(out.Records) != 1 || string(out.Records[0].Data) != "a" {
+			t.Fatalf("%v %+v", err, out)
+		}
+		if !reflect.DeepEqual(bufs, kinesiswire.Buffers{}) {
+			t.Errorf("the SDK's own decoding used the Buffers")
+		}
+	})
+}
+
+// answerOf is the next of the answers of sizes records, in format: the
+// data of record j of answer i is {"n":j,"tag":"i"}, its sequence number
+// j and its partition key u-i.
+func answerOf(t *testing.T, format kinesiswire.Format, sizes []int, call *atomic.Int32) answer {
+	i := int(call.Add(1)) - 1
+	var rs []any
+	for j := range sizes[i] {
+		data := fmt.Sprintf(`{"n":%d,"tag":"%d"}`, j, i)
+		r := map[string]any{"SequenceNumber": fmt.Sprint(j), "PartitionKey": fmt.Sprint("u-", i)}
+		if format == kinesiswire.CBOR {
+			// As AWS sends it: data as bytes, epoch milliseconds.
+			r["Data"], r["ApproximateArrivalTimestamp"] = []byte(data), cbor.Tag{Number: 1, Content: int64(1796440980250)}
+		} else {
+			r["Data"], r["ApproximateArrivalTimestamp"] = base64.StdEncoding.EncodeToString([]byte(data)), 1796440980.25
+		}
+		rs = append(rs, r)
+	}
+	body := map[string]any{"Records": rs, "NextShardIterator": "it", "MillisBehindLatest": 0}
+	if format == kinesiswire.CBOR {
+		return cborAnswer(t, 200, body)
+	}
+	b, _ := json.Marshal(body)
+	return answer{status: 200, contentType: "application/x-amz-json-1.1", body: b}
 }
