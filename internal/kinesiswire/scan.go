@@ -98,11 +98,14 @@ func scanRecords(s *scanner, body []byte, out *kinesis.GetRecordsOutput, bufs *B
 			if !firstField && !s.eat(',') {
 				return errUnexpected
 			}
-			name, ok := s.str()
+			// A name is one of five: checked by comparing it with them,
+			// not byte by byte as a string (escapes, control characters)
+			// first.
+			name, ok := s.rawStr()
 			if !ok || !s.eat(':') {
 				return errUnexpected
 			}
-			f := slices.Index(recordNames, string(name))
+			f := recordName(name)
 			if f < 0 || seen[f] {
 				return errUnexpected
 			}
@@ -162,8 +165,24 @@ func scanRecords(s *scanner, body []byte, out *kinesis.GetRecordsOutput, bufs *B
 	return nil
 }
 
-// recordNames are the fields of a record the scanner knows.
-var recordNames = []string{"Data", "SequenceNumber", "PartitionKey", "ApproximateArrivalTimestamp", "EncryptionType"}
+// recordName is the index of a record field the scanner knows: Data,
+// SequenceNumber, PartitionKey, ApproximateArrivalTimestamp,
+// EncryptionType; -1 for any other name.
+func recordName(name []byte) int {
+	switch string(name) {
+	case "Data":
+		return 0
+	case "SequenceNumber":
+		return 1
+	case "PartitionKey":
+		return 2
+	case "ApproximateArrivalTimestamp":
+		return 3
+	case "EncryptionType":
+		return 4
+	}
+	return -1
+}
 
 // scanner reads JSON from b at i.
 type scanner struct {
