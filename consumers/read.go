@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -32,8 +33,9 @@ type shardReader interface {
 }
 
 // newReader returns the session's reader in the configured mode.
-// With reuse, a poll reader decodes each answer into the memory of the one
-// before (the processor keeps none of it: RecordDataReleaser).
+// With reuse, a poll reader decodes each answer into the memory an earlier
+// answer was decoded into (the processor keeps none of it:
+// RecordDataReleaser).
 func (w *shardWorker) newReader(start Position, from time.Time, reuse bool) (shardReader, error) {
 	if w.r.cfg.ReadMode == ReadEFO {
 		return w.newEFOReader(start, from), nil
@@ -47,10 +49,17 @@ func (w *shardWorker) newReader(start Position, from time.Time, reuse bool) (sha
 		bo: retry.Backoff{Min: w.r.cfg.PollInterval, Max: w.r.cfg.MaxBackoff}}
 	p.opts = []func(*kinesis.Options){noSDKRetries}
 	if reuse {
-		p.opts = append(p.opts, kinesiswire.DecodeInto(&p.bufs))
+		p.reuse = true
+		p.opts = append(p.opts, func(o *kinesis.Options) { kinesiswire.DecodeInto(p.bufs)(o) })
 	}
 	return p, nil
 }
+
+// answerBufs is the memory of answers whose batches have been processed,
+// for the next answers of any shard of the process (see pollReader.bufs):
+// at most as many as answers can be decoded at once, so that a process of
+// many shards holds a few answers' memory, not one per shard.
+var answerBufs = make(chan *kinesiswire.Buffers, runtime.GOMAXPROCS(0))
 
 // pollReader reads with GetRecords, paced at PollInterval (IdleInterval
 // while caught up), backing off on throttling and errors.
@@ -66,13 +75,41 @@ type pollReader struct {
 	limit    int32
 	sizer    recordSizer
 	opts     []func(*kinesis.Options) // of every GetRecords call
-	bufs     kinesiswire.Buffers      // the last answer's memory, with reuse
+	// With reuse, the memory the last answer was decoded into, taken from
+	// answerBufs for the call and given back when next is called again:
+	// the session calls it only once every batch of the last answer has
+	// been processed.
+	bufs  *kinesiswire.Buffers
+	reuse bool
 }
 
-func (p *pollReader) close() {}
+func (p *pollReader) close() { p.putBufs() }
+
+// putBufs gives the last answer's memory back to answerBufs (or to the GC
+// when it is full).
+func (p *pollReader) putBufs() {
+	if p.bufs == nil {
+		return
+	}
+	select {
+	case answerBufs <- p.bufs:
+	default:
+	}
+	p.bufs = nil
+}
+
+// getBufs takes memory an earlier answer was decoded into, or new.
+func (p *pollReader) getBufs() {
+	select {
+	case p.bufs = <-answerBufs:
+	default:
+		p.bufs = new(kinesiswire.Buffers)
+	}
+}
 
 func (p *pollReader) next() (readBatch, error) {
 	w := p.w
+	p.putBufs()
 	for {
 		if d := time.Until(p.nextCall); d > 0 {
 			if stopped, err := w.sleep(d); err != nil {
@@ -86,11 +123,13 @@ func (p *pollReader) next() (readBatch, error) {
 		called := time.Now()
 		p.nextCall = called.Add(w.r.cfg.PollInterval)
 		cctx, cancel := context.WithTimeout(w.ctx, callTimeout)
-		// With reuse, the answer before is done with: this call is made
-		// only once the batches of the last have been processed.
+		if p.reuse {
+			p.getBufs()
+		}
 		out, err := w.r.cfg.Kinesis.GetRecords(cctx, &kinesis.GetRecordsInput{ShardIterator: p.iter, Limit: aws.Int32(p.limit)}, p.opts...)
 		cancel()
 		if err != nil {
+			p.putBufs()
 			if w.ctx.Err() != nil {
 				return readBatch{}, w.ctx.Err()
 			}

@@ -12,6 +12,9 @@
 //   - CBOR (application/x-amz-cbor-1.1, what the AWS Java SDK uses): record
 //     data is a byte string used where it lies, with no copy.
 //
+// A caller that keeps nothing of an answer once it reads the next can have
+// each decoded into the memory of the one before (DecodeInto, Buffers).
+//
 // It is a protocol for the SDK's own client, not a client of its own: the
 // kinesis.Client still resolves the endpoint, signs (SigV4), retries, counts
 // and logs the call, and only the GetRecords request body (CBOR) and the
