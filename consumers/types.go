@@ -84,9 +84,10 @@ type EventMapsReleaser interface {
 // the strings of their events (which point into it), not a bad record's
 // Err (what it keeps of them, it copies). Reading by polling with a
 // kinesiswire client, the runtime then decodes each GetRecords answer into
-// the memory of the one before (kinesiswire.DecodeInto) instead of new
-// memory: the answers' data, record slots and strings were ~30% of the
-// bytes an archive process allocated. A record's Position, PartitionKey
+// memory an earlier answer was decoded into (kinesiswire.DecodeInto; a
+// process keeps a few such, shared by its shards) instead of new memory:
+// the answers' data, record slots and strings were ~30% of the bytes an
+// archive process allocated. A record's Position, PartitionKey
 // and other strings are its own either way. Without it, every answer's
 // memory is its own.
 type RecordDataReleaser interface {
