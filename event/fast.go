@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -317,8 +318,15 @@ func (p *scanner) str() (int, int, bool) {
 		q := w ^ quotes
 		// A zero byte of q (a quote) borrows into its top bit when 1 is
 		// subtracted; so does a byte < 0x20 of w when 0x20 is; a byte
-		// ≥ 0x80 has its top bit set.
-		if ((q-ones)&^q|(w-lo)&^w|w)&hi != 0 {
+		// ≥ 0x80 has its top bit set. A borrow can flag bytes above a
+		// flagged one, never below: the lowest flag is exact.
+		if m := ((q-ones)&^q | (w-lo)&^w | w) & hi; m != 0 {
+			i += bits.TrailingZeros64(m) / 8
+			if b[i] == '"' {
+				// The usual end: every byte before it plain ASCII.
+				p.i = i + 1
+				return start, i, true
+			}
 			break
 		}
 	}
