@@ -205,7 +205,7 @@ func (w *shardWorker) session() (err error) {
 		}
 	}
 	// The processor keeps nothing of a batch's data: each answer is read
-	// into the memory of the one before (RecordDataReleaser).
+	// into memory an earlier answer left (RecordDataReleaser).
 	_, reuse := sp.(RecordDataReleaser)
 	rd, err := w.newReader(start, from, reuse)
 	if errors.Is(err, errShardGone) {
