@@ -164,7 +164,9 @@ func (p *protocol) DeserializeResponse(ctx context.Context, schema *smithy.Opera
 		return p.sdkDecode(ctx, schema, reg, resp, out, errorAsJSON(body))
 	case inCBOR:
 		if err := decodeGetRecords(body, gr); err != nil {
-			return &smithy.DeserializationError{Err: err, Snapshot: body[:min(len(body), 1024)]}
+			// A copy: with DecodeInto, the body is memory the next answer
+			// is read into, and the error may outlive that.
+			return &smithy.DeserializationError{Err: err, Snapshot: bytes.Clone(body[:min(len(body), 1024)])}
 		}
 		p.bufs.keepBody(body)
 		p.bufs.answered(len(gr.Records))
