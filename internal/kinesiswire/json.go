@@ -265,20 +265,20 @@ func newRecordSink(body []byte, out *kinesis.GetRecordsOutput, bufs *Buffers) *r
 		dataCap = min(dataCap, int(uint64(len(body))*uint64(d)/shapeOne*17/16)+1024)
 		recCap = min(recCap, int(uint64(len(body))*uint64(r)/shapeOne*17/16)+8)
 	}
-	if bufs == nil {
-		bufs = &Buffers{}
+	var data []byte
+	var records []types.Record
+	if bufs != nil {
+		data, records, s.wire = bufs.data, bufs.records, bufs.wire[:0]
 	}
-	if cap(bufs.records) >= recCap {
-		out.Records = bufs.records[:0]
+	if cap(records) >= recCap {
+		out.Records = records[:0]
 	} else {
 		out.Records = make([]types.Record, 0, recCap)
 	}
-	if cap(bufs.data) >= dataCap {
-		s.data = bufs.data[:0]
-	} else {
-		s.data = make([]byte, 0, dataCap)
+	if cap(data) < dataCap {
+		data = make([]byte, 0, dataCap)
 	}
-	s.first, s.wire = s.data, bufs.wire[:0]
+	s.data, s.first = data[:0], data[:0]
 	return s
 }
 
