@@ -44,12 +44,15 @@ type Config struct {
 	MaxPartitions int
 	// MemoryBudget bounds the estimated memory of all buffered rows of this
 	// Archive (all its shards): when it is exceeded, the shard holding more
-	// than its fair share flushes. Default 128 MiB: ~2,000,000 buffered
-	// events (rows are buffered packed and S2-compressed, ~66 heap bytes
-	// each for ~250-byte events; the estimate is the heap the blocks hold,
-	// open blocks at their capacity). The process RSS is up to about twice
-	// the heap with GOGC=100: `clickstream consume` sets a soft memory limit
-	// of the budget + 160 MiB (--memory-limit) unless GOMEMLIMIT is set.
+	// than its fair share flushes. Default 128 MiB. Rows are written into
+	// their partition's Parquet file as they arrive: a partition's file
+	// holds its compressed pages (~40 bytes an event of ~300-byte events)
+	// and its open pages (~140 bytes an event until a column's page fills;
+	// at most openPagesBytes a file), so the budget holds ~1,000,000 to
+	// 3,000,000 events. The estimate is the heap the files hold, buffers at
+	// their capacity. `clickstream consume` keeps the Go runtime's soft
+	// memory limit a reserve above it (--memory-limit), so the process's
+	// RSS follows what it buffers instead of reaching twice its heap.
 	MemoryBudget int64
 
 	// Compression is the Parquet codec: "zstd" (default), "snappy", "gzip"
@@ -164,6 +167,17 @@ type Archive struct {
 }
 
 var _ consumers.Processor = (*Archive)(nil)
+
+// bufferedInProcess is the estimated heap of every Archive's buffered rows
+// in this process: what BufferedBytes reports.
+var bufferedInProcess atomic.Int64
+
+// BufferedBytes is the estimated heap the buffered rows of every Archive in
+// this process hold (their files being written, or their buffered form):
+// the part of an archive process's heap that grows and shrinks with its
+// flushes. `clickstream consume` sets the Go runtime's soft memory limit
+// from it.
+func BufferedBytes() int64 { return bufferedInProcess.Load() }
 
 // New returns an archive writing to S3 with client (an *s3.Client).
 func New(client S3API, cfg Config) (*Archive, error) {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/encoding/delta"
 )
 
@@ -41,19 +42,25 @@ func TestAppendDeltaByteArray_IsParquetGos(t *testing.T) {
 		sets = append(sets, vals)
 	}
 	var w pqWriter
+	c := pqColumn{pqLeaf: pqLeaf{kind: parquet.ByteArray, encoding: pqDeltaBytes}}
 	for k, vals := range sets {
 		var src []byte
 		offs := []uint32{0}
+		c.resetChunk()
 		for _, v := range vals {
 			src = append(src, v...)
 			offs = append(offs, uint32(len(src)))
+			c.str(string(v), 0, 0)
+		}
+		if c.size() < len(src) {
+			t.Fatalf("set %d: page size %d for %d bytes of values", k, c.size(), len(src))
 		}
 		want, err := (&delta.ByteArrayEncoding{}).EncodeByteArray(nil, src, offs)
 		if err != nil {
 			t.Fatal(err)
 		}
 		prefix := []byte("page header")
-		got, err := w.appendDeltaByteArray(append([]byte(nil), prefix...), src, offs)
+		got, err := w.appendDeltaByteArray(append([]byte(nil), prefix...), &c)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -220,11 +220,12 @@ func (e *encoder) encodeFrom(w io.Writer, n int, src rowSource) error {
 	return nil
 }
 
-// encodePart encodes a partition's buffered rows as one Parquet file, in a
-// fresh buffer sized from the files before it (fileSize). The archive's
-// writer reads them straight from their buffered form; parquet-go's reads
-// Rows, a chunk at a time (all of a big partition's at once would be ~1 KB
-// per event again, at the moment every shard flushes).
+// encodePart returns a partition's Parquet file. With the archive's own
+// writer the rows are in the file already: it cuts the last pages and
+// writes the footer, into a buffer grown once to the size the files before
+// it suggest (fileSize). parquet-go's writer reads the buffered rows back
+// into Rows, a chunk at a time (all of a big partition's at once would be
+// ~1 KB per event again, at the moment every shard flushes).
 func (e *encoder) encodePart(pb *partBuf, shardID string) ([]byte, error) {
 	if e.layout == nil {
 		rows, release := pb.rows(shardID)
@@ -236,20 +237,21 @@ func (e *encoder) encodePart(pb *partBuf, shardID string) ([]byte, error) {
 		e.observe(pb.raw, len(out))
 		return out, nil
 	}
+	if pb.drained || pb.w == nil {
+		return nil, errDrained
+	}
+	pb.drained = true
 	e.slots <- struct{}{}
 	defer func() { <-e.slots }()
-	var buf bytes.Buffer
-	buf.Grow(e.fileSize(pb.raw))
-	pw := e.writer(&buf)
-	if err := pb.packed(func(b []byte) error { return pw.addPacked(b, shardID) }); err != nil {
-		return nil, err
-	}
+	pw := pb.w
+	pb.w = nil
+	pb.file.Grow(e.fileSize(pb.raw))
 	if err := pw.close(); err != nil {
 		return nil, fmt.Errorf("close parquet file: %w", err)
 	}
 	e.pool.Put(pw)
-	e.observe(pb.raw, buf.Len())
-	return buf.Bytes(), nil
+	e.observe(pb.raw, pb.file.Len())
+	return pb.file.Bytes(), nil
 }
 
 // fileSize guesses the size of the file of raw bytes of events: the last

@@ -11,6 +11,7 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
@@ -48,13 +49,45 @@ type pqWriter struct {
 	// Page indexes of the row groups written, kept until the footer.
 	colIndexes [][numColumns]*format.ColumnIndex
 	offIndexes [][numColumns]format.OffsetIndex
-	// Scratch buffers of page encoding, reused page after page.
+	// A row's maps, sorted.
+	features []entry[float64]
+	attrs    []entry[string]
+	// held is the heap the file holds so far (see heldBytes), as of the
+	// last cut of pages.
+	held int64
+	// The scratch of page encoding, borrowed while pages are cut: a
+	// partition's file is written as its rows arrive, and the writers of
+	// every open partition need not each hold a page's worth of it.
+	*pqScratch
+}
+
+// pqScratch holds the buffers pages are encoded and compressed in.
+type pqScratch struct {
 	levels, body, packed, header []byte
+	levelBytes                   []uint8
 	int32s                       []int32
-	prefixes, suffixes           []int32          // DELTA_BYTE_ARRAY's lengths
-	features                     []entry[float64] // a row's map, sorted
-	attrs                        []entry[string]
+	int64s                       []int64
+	suffixes                     []int32 // DELTA_BYTE_ARRAY's suffix lengths
 	proto                        thrift.CompactProtocol
+}
+
+var pqScratches = sync.Pool{New: func() any { return new(pqScratch) }}
+
+// borrow gives the writer a pqScratch if it has none, and reports whether
+// it did: `defer w.giveBack(w.borrow())` around work that encodes pages.
+func (w *pqWriter) borrow() bool {
+	if w.pqScratch != nil {
+		return false
+	}
+	w.pqScratch = pqScratches.Get().(*pqScratch)
+	return true
+}
+
+func (w *pqWriter) giveBack(borrowed bool) {
+	if borrowed {
+		pqScratches.Put(w.pqScratch)
+		w.pqScratch = nil
+	}
 }
 
 // The file's leaf columns, in schema order (parquet.SchemaOf(Row{})).
@@ -243,7 +276,51 @@ func (w *pqWriter) reset(out io.Writer) {
 	w.colIndexes = w.colIndexes[:0]
 	w.offIndexes = w.offIndexes[:0]
 	for i := range w.cols {
+		w.cols[i].trim()
 		w.cols[i].resetChunk()
+	}
+	w.held = w.heldBytes()
+}
+
+// keepBytes is the most a column keeps of a buffer from one file to the
+// next. Files are written as their rows arrive, a writer for every open
+// partition: a writer taken from the pool for a partition of a few late
+// rows must not hold the pages its last file grew to.
+const keepBytes = 16 << 10
+
+// trim drops the column's buffers that grew past keepBytes, and a
+// dictionary's map that did (a cleared map keeps its size).
+func (c *pqColumn) trim() {
+	drop := func(n int) bool { return n > keepBytes }
+	if drop(cap(c.reps.b)) {
+		c.reps.b = nil
+	}
+	if drop(cap(c.defs.b)) {
+		c.defs.b = nil
+	}
+	if drop(cap(c.plain)) {
+		c.plain = nil
+	}
+	if drop(2 * cap(c.idx16)) {
+		c.idx16 = nil
+	}
+	if drop(4 * cap(c.idx)) {
+		c.idx = nil
+	}
+	if drop(4 * cap(c.prefixes)) {
+		c.prefixes = nil
+	}
+	if drop(cap(c.deltas)) {
+		c.deltas = nil
+	}
+	if drop(4 * cap(c.offs)) {
+		c.offs = nil
+	}
+	if drop(cap(c.pages)) {
+		c.pages = nil
+	}
+	if drop(cap(c.dictPlain)) {
+		c.dictPlain, c.dictOffs, c.dict = nil, nil, nil
 	}
 }
 
@@ -283,16 +360,32 @@ type pqColumn struct {
 	pqLeaf
 
 	// The page being built.
-	reps, defs []uint8
-	plain      []byte   // PLAIN values (and DELTA_BYTE_ARRAY's bytes)
-	idx        []int32  // dictionary indexes
-	ints       []int64  // DELTA_BINARY_PACKED values
-	offs       []uint32 // DELTA_BYTE_ARRAY: value boundaries in plain
-	values     int      // levels written: values and nulls
-	nulls      int
-	firstRow   int64 // the page's first row in the row group
-	min, max   bound
-	seen       []uint64 // dictionary entries on the page, for its bounds
+	reps, defs levels
+	plain      []byte // PLAIN values (and DELTA_BYTE_ARRAY's bytes)
+	// Dictionary indexes: two bytes each while they fit (a page is open
+	// as long as its file is), four once one does not.
+	idx16 []uint16
+	idx   []int32
+	// DELTA_BINARY_PACKED values, as zigzag varints of each one's
+	// difference from the one before (the page's first from 0): a page
+	// is open for as long as its file is, and timestamps and sequence
+	// offsets then take a byte or two instead of eight. Its size for
+	// cutting pages is still 8 bytes a value (nInts), as it always was.
+	deltas  []byte
+	nInts   int
+	lastInt int64
+	// DELTA_BYTE_ARRAY: plain holds each value's suffix after the prefix
+	// it shares with the value before (last); plainLen is the values'
+	// whole length, what the page is cut by.
+	prefixes []int32
+	last     []byte
+	plainLen int
+	offs     []uint32 // DELTA_BYTE_ARRAY: value boundaries in plain
+	values   int      // levels written: values and nulls
+	nulls    int
+	firstRow int64 // the page's first row in the row group
+	min, max bound
+	seen     []uint64 // dictionary entries on the page, for its bounds
 
 	// The row group's dictionary.
 	dict      map[string]int32
@@ -316,7 +409,11 @@ type pqColumn struct {
 }
 
 func (c *pqColumn) resetChunk() {
-	c.reps, c.defs, c.plain, c.idx, c.ints = c.reps[:0], c.defs[:0], c.plain[:0], c.idx[:0], c.ints[:0]
+	c.reps.reset()
+	c.defs.reset()
+	c.plain, c.idx, c.idx16 = c.plain[:0], c.idx[:0], c.idx16[:0]
+	c.deltas, c.nInts, c.lastInt = c.deltas[:0], 0, 0
+	c.prefixes, c.last, c.plainLen = c.prefixes[:0], c.last[:0], 0
 	c.offs = append(c.offs[:0], 0)
 	c.values, c.nulls, c.firstRow = 0, 0, 0
 	c.min.ok, c.max.ok = false, false
@@ -336,10 +433,10 @@ func (c *pqColumn) resetChunk() {
 // levels appends a value's or null's levels.
 func (c *pqColumn) levels(rep, def uint8) {
 	if c.maxRep > 0 {
-		c.reps = append(c.reps, rep)
+		c.reps.add(rep)
 	}
 	if c.maxDef > 0 {
-		c.defs = append(c.defs, def)
+		c.defs.add(def)
 	}
 	c.values++
 }
@@ -357,11 +454,13 @@ func (c *pqColumn) int(v int64, rep, def uint8) {
 	c.levels(rep, def)
 	switch {
 	case c.encoding == pqDeltaInt:
-		c.ints = append(c.ints, v)
+		c.deltas = binary.AppendVarint(room(c.deltas, binary.MaxVarintLen64), v-c.lastInt)
+		c.nInts++
+		c.lastInt = v
 	case c.kind == parquet.Int32:
-		c.plain = binary.LittleEndian.AppendUint32(c.plain, uint32(v))
+		c.plain = binary.LittleEndian.AppendUint32(room(c.plain, 4), uint32(v))
 	default:
-		c.plain = binary.LittleEndian.AppendUint64(c.plain, uint64(v))
+		c.plain = binary.LittleEndian.AppendUint64(room(c.plain, 8), uint64(v))
 	}
 	if c.bounds {
 		if !c.min.ok || v < c.min.i {
@@ -375,7 +474,7 @@ func (c *pqColumn) int(v int64, rep, def uint8) {
 
 func (c *pqColumn) double(v float64, rep, def uint8) {
 	c.levels(rep, def)
-	c.plain = binary.LittleEndian.AppendUint64(c.plain, math.Float64bits(v))
+	c.plain = binary.LittleEndian.AppendUint64(room(c.plain, 8), math.Float64bits(v))
 	if c.bounds && !math.IsNaN(v) {
 		if !c.min.ok || v < c.min.f {
 			c.min.ok, c.min.f = true, v
@@ -398,7 +497,18 @@ func (c *pqColumn) str(s string, rep, def uint8) {
 			c.dictOffs = append(c.dictOffs, uint32(len(c.dictPlain)))
 			c.dictPlain = append(c.dictPlain, s...)
 		}
-		c.idx = append(c.idx, i)
+		switch {
+		case len(c.idx) == 0 && i <= math.MaxUint16:
+			c.idx16 = append(room(c.idx16, 1), uint16(i))
+		case len(c.idx) == 0:
+			for _, v := range c.idx16 {
+				c.idx = append(c.idx, int32(v))
+			}
+			c.idx16 = c.idx16[:0]
+			fallthrough
+		default:
+			c.idx = append(room(c.idx, 1), i)
+		}
 		if c.bounds {
 			if w := int(i >> 6); w >= len(c.seen) {
 				c.seen = append(c.seen, make([]uint64, w+1-len(c.seen))...)
@@ -406,11 +516,21 @@ func (c *pqColumn) str(s string, rep, def uint8) {
 			c.seen[i>>6] |= 1 << (i & 63)
 		}
 		return
-	case c.encoding == pqDeltaBytes || c.encoding == pqDeltaLength:
-		c.plain = append(c.plain, s...)
-		c.offs = append(c.offs, uint32(len(c.plain)))
+	case c.encoding == pqDeltaBytes:
+		// Only what differs from the value before is kept: a sequence
+		// number shares most of its 56 digits with the one before.
+		b := unsafe.Slice(unsafe.StringData(s), len(s))
+		p := commonPrefix(c.last, b)
+		c.prefixes = append(room(c.prefixes, 1), int32(p))
+		c.plain = append(room(c.plain, len(s)-p), s[p:]...)
+		c.offs = append(room(c.offs, 1), uint32(len(c.plain)))
+		c.last = append(c.last[:0], s...)
+		c.plainLen += len(s)
+	case c.encoding == pqDeltaLength:
+		c.plain = append(room(c.plain, len(s)), s...)
+		c.offs = append(room(c.offs, 1), uint32(len(c.plain)))
 	default:
-		c.plain = binary.LittleEndian.AppendUint32(c.plain, uint32(len(s)))
+		c.plain = binary.LittleEndian.AppendUint32(room(c.plain, 4+len(s)), uint32(len(s)))
 		c.plain = append(c.plain, s...)
 	}
 	if c.bounds {
@@ -442,7 +562,10 @@ func (c *pqColumn) optInt(v int64, null bool) {
 
 // size is the page's encoded size, near enough to cut pages by.
 func (c *pqColumn) size() int {
-	n := len(c.reps)/4 + len(c.defs)/4 + len(c.plain) + 4*len(c.idx) + 8*len(c.ints) + 4*len(c.offs)
+	n := c.reps.n()/4 + c.defs.n()/4 + len(c.plain) + 4*(len(c.idx16)+len(c.idx)) + 8*c.nInts + 4*len(c.offs)
+	if c.encoding == pqDeltaBytes {
+		n += c.plainLen - len(c.plain)
+	}
 	return n
 }
 
@@ -514,8 +637,29 @@ func (w *pqWriter) cutPages() error {
 			return err
 		}
 	}
+	w.held = w.heldBytes()
 	return nil
 }
+
+// heldBytes estimates the heap the file holds: its open pages and the
+// compressed pages of the row group (at their capacity: a pooled writer
+// keeps what its last file grew them to), the dictionaries (their pages,
+// and the map with each entry's copy of the string) and what was written
+// out.
+func (w *pqWriter) heldBytes() int64 {
+	n := w.out.off
+	for i := range w.cols {
+		c := &w.cols[i]
+		n += int64(cap(c.reps.b) + cap(c.defs.b) + cap(c.plain) + 2*cap(c.idx16) + 4*cap(c.idx) + cap(c.deltas) + 4*cap(c.offs) + 4*cap(c.prefixes) + cap(c.last) +
+			cap(c.pages) + 2*len(c.dictPlain) + dictEntryBytes*len(c.dictOffs))
+	}
+	return n
+}
+
+// dictEntryBytes is what a dictionary entry costs besides its bytes: the
+// map's slot (string header, index, control byte, load factor) and its
+// offset.
+const dictEntryBytes = 40
 
 // add appends one row's values to the columns: the levels follow the
 // schema, and a field's zero value is null (the Row's convention); a nil
@@ -594,102 +738,27 @@ func (w *pqWriter) mapStart(keyCol, valueCol int, isNil bool, n int) bool {
 	return false
 }
 
-// addPacked appends one row in its buffered form (rowbuf.go), straight
-// from the bytes: no Row, no maps (their entries are packed in key order).
-// The columns get what add gives them for the Row readRow would read.
-func (w *pqWriter) addPacked(b []byte, shardID string) error {
-	c := &w.cols
-	r := rowReader{b: b}
-	flags := r.uvarint()
-	c[colV].int(1, 0, 0)
-	c[colTS].int(r.varint(), 0, 0)
-	received := r.varint()
-	c[colReceivedAt].optInt(received, received == 0)
-	status := int64(int32(uint32(r.uvarint())))
-	c[colStatus].optInt(status, status == 0)
-	if flags&flagPosition != 0 {
-		c[colPosition].int(r.varint(), 0, 1)
-	} else {
-		c[colPosition].null(0)
-	}
-	if flags&flagBytes != 0 {
-		c[colBytes].int(r.varint(), 0, 1)
-	} else {
-		c[colBytes].null(0)
-	}
-	if flags&flagRequestTime != 0 {
-		c[colRequestTime].double(r.float(), 0, 1)
-	} else {
-		c[colRequestTime].null(0)
-	}
-	c[colID].optStr(r.str())
-	c[colType].str(r.str(), 0, 0)
-	for _, col := range [...]int{colUserID, colSessionID, colItemID, colApp, colPlacement, colHost,
-		colMethod, colURI, colRoute, colCache, colUserAgent, colExtra} {
-		c[col].optStr(r.str())
-	}
-	// Map entry counts are packed +1, 0 being a nil map.
-	n := r.uvarint()
-	if n > uint64(len(r.b))+1 {
-		return errCorruptRow
-	}
-	if w.mapStart(colFeatureKey, colFeatureValue, n == 0, int(n)-1) {
-		for i := range n - 1 {
-			rep := uint8(min(i, 1))
-			c[colFeatureKey].str(r.str(), rep, 2)
-			c[colFeatureValue].double(r.float(), rep, 2)
-		}
-	}
-	if n = r.uvarint(); n > uint64(len(r.b))+1 {
-		return errCorruptRow
-	}
-	if w.mapStart(colAttrKey, colAttrValue, n == 0, int(n)-1) {
-		for i := range n - 1 {
-			rep := uint8(min(i, 1))
-			c[colAttrKey].str(r.str(), rep, 2)
-			c[colAttrValue].str(r.str(), rep, 2)
-		}
-	}
-	c[colShardID].str(shardID, 0, 0)
-	c[colSequenceNumber].str(r.str(), 0, 0)
-	c[colSubSequenceNumber].int(r.varint(), 0, 0)
-	arrival := r.varint()
-	c[colArrivalTS].optInt(arrival, arrival == 0)
-	if r.err || len(r.b) != 0 {
-		// The columns hold part of a row: the file is abandoned.
-		return errCorruptRow
-	}
-	return w.rowDone()
-}
-
-// appendDeltaByteArray appends the values of src (value i is
-// src[offs[i]:offs[i+1]]) DELTA_BYTE_ARRAY-encoded: the lengths of the
-// prefixes each shares with the value before and of the suffixes, both
-// DELTA_BINARY_PACKED, then the suffixes. It writes what parquet-go's
-// delta.ByteArrayEncoding writes (a test holds it to those bytes), but
-// compares prefixes eight bytes at a time: parquet-go's byte-by-byte
-// search was 2% of the archive's CPU on 56-digit sequence numbers.
-func (w *pqWriter) appendDeltaByteArray(dst, src []byte, offs []uint32) ([]byte, error) {
-	w.prefixes, w.suffixes = w.prefixes[:0], w.suffixes[:0]
-	var last []byte
-	for i := 1; i < len(offs); i++ {
-		v := src[offs[i-1]:offs[i]]
-		p := commonPrefix(last, v)
-		w.prefixes = append(w.prefixes, int32(p))
-		w.suffixes = append(w.suffixes, int32(len(v)-p))
-		last = v
+// appendDeltaByteArray appends the values of c's page DELTA_BYTE_ARRAY-
+// encoded: the lengths of the prefixes each shares with the value before
+// and of the suffixes, both DELTA_BINARY_PACKED, then the suffixes. The
+// column found the prefixes as the values came (pqColumn.str), eight bytes
+// at a time: parquet-go's byte-by-byte search was 2% of the archive's CPU
+// on 56-digit sequence numbers. It writes what parquet-go's
+// delta.ByteArrayEncoding writes (a test holds it to those bytes).
+func (w *pqWriter) appendDeltaByteArray(dst []byte, c *pqColumn) ([]byte, error) {
+	defer w.giveBack(w.borrow())
+	w.suffixes = w.suffixes[:0]
+	for i := 1; i < len(c.offs); i++ {
+		w.suffixes = append(w.suffixes, int32(c.offs[i]-c.offs[i-1]))
 	}
 	var err error
-	for _, lengths := range [...][]int32{w.prefixes, w.suffixes} {
+	for _, lengths := range [...][]int32{c.prefixes, w.suffixes} {
 		if w.packed, err = deltaInt.EncodeInt32(w.packed, lengths); err != nil {
 			return dst, err
 		}
 		dst = append(dst, w.packed...)
 	}
-	for i, p := range w.prefixes {
-		dst = append(dst, src[offs[i]+uint32(p):offs[i+1]]...)
-	}
-	return dst, nil
+	return append(dst, c.plain...), nil
 }
 
 // commonPrefix is the length of the longest prefix a and b share.
@@ -715,15 +784,77 @@ var (
 
 // appendLevels appends levels RLE-encoded, prefixed with their length as
 // data pages v1 have them.
-func (w *pqWriter) appendLevels(dst []byte, levels []uint8, max uint8) ([]byte, error) {
+func (w *pqWriter) appendLevels(dst []byte, l *levels, max uint8) ([]byte, error) {
+	defer w.giveBack(w.borrow())
 	enc := rle.Encoding{BitWidth: bits.Len8(max)}
 	var err error
-	if w.levels, err = enc.EncodeLevels(w.levels, levels); err != nil {
+	w.levelBytes = l.appendTo(w.levelBytes[:0])
+	if w.levels, err = enc.EncodeLevels(w.levels, w.levelBytes); err != nil {
 		return dst, err
 	}
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(w.levels)))
 	return append(dst, w.levels...), nil
 }
+
+// levels are a page's repetition or definition levels. A column's levels
+// are mostly one value throughout (a field every event of a type has, or
+// none has): while they are, only their count is kept, since a page is
+// open for as long as its file is.
+type levels struct {
+	b   []uint8 // the levels, once they differ
+	run int     // how many, while they are all v
+	v   uint8
+}
+
+func (l *levels) add(v uint8) {
+	if len(l.b) == 0 && (l.run == 0 || v == l.v) {
+		l.v = v
+		l.run++
+		return
+	}
+	if len(l.b) == 0 {
+		l.b = room(l.b, l.run+1)
+		for range l.run {
+			l.b = append(l.b, l.v)
+		}
+	}
+	l.b = append(room(l.b, 1), v)
+}
+
+// room returns s with room for n more elements, doubling its capacity when
+// it must grow. The open pages of a file grow for as long as the file is
+// written, to hundreds of KB: append grows a slice that large by a quarter
+// at a time, allocating ~5 times its final size on the way, where doubling
+// allocates twice (the files of a 200,000-event stream: ~0.3 KB an event).
+func room[T any](s []T, n int) []T {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	grown := make([]T, len(s), max(2*cap(s), len(s)+n, 64))
+	copy(grown, s)
+	return grown
+}
+
+// n is the number of levels.
+func (l *levels) n() int {
+	if len(l.b) > 0 {
+		return len(l.b)
+	}
+	return l.run
+}
+
+// appendTo appends the levels to dst.
+func (l *levels) appendTo(dst []uint8) []uint8 {
+	if len(l.b) > 0 {
+		return append(dst, l.b...)
+	}
+	for range l.run {
+		dst = append(dst, l.v)
+	}
+	return dst
+}
+
+func (l *levels) reset() { l.b, l.run = l.b[:0], 0 }
 
 // flushPage encodes, compresses and appends the page being built to the
 // column's chunk, and records it in the chunk's statistics and indexes.
@@ -731,14 +862,15 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 	if c.values == 0 {
 		return nil
 	}
+	defer w.giveBack(w.borrow())
 	body := w.body[:0]
 	if c.maxRep > 0 {
-		if body, err = w.appendLevels(body, c.reps, c.maxRep); err != nil {
+		if body, err = w.appendLevels(body, &c.reps, c.maxRep); err != nil {
 			return err
 		}
 	}
 	if c.maxDef > 0 {
-		if body, err = w.appendLevels(body, c.defs, c.maxDef); err != nil {
+		if body, err = w.appendLevels(body, &c.defs, c.maxDef); err != nil {
 			return err
 		}
 	}
@@ -746,7 +878,15 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 	switch {
 	case c.encoding == pqDict && !c.plainNow:
 		enc = format.RLEDictionary
-		if w.packed, err = dictIdx.EncodeInt32(w.packed, c.idx); err != nil {
+		idx := c.idx
+		if len(idx) == 0 {
+			w.int32s = w.int32s[:0]
+			for _, v := range c.idx16 {
+				w.int32s = append(w.int32s, int32(v))
+			}
+			idx = w.int32s
+		}
+		if w.packed, err = dictIdx.EncodeInt32(w.packed, idx); err != nil {
 			return err
 		}
 		body = append(body, w.packed...)
@@ -771,7 +911,7 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 	case c.encoding == pqDeltaInt && c.kind == parquet.Int32:
 		enc = format.DeltaBinaryPacked
 		w.int32s = w.int32s[:0]
-		for _, v := range c.ints {
+		for _, v := range w.intsOf(c) {
 			w.int32s = append(w.int32s, int32(v))
 		}
 		if w.packed, err = deltaInt.EncodeInt32(w.packed, w.int32s); err != nil {
@@ -780,13 +920,13 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 		body = append(body, w.packed...)
 	case c.encoding == pqDeltaInt:
 		enc = format.DeltaBinaryPacked
-		if w.packed, err = deltaInt.EncodeInt64(w.packed, c.ints); err != nil {
+		if w.packed, err = deltaInt.EncodeInt64(w.packed, w.intsOf(c)); err != nil {
 			return err
 		}
 		body = append(body, w.packed...)
 	case c.encoding == pqDeltaBytes:
 		enc = format.DeltaByteArray
-		if body, err = w.appendDeltaByteArray(body, c.plain, c.offs); err != nil {
+		if body, err = w.appendDeltaByteArray(body, c); err != nil {
 			return err
 		}
 	case c.encoding == pqDeltaLength:
@@ -825,7 +965,7 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 		CompressedPageSize: int32(len(w.header) + len(compressed)),
 		FirstRowIndex:      c.firstRow,
 	})
-	c.pages = append(append(c.pages, w.header...), compressed...)
+	c.pages = append(append(room(c.pages, len(w.header)+len(compressed)), w.header...), compressed...)
 	c.uncompressed += int64(len(w.header) + len(body))
 	c.usedEncodings[enc] = true
 	if c.maxDef > 0 || c.maxRep > 0 {
@@ -845,11 +985,31 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 			c.chunkMax = bound{ok: true, i: c.max.i, f: c.max.f, b: append(c.chunkMax.b[:0], c.max.b...)}
 		}
 	}
-	c.reps, c.defs, c.plain, c.idx, c.ints = c.reps[:0], c.defs[:0], c.plain[:0], c.idx[:0], c.ints[:0]
+	c.reps.reset()
+	c.defs.reset()
+	c.plain, c.idx, c.idx16 = c.plain[:0], c.idx[:0], c.idx16[:0]
+	c.deltas, c.nInts, c.lastInt = c.deltas[:0], 0, 0
+	c.prefixes, c.last, c.plainLen = c.prefixes[:0], c.last[:0], 0
 	c.offs = append(c.offs[:0], 0)
 	c.values, c.nulls, c.firstRow = 0, 0, w.rows
 	c.min.ok, c.max.ok = false, false
 	return nil
+}
+
+// intsOf decodes the values of c's page into the scratch.
+func (w *pqWriter) intsOf(c *pqColumn) []int64 {
+	w.int64s = w.int64s[:0]
+	var v int64
+	for b := c.deltas; len(b) > 0; {
+		d, n := binary.Varint(b)
+		if n <= 0 {
+			break // cannot be: the column wrote them
+		}
+		v += d
+		w.int64s = append(w.int64s, v)
+		b = b[n:]
+	}
+	return w.int64s
 }
 
 // countingWriter counts the bytes written: the file's offsets.
@@ -872,6 +1032,7 @@ func (w *pqWriter) flushRowGroup() error {
 	if w.rows == 0 {
 		return nil
 	}
+	defer w.giveBack(w.borrow())
 	if w.out.off == 0 {
 		if _, err := io.WriteString(&w.out, parquetMagic); err != nil {
 			return err
@@ -1026,6 +1187,7 @@ func (w *pqWriter) close() error {
 	if w.out.w == nil {
 		return errPQClosed
 	}
+	defer w.giveBack(w.borrow())
 	if err := w.flushRowGroup(); err != nil {
 		return err
 	}

@@ -318,17 +318,19 @@ func TestPQWriterDictionaryOutgrown(t *testing.T) {
 	compareFiles(t, rows, buf.Bytes(), genericFile(t, enc, rows))
 }
 
-// TestPQWriterPackedRows: rows written from their buffered form (what the
-// archive uploads) make the same file as the Rows they were packed from,
-// and a corrupt buffered row is an error.
-func TestPQWriterPackedRows(t *testing.T) {
+// TestPartBuf_WritesItsFileAsRowsArrive: a partition whose rows are
+// written into its file one by one as they arrive (what the archive does)
+// ends in the same file as its Rows encoded at once, across pages and row
+// groups; the file is parquet-go's; it is finished once only; and the heap
+// the partition reports follows its pages.
+func TestPartBuf_WritesItsFileAsRowsArrive(t *testing.T) {
 	cfg, _ := Config{PageBytes: 8 << 10, RowGroupRows: 2_000}.withDefaults()
 	enc, err := newEncoder(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rows := append(edgeRows(3_000), rowsOf(recordsOf(testShard, benchEvents(2_000), 3))...)
-	var fromRows, fromPacked bytes.Buffer
+	var fromRows bytes.Buffer
 	w := enc.writer(&fromRows)
 	if err := w.write(rows); err != nil {
 		t.Fatal(err)
@@ -336,29 +338,64 @@ func TestPQWriterPackedRows(t *testing.T) {
 	if err := w.close(); err != nil {
 		t.Fatal(err)
 	}
-	w = enc.writer(&fromPacked)
-	var b []byte
+	var pb partBuf
+	var held int64
 	for i := range rows {
-		b = appendRow(b[:0], &rows[i])
-		if err := w.addPacked(b, rows[i].ShardID); err != nil {
+		d, err := pb.write(enc, &rows[i])
+		if err != nil {
 			t.Fatalf("row %d: %v", i, err)
 		}
+		if held += d; held != pb.held() {
+			t.Fatalf("row %d: increments add to %d, the partition holds %d", i, held, pb.held())
+		}
+	}
+	if held < int64(fromRows.Len()) {
+		t.Errorf("the partition reports %d bytes held for a file of %d", held, fromRows.Len())
+	}
+	got, err := enc.encodePart(&pb, testShard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, fromRows.Bytes()) {
+		t.Error("the file written as rows arrived differs from the one written from all the Rows at once")
+	}
+	compareFiles(t, rows, got, genericFile(t, enc, rows))
+	if _, err := enc.encodePart(&pb, testShard); !errors.Is(err, errDrained) {
+		t.Errorf("second encode: %v, want errDrained", err)
+	}
+	if _, err := pb.write(enc, &rows[0]); !errors.Is(err, errDrained) {
+		t.Errorf("row after the file was finished: %v, want errDrained", err)
+	}
+}
+
+// TestPQWriter_DictionaryIndexesPastTwoBytes: a page whose dictionary
+// passes 65,536 entries (its indexes kept in two bytes until then) reads
+// back as the rows written, and is parquet-go's file.
+func TestPQWriter_DictionaryIndexesPastTwoBytes(t *testing.T) {
+	cfg, _ := Config{PageBytes: 4 << 20}.withDefaults()
+	enc, err := newEncoder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := edgeRows(70_000)
+	for i := range rows {
+		rows[i].UserID = fmt.Sprintf("u%d", i) // a new entry every row
+	}
+	var buf bytes.Buffer
+	w := enc.writer(&buf)
+	if err := w.write(rows[:66_000]); err != nil {
+		t.Fatal(err)
+	}
+	if c := &w.cols[colUserID]; len(c.idx) == 0 || len(c.idx16) != 0 {
+		t.Fatalf("after 66,000 entries: %d four-byte and %d two-byte indexes on the page", len(c.idx), len(c.idx16))
+	}
+	if err := w.write(rows[66_000:]); err != nil {
+		t.Fatal(err)
 	}
 	if err := w.close(); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(fromPacked.Bytes(), fromRows.Bytes()) {
-		t.Error("the file written from buffered rows differs from the one written from Rows")
-	}
-	compareFiles(t, rows, fromPacked.Bytes(), genericFile(t, enc, rows))
-
-	b = appendRow(b[:0], &rows[0])
-	for _, bad := range [][]byte{b[:len(b)-1], append(slices.Clone(b), 0)} {
-		w = enc.writer(io.Discard)
-		if err := w.addPacked(bad, testShard); !errors.Is(err, errCorruptRow) {
-			t.Errorf("corrupt row: %v, want errCorruptRow", err)
-		}
-	}
+	compareFiles(t, rows, buf.Bytes(), genericFile(t, enc, rows))
 }
 
 // TestPQWriterBoundsOpenPages: the open pages of a file being encoded hold

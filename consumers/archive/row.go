@@ -65,7 +65,7 @@ func RowOf(r *consumers.Record) Row {
 }
 
 // rowOf is RowOf with the storage behind Row.Position given: the archive
-// packs each row at once (appendRow), so one reused int64 spares an
+// writes (or packs) each row at once, so one reused int64 spares an
 // allocation per event.
 func rowOf(r *consumers.Record, pos *int64) Row {
 	e := &r.Event

@@ -9,14 +9,15 @@ import (
 	"unsafe"
 )
 
-// The buffered form of a row: every field of a Row but the shard id, packed
-// as varints and length-prefixed strings. It is written once, when the
-// record is buffered, from the event the runtime already decoded, and read
-// back at upload straight into the Parquet columns (pqWriter.addPacked),
-// or into a reused Row chunk for parquet-go's writer: no JSON is parsed
-// twice. A partition buffers its rows as one stream of these
-// (uvarint length + row), in blocks compressed with S2 (see partBuf). It
-// lives only in memory, so its layout may change with the code.
+// The buffered form of a row, for files parquet-go writes (a Bloom filter
+// configured; the archive's own writer takes each row as it arrives, see
+// partBuf): every field of a Row but the shard id, packed as varints and
+// length-prefixed strings. It is written once, when the record is buffered,
+// from the event the runtime already decoded, and read back at upload into
+// a reused Row chunk: no JSON is parsed twice. A partition buffers its rows
+// as one stream of these (uvarint length + row), in blocks compressed with
+// S2 (see partBuf). It lives only in memory, so its layout may change with
+// the code.
 //
 // Layout, in order:
 //
@@ -33,9 +34,8 @@ import (
 //	sub_sequence_number   zigzag varint
 //	arrival_ts            zigzag varint (Unix ms, 0 = null)
 //
-// Map entries are in key order: the Parquet writer reads them straight
-// from here (pqWriter.addPacked), and files must not depend on the order
-// Go happens to iterate a map in (a replay writes the same objects).
+// Map entries are in key order: files must not depend on the order Go
+// happens to iterate a map in (a replay writes the same objects).
 const (
 	flagPosition = 1 << iota
 	flagRequestTime

@@ -72,27 +72,38 @@ func TestBufferedRow_Corrupt(t *testing.T) {
 	}
 }
 
-// TestPartBuf_RowsAreReadOnceAndDroppedAsRead: packed hands every row in
-// order, drops each compressed block once it is decompressed (so a flush
-// frees a partition's rows while its file is encoded), and refuses a
+// TestPartBuf_RowsAreReadOnceAndDroppedAsRead: rows hands every buffered
+// row in order, drops each compressed block once it is decompressed (so a
+// flush frees a partition's rows while its file is encoded), and refuses a
 // second read instead of writing an empty file.
 func TestPartBuf_RowsAreReadOnceAndDroppedAsRead(t *testing.T) {
+	want := append(edgeRows(3_000), rowsOf(recordsOf(testShard, benchEvents(3_000), 3))...)
 	var pb partBuf
-	var enc []byte
-	var want [][]byte
-	for i := range 5000 {
-		row := make([]byte, 40+i%200)
-		binary.LittleEndian.PutUint64(row, uint64(i))
-		want = append(want, row)
-		pb.keep(row, &enc)
+	var enc, b []byte
+	for i := range want {
+		b = appendRow(b[:0], &want[i])
+		pb.keep(b, &enc)
 	}
 	if len(pb.blocks) < 3 {
 		t.Fatalf("%d blocks: the test needs several", len(pb.blocks))
 	}
-	i := 0
-	err := pb.packed(func(b []byte) error {
-		if !bytes.Equal(b, want[i]) {
-			t.Fatalf("row %d: %d bytes, first %d; want %d bytes", i, len(b), binary.LittleEndian.Uint64(b), len(want[i]))
+	src, release := pb.rows(testShard)
+	defer release()
+	var gotB, wantB []byte
+	for i := 0; i < len(want); {
+		rows, err := src(i, min(writeChunk, len(want)-i))
+		if err != nil {
+			t.Fatalf("row %d: %v", i, err)
+		}
+		for _, r := range rows {
+			if r.ShardID != testShard {
+				t.Fatalf("row %d: shard %q", i, r.ShardID)
+			}
+			gotB, wantB = appendRow(gotB[:0], &r), appendRow(wantB[:0], &want[i])
+			if !bytes.Equal(gotB, wantB) {
+				t.Fatalf("row %d read back differs", i)
+			}
+			i++
 		}
 		// Every block before the one being read is gone already.
 		for k, blk := range pb.blocks {
@@ -100,18 +111,15 @@ func TestPartBuf_RowsAreReadOnceAndDroppedAsRead(t *testing.T) {
 				t.Fatalf("row %d: block %d kept after block %d was read", i, k, k+1)
 			}
 		}
-		i++
-		return nil
-	})
-	if err != nil || i != len(want) {
-		t.Fatalf("packed: %v after %d of %d rows", err, i, len(want))
 	}
 	for k, blk := range pb.blocks {
 		if blk != nil {
 			t.Fatalf("block %d of %d kept after the rows were read", k, len(pb.blocks))
 		}
 	}
-	if err := pb.packed(func([]byte) error { return nil }); !errors.Is(err, errDrained) {
+	again, release2 := pb.rows(testShard)
+	defer release2()
+	if _, err := again(0, 1); !errors.Is(err, errDrained) {
 		t.Fatalf("second read: %v, want errDrained", err)
 	}
 }

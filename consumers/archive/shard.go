@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/klauspost/compress/s2"
 
@@ -34,24 +35,37 @@ func partKeyOf(typ string, tsMS int64) partKey {
 	return partKey{typ: typ, hourMS: tsMS - h}
 }
 
-// partBuf holds one partition's buffered rows, in shard order: a stream of
-// rows in their buffered form (rowbuf.go), cut into blocks of ~blockSize;
-// full blocks are compressed with S2. A decoded Row with its strings and
-// maps held ~1 KB per event, about 5× the raw JSON, and the buffers are
-// what an archive process's memory is made of: the end-to-end benchmark
-// measured 645 MiB RSS at 19,000 events/s with Rows buffered. Raw JSON
-// (~320 bytes an event of the end-to-end traffic) had to be decoded again
-// at upload, ~1 µs per event; a compressed block holds the same in ~60
-// bytes, and reading it back costs a fraction of that.
+// partBuf holds one partition's rows until its shard flushes.
+//
+// With the archive's own Parquet writer (pqWriter: every config but a
+// Bloom filter), a row goes straight into the partition's file as it
+// arrives: into its columns' open pages, which are encoded and compressed
+// as they fill, so what a partition holds is mostly its file's compressed
+// pages (~40 bytes an event of the end-to-end traffic), and a flush only
+// cuts the last pages and writes the footer. Rows used to be buffered
+// packed and S2-compressed (~90 bytes an event) and written into the
+// columns at the flush: packing, compressing, decompressing and reading
+// them back was a fifth of the archive's CPU end to end.
+//
+// With parquet-go's writer (a Bloom filter configured), rows are kept in
+// their buffered form (rowbuf.go), a stream cut into blocks of ~blockSize,
+// full blocks compressed with S2, and read back into Rows at the flush (a
+// decoded Row held ~1 KB an event).
 type partBuf struct {
 	p           Partition
-	n           int      // rows
-	blocks      [][]byte // full blocks, S2-compressed
-	cur         []byte   // the open block, uncompressed
-	sealed      int64    // bytes of blocks
-	raw         int64    // bytes of raw events
+	n           int   // rows
+	raw         int64 // bytes of raw events
 	first, last consumers.Position
-	drained     bool // packed has read the rows (and dropped them)
+	drained     bool // the rows were read or the file finished (once only)
+
+	// The file being written (pqWriter), and its bytes so far.
+	w    *pqWriter
+	file bytes.Buffer
+
+	// The rows in their buffered form (parquet-go's writer).
+	blocks [][]byte // full blocks, S2-compressed
+	cur    []byte   // the open block, uncompressed
+	sealed int64    // bytes of blocks
 }
 
 // errDrained: a partition's rows were read twice.
@@ -63,9 +77,34 @@ var errDrained = errors.New("buffered rows already read")
 // hold little in their open blocks.
 const blockSize = 64 << 10
 
-// held is the heap the partition's rows hold: the compressed blocks and the
-// open block's buffer.
-func (pb *partBuf) held() int64 { return pb.sealed + int64(cap(pb.cur)) }
+// held is the heap the partition's rows hold: its file being written (the
+// writer's estimate, and the writer itself), or the compressed blocks and
+// the open block's buffer.
+func (pb *partBuf) held() int64 {
+	n := pb.sealed + int64(cap(pb.cur))
+	if pb.w != nil {
+		n += pb.w.held + int64(unsafe.Sizeof(*pb.w))
+	}
+	return n
+}
+
+// write adds row to the partition's file, started with its first row, and
+// returns how much more heap the partition holds.
+func (pb *partBuf) write(e *encoder, row *Row) (int64, error) {
+	if pb.drained {
+		return 0, errDrained
+	}
+	before := pb.held()
+	if pb.w == nil {
+		pb.w = e.writer(&pb.file)
+	}
+	pb.w.add(row)
+	if err := pb.w.rowDone(); err != nil {
+		return 0, err
+	}
+	pb.n++
+	return pb.held() - before, nil
+}
 
 // keep appends a row, in its buffered form b, sealing the open block first
 // when b would overflow it; enc is scratch for the compressor. It returns
@@ -174,51 +213,6 @@ func (pb *partBuf) rows(shardID string) (src rowSource, release func()) {
 	return src, release
 }
 
-// blockBufs are the buffers full blocks are decompressed into at upload.
-var blockBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-// packed calls fn with each buffered row in order, block by block, in its
-// buffered form; b is only valid during the call. The rows are read once:
-// each block is dropped once decompressed, so that a shard's flush frees
-// its rows as its files are encoded instead of after the last upload (a
-// flush that fails closes the processor, and the next one replays from the
-// checkpoint). A second call is an error.
-func (pb *partBuf) packed(fn func(b []byte) error) error {
-	if pb.drained {
-		return errDrained
-	}
-	pb.drained = true
-	buf := blockBufs.Get().(*[]byte)
-	defer blockBufs.Put(buf)
-	n := 0
-	for i := 0; i <= len(pb.blocks); i++ {
-		b := pb.cur
-		if i < len(pb.blocks) {
-			var err error
-			if *buf, err = s2.Decode((*buf)[:cap(*buf)], pb.blocks[i]); err != nil {
-				return fmt.Errorf("buffered rows, block %d: %w", i, err)
-			}
-			pb.blocks[i] = nil
-			b = *buf
-		}
-		for len(b) > 0 {
-			size, w := binary.Uvarint(b)
-			if w <= 0 || size > uint64(len(b)-w) {
-				return fmt.Errorf("buffered row %d: %w", n, errCorruptRow)
-			}
-			if err := fn(b[w : w+int(size)]); err != nil {
-				return fmt.Errorf("buffered row %d: %w", n, err)
-			}
-			b = b[w+int(size):]
-			n++
-		}
-	}
-	if n != pb.n {
-		return fmt.Errorf("buffered rows end at %d of %d", n, pb.n)
-	}
-	return nil
-}
-
 // shardProc archives one shard. Every flush writes ALL buffered rows of the
 // shard (one object per partition) and so cuts the shard at one position:
 // everything at or before it is in S3, nothing after it is. That makes
@@ -251,20 +245,22 @@ type shardProc struct {
 var _ consumers.EventMapsReleaser = (*shardProc)(nil)
 
 // ReleasesEventMaps implements consumers.EventMapsReleaser: a row's map
-// entries are copied into its buffered form when the row is added.
+// entries are copied into its file's pages (or its buffered form) when the
+// row is added.
 func (s *shardProc) ReleasesEventMaps() {}
 
 var _ consumers.RecordDataReleaser = (*shardProc)(nil)
 
-// ReleasesRecordData implements consumers.RecordDataReleaser: a row is
-// copied into its buffered form when it is added, and a new partition's
-// type is cloned; nothing else of a record is kept.
+// ReleasesRecordData implements consumers.RecordDataReleaser: a row's
+// values are copied into its file's pages, dictionaries and bounds (or its
+// buffered form) when it is added, and a new partition's type is cloned;
+// nothing else of a record is kept.
 func (s *shardProc) ReleasesRecordData() {}
 
 var _ consumers.BatchLimiter = (*shardProc)(nil)
 
-// MaxBatchRecords implements consumers.BatchLimiter: a row is packed into
-// its partition as it is added, so the archive gains nothing from large
+// MaxBatchRecords implements consumers.BatchLimiter: a row is written into
+// its partition's file as it is added, so the archive gains nothing from large
 // batches, and a shard that hands it a whole GetRecords answer at once
 // holds every record of it decoded, with its events' maps.
 func (s *shardProc) MaxBatchRecords() int { return maxBatchRecords }
@@ -357,14 +353,24 @@ func (s *shardProc) add(ctx context.Context, r *consumers.Record, now time.Time)
 		s.firstPrev, s.firstAt = s.lastSeen, now
 	}
 	row := rowOf(r, &s.pos)
-	s.scratch = appendRow(s.scratch[:0], &row)
-	mem := pb.keep(s.scratch, &s.encBuf)
+	var mem int64
+	if s.a.enc.layout != nil {
+		row.ShardID = s.id
+		var err error
+		if mem, err = pb.write(s.a.enc, &row); err != nil {
+			return fmt.Errorf("write parquet row: %w", err)
+		}
+	} else {
+		s.scratch = appendRow(s.scratch[:0], &row)
+		mem = pb.keep(s.scratch, &s.encBuf)
+	}
 	pb.raw += int64(len(r.Data))
 	pb.last = r.Position
 	s.lastSeen = r.Position
 	s.rows++
 	s.mem += mem
 	s.a.buffered.Add(mem)
+	bufferedInProcess.Add(mem)
 	s.a.m.bufferedBytes.Add(float64(mem))
 	s.a.m.bufferedRows.Inc()
 	if s.pending != nil {
@@ -475,6 +481,7 @@ func (s *shardProc) fail(err error) (consumers.Position, error) {
 // release forgets the buffered rows and returns their memory to the budget.
 func (s *shardProc) release() {
 	s.a.buffered.Add(-s.mem)
+	bufferedInProcess.Add(-s.mem)
 	s.a.m.bufferedBytes.Sub(float64(s.mem))
 	s.a.m.bufferedRows.Sub(float64(s.rows))
 	clear(s.parts)
