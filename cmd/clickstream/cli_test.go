@@ -58,22 +58,23 @@ func TestBadEnvironmentValueIsUsageError(t *testing.T) {
 	}
 }
 
-func TestMemoryLimit_BudgetPlusRoomUnlessSetOrOff(t *testing.T) {
+func TestMemoryLimit_FollowsTheBuffersUnlessSetOrOff(t *testing.T) {
 	const budget = 128 << 20
 	for _, tc := range []struct {
 		name         string
 		flag         int64
 		env, archive bool
 		want         int64
+		follow       bool
 	}{
-		{"archive, nothing set: budget + 160 MiB", 0, false, true, budget + 160<<20},
-		{"no archive: none", 0, false, false, 0},
-		{"GOMEMLIMIT set: the runtime's", 0, true, true, 0},
-		{"explicit flag wins over GOMEMLIMIT", 300 << 20, true, true, 300 << 20},
-		{"negative: off", -1, false, true, 0},
+		{"archive, nothing set: follows the buffers, up to budget + 160 MiB", 0, false, true, budget + 160<<20, true},
+		{"no archive: none", 0, false, false, 0, false},
+		{"GOMEMLIMIT set: the runtime's", 0, true, true, 0, false},
+		{"explicit flag wins over GOMEMLIMIT", 300 << 20, true, true, 300 << 20, false},
+		{"negative: off", -1, false, true, 0, false},
 	} {
-		if got := memoryLimit(tc.flag, tc.env, tc.archive, budget); got != tc.want {
-			t.Errorf("%s: memoryLimit = %d, want %d", tc.name, got, tc.want)
+		if got, follow := memoryLimit(tc.flag, tc.env, tc.archive, budget); got != tc.want || follow != tc.follow {
+			t.Errorf("%s: memoryLimit = %d, %v; want %d, %v", tc.name, got, follow, tc.want, tc.follow)
 		}
 	}
 }

@@ -139,7 +139,7 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			fs.StringVar(&protocol, "get-records-protocol", protoJSON, `how GetRecords answers are read (--read-mode poll): "json" (the Go SDK's wire format, decoded ~4x cheaper than the SDK does), "cbor" (what the AWS Java SDK uses: record data as raw bytes, not base64, yet no cheaper to decode than json; works with kinesis-local, not with kinesalite, which cuts CBOR answers above ~16 KiB, nor behind the shard-limit proxy, which meters only JSON reads), or "sdk" (the SDK's own decoder)`)
 			fs.DurationVar(&poll, "poll-interval", 200*time.Millisecond, "minimum time between GetRecords calls on a shard")
 			fs.DurationVar(&idle, "idle-interval", consumers.DefaultIdleInterval, "wait after an empty GetRecords on a caught-up shard (latency-critical consumers: set it to --poll-interval)")
-			fs.Int64Var(&memLimit, "memory-limit", 0, "soft memory limit of the Go runtime in bytes (0: --archive-memory-budget + 160 MiB when archive runs and GOMEMLIMIT is unset; negative: none)")
+			fs.Int64Var(&memLimit, "memory-limit", 0, "soft memory limit of the Go runtime in bytes (0: when archive runs and GOMEMLIMIT is unset, 56 MiB above what the archive buffers and 16 MiB above the live heap, at most --archive-memory-budget + 160 MiB; negative: none)")
 			fs.Int64Var(&maxBytesPerCall, "max-bytes-per-call", consumers.DefaultMaxBytesPerCall, "bytes of record data a GetRecords call asks for (from the mean record size; bounds memory per shard)")
 			fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "bound on the graceful stop")
 			fs.DurationVar(&dedupWindow, "dedup-window", consumers.DefaultDedupWindow, "skip a copy of an event id arriving within this long of it on the same shard (negative: off)")
@@ -204,7 +204,11 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			if err != nil {
 				return err
 			}
-			if lim := memoryLimit(memLimit, os.Getenv("GOMEMLIMIT") != "", slices.Contains(args, archive.Name), cmp.Or(settings.Archive.MemoryBudget, archive.DefaultMemoryBudget)); lim > 0 {
+			switch lim, follow := memoryLimit(memLimit, os.Getenv("GOMEMLIMIT") != "", slices.Contains(args, archive.Name), cmp.Or(settings.Archive.MemoryBudget, archive.DefaultMemoryBudget)); {
+			case follow:
+				go newMemoryGovernor(archive.BufferedBytes, lim).run(ctx, memoryInterval)
+				log.Info("soft memory limit follows the archive's buffers", "reserve_bytes", memoryReserve, "max_bytes", lim)
+			case lim > 0:
 				debug.SetMemoryLimit(lim)
 				log.Info("soft memory limit", "bytes", lim)
 			}
@@ -366,21 +370,27 @@ func serveMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry
 	return serveOn(ctx, ln, mux, log)
 }
 
-// memoryLimit is the soft memory limit consume sets (0: none). The archive's
-// buffers are most of its heap, and with GOGC=100 the RSS can reach twice
-// the heap between collections; a limit of the budget plus room for
-// in-flight batches and uploads makes the collector work harder instead.
-func memoryLimit(flag int64, envSet, archiveRuns bool, budget int64) int64 {
+// memoryLimit is the soft memory limit consume sets (0: none), and whether
+// it follows the archive's buffers up to that (memoryGovernor). The
+// archive's buffers are most of its heap, and with GOGC=100 the RSS can
+// reach twice the heap between collections; a limit a reserve above them
+// makes the collector work harder instead. Without the archive, or with
+// GOMEMLIMIT set, the runtime's own setting stands.
+func memoryLimit(flag int64, envSet, archiveRuns bool, budget int64) (limit int64, follow bool) {
 	switch {
 	case flag < 0:
-		return 0
+		return 0, false
 	case flag > 0:
-		return flag
+		return flag, false
 	case envSet || !archiveRuns:
-		return 0 // GOMEMLIMIT is applied by the runtime itself
+		return 0, false // GOMEMLIMIT is applied by the runtime itself
 	}
-	return budget + 160<<20
+	return budget + 160<<20, true
 }
+
+// memoryInterval is how often the memory governor looks at the buffers:
+// at 20,000 events/s they grow ~0.3 MB in that time.
+const memoryInterval = 100 * time.Millisecond
 
 // Hosts of `consume --host`.
 const (
