@@ -17,16 +17,16 @@ import (
 // other load (below what the buffers legitimately hold, the collector runs
 // back to back), and a lower GOGC collects far more often while the heap is
 // small (GOGC=30: ~15% more CPU than a limit on the same stream). So the
-// limit follows the buffers, and never comes nearer than liveHeadroom to
-// the heap the last collection found live, whatever holds it (many shards'
-// GetRecords answers, uploads). Measured on that stream, alternately with
+// limit follows the buffers, and never comes nearer than half the heap the
+// last collection found live (at least liveHeadroom), whatever holds it
+// (many shards' GetRecords answers, uploads). Measured on that stream, alternately with
 // the limit off (5 runs each): a reserve of 56 MiB, 89-94 MiB RSS for the
 // same CPU (1.52 s median both); 40 MiB, 78-85 MiB RSS but 26% more CPU
 // (the collector ran every ~15 MB allocated near the peak).
 type memoryGovernor struct {
 	buffered func() int64 // the archive's buffered rows (archive.BufferedBytes)
 	reserve  int64        // room for the rest of the heap, above the buffers
-	max      int64        // the limit never goes above this
+	max      int64        // the buffers' term goes no higher
 	live     func() int64 // heap live after the last collection
 	set      func(int64) int64
 	last     int64 // the limit set last (0: none yet)
@@ -47,9 +47,14 @@ func newMemoryGovernor(buffered func() int64, max int64) *memoryGovernor {
 	return &memoryGovernor{buffered: buffered, reserve: memoryReserve, max: max, live: liveHeap, set: debug.SetMemoryLimit}
 }
 
-// limit is the soft memory limit for the buffers and live heap now.
+// limit is the soft memory limit for the buffers and live heap now: the
+// reserve above the buffers, at most max, but never less than the live
+// heap and half as much again (at least liveHeadroom), so that a heap
+// larger than anyone planned (many shards' answers and de-duplication
+// windows) is collected as with GOGC=50, never back to back.
 func (g *memoryGovernor) limit() int64 {
-	return min(max(g.buffered()+g.reserve, g.live()+liveHeadroom), g.max)
+	live := g.live()
+	return max(min(g.buffered()+g.reserve, g.max), live+max(live/2, liveHeadroom))
 }
 
 // step sets the limit when it moved by memoryStep or more.
