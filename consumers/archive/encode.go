@@ -36,7 +36,37 @@ type zstdCodec struct {
 	zstd.Codec // CompressionCodec, String and Decode
 	level      kzstd.EncoderLevel
 	window     int
-	encoders   sync.Pool // *kzstd.Encoder
+	encoders   freeList[*kzstd.Encoder]
+}
+
+// freeList keeps up to n values for reuse. Unlike a sync.Pool, a collection
+// does not empty it: with the soft memory limit following the archive's
+// buffers (cmd/clickstream) the collector runs often, and pooled zstd
+// encoders (~1.6 MB each) and page scratch were made again after every
+// collection: 100 MB of encoders in a 2-minute end-to-end run. What it keeps
+// is bounded: values are taken for CPU work that does not block, so about
+// GOMAXPROCS are in use at once.
+type freeList[T any] struct{ ch chan T }
+
+func newFreeList[T any](n int) freeList[T] { return freeList[T]{ch: make(chan T, n)} }
+
+// get returns a kept value, or false.
+func (f freeList[T]) get() (T, bool) {
+	select {
+	case v := <-f.ch:
+		return v, true
+	default:
+		var zero T
+		return zero, false
+	}
+}
+
+// put keeps v if there is room.
+func (f freeList[T]) put(v T) {
+	select {
+	case f.ch <- v:
+	default:
+	}
 }
 
 func newZstdCodec(level kzstd.EncoderLevel, pageBytes int) *zstdCodec {
@@ -44,15 +74,15 @@ func newZstdCodec(level kzstd.EncoderLevel, pageBytes int) *zstdCodec {
 	for w < min(pageBytes, maxZstdWindow) && w < kzstd.MaxWindowSize {
 		w <<= 1
 	}
-	return &zstdCodec{level: level, window: w}
+	return &zstdCodec{level: level, window: w, encoders: newFreeList[*kzstd.Encoder](runtime.GOMAXPROCS(0))}
 }
 
 // maxZstdWindow is the largest window of the page codecs (see zstdCodec).
 const maxZstdWindow = 128 << 10
 
 func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
-	e, _ := c.encoders.Get().(*kzstd.Encoder)
-	if e == nil {
+	e, ok := c.encoders.get()
+	if !ok {
 		var err error
 		e, err = kzstd.NewWriter(nil, kzstd.WithEncoderLevel(c.level), kzstd.WithEncoderConcurrency(1),
 			kzstd.WithWindowSize(c.window), kzstd.WithZeroFrames(true), kzstd.WithEncoderCRC(false),
@@ -61,7 +91,7 @@ func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
 			return nil, fmt.Errorf("zstd encoder: %w", err)
 		}
 	}
-	defer c.encoders.Put(e)
+	defer c.encoders.put(e)
 	return e.EncodeAll(src, dst[:0]), nil
 }
 
@@ -249,7 +279,7 @@ func (e *encoder) encodePart(pb *partBuf, shardID string) ([]byte, error) {
 	if err := pw.close(); err != nil {
 		return nil, fmt.Errorf("close parquet file: %w", err)
 	}
-	e.pool.Put(pw)
+	pb.done = pw // for the partition's next file (shardProc.keepWriters)
 	e.observe(pb.raw, pb.file.Len())
 	return pb.file.Bytes(), nil
 }

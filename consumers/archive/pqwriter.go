@@ -9,9 +9,9 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
@@ -71,7 +71,7 @@ type pqScratch struct {
 	proto                        thrift.CompactProtocol
 }
 
-var pqScratches = sync.Pool{New: func() any { return new(pqScratch) }}
+var pqScratches = newFreeList[*pqScratch](runtime.GOMAXPROCS(0))
 
 // borrow gives the writer a pqScratch if it has none, and reports whether
 // it did: `defer w.giveBack(w.borrow())` around work that encodes pages.
@@ -79,13 +79,16 @@ func (w *pqWriter) borrow() bool {
 	if w.pqScratch != nil {
 		return false
 	}
-	w.pqScratch = pqScratches.Get().(*pqScratch)
+	var ok bool
+	if w.pqScratch, ok = pqScratches.get(); !ok {
+		w.pqScratch = new(pqScratch)
+	}
 	return true
 }
 
 func (w *pqWriter) giveBack(borrowed bool) {
 	if borrowed {
-		pqScratches.Put(w.pqScratch)
+		pqScratches.put(w.pqScratch)
 		w.pqScratch = nil
 	}
 }
@@ -268,15 +271,23 @@ func newPQWriter(l *pqLayout) *pqWriter {
 	return w
 }
 
-// reset starts a new file on out.
+// reset starts a new file on out, with the column buffers trimmed
+// (keepBytes).
 func (w *pqWriter) reset(out io.Writer) {
+	for i := range w.cols {
+		w.cols[i].trim()
+	}
+	w.restart(out)
+}
+
+// restart starts a new file on out with the buffers the last one grew.
+func (w *pqWriter) restart(out io.Writer) {
 	w.out = countingWriter{w: out}
 	w.rows = 0
 	w.rowGroups = w.rowGroups[:0]
 	w.colIndexes = w.colIndexes[:0]
 	w.offIndexes = w.offIndexes[:0]
 	for i := range w.cols {
-		w.cols[i].trim()
 		w.cols[i].resetChunk()
 	}
 	w.held = w.heldBytes()
@@ -360,7 +371,7 @@ type pqColumn struct {
 	pqLeaf
 
 	// The page being built.
-	reps, defs levels
+	reps, defs pageLevels
 	plain      []byte // PLAIN values (and DELTA_BYTE_ARRAY's bytes)
 	// Dictionary indexes: two bytes each while they fit (a page is open
 	// as long as its file is), four once one does not.
@@ -647,7 +658,10 @@ func (w *pqWriter) cutPages() error {
 // and the map with each entry's copy of the string) and what was written
 // out.
 func (w *pqWriter) heldBytes() int64 {
-	n := w.out.off
+	var n int64
+	if w.out.w != nil {
+		n = w.out.off // the file's bytes, until it is finished
+	}
 	for i := range w.cols {
 		c := &w.cols[i]
 		n += int64(cap(c.reps.b) + cap(c.defs.b) + cap(c.plain) + 2*cap(c.idx16) + 4*cap(c.idx) + cap(c.deltas) + 4*cap(c.offs) + 4*cap(c.prefixes) + cap(c.last) +
@@ -784,7 +798,7 @@ var (
 
 // appendLevels appends levels RLE-encoded, prefixed with their length as
 // data pages v1 have them.
-func (w *pqWriter) appendLevels(dst []byte, l *levels, max uint8) ([]byte, error) {
+func (w *pqWriter) appendLevels(dst []byte, l *pageLevels, max uint8) ([]byte, error) {
 	defer w.giveBack(w.borrow())
 	enc := rle.Encoding{BitWidth: bits.Len8(max)}
 	var err error
@@ -796,17 +810,17 @@ func (w *pqWriter) appendLevels(dst []byte, l *levels, max uint8) ([]byte, error
 	return append(dst, w.levels...), nil
 }
 
-// levels are a page's repetition or definition levels. A column's levels
+// pageLevels are a page's repetition or definition levels. A column's levels
 // are mostly one value throughout (a field every event of a type has, or
 // none has): while they are, only their count is kept, since a page is
 // open for as long as its file is.
-type levels struct {
+type pageLevels struct {
 	b   []uint8 // the levels, once they differ
 	run int     // how many, while they are all v
 	v   uint8
 }
 
-func (l *levels) add(v uint8) {
+func (l *pageLevels) add(v uint8) {
 	if len(l.b) == 0 && (l.run == 0 || v == l.v) {
 		l.v = v
 		l.run++
@@ -836,7 +850,7 @@ func room[T any](s []T, n int) []T {
 }
 
 // n is the number of levels.
-func (l *levels) n() int {
+func (l *pageLevels) n() int {
 	if len(l.b) > 0 {
 		return len(l.b)
 	}
@@ -844,7 +858,7 @@ func (l *levels) n() int {
 }
 
 // appendTo appends the levels to dst.
-func (l *levels) appendTo(dst []uint8) []uint8 {
+func (l *pageLevels) appendTo(dst []uint8) []uint8 {
 	if len(l.b) > 0 {
 		return append(dst, l.b...)
 	}
@@ -854,7 +868,7 @@ func (l *levels) appendTo(dst []uint8) []uint8 {
 	return dst
 }
 
-func (l *levels) reset() { l.b, l.run = l.b[:0], 0 }
+func (l *pageLevels) reset() { l.b, l.run = l.b[:0], 0 }
 
 // flushPage encodes, compresses and appends the page being built to the
 // column's chunk, and records it in the chunk's statistics and indexes.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -460,4 +461,84 @@ func TestShard_RedoWhenTheInterruptedRangeWasTrimmed(t *testing.T) {
 	}
 	objects := readObjects(t, store, "") // fails on any leftover garbage object
 	checkExactlyOnce(t, "", objects, kept)
+}
+
+// TestShard_APartitionsNextFileReusesItsWriter: after a flush, a partition
+// that gets rows again writes its next file with the writer of its last
+// one (its buffers already grown), and that file is byte for byte what a
+// fresh writer makes; writers no partition took again are given back at
+// the next flush; the buffers' memory returns to zero when the shard
+// closes.
+func TestShard_APartitionsNextFileReusesItsWriter(t *testing.T) {
+	ctx := context.Background()
+	recs := recordsOf(testShard, genEvents(6000, 21), 21)
+	first, second := recs[:3000], recs[3000:]
+	a, store := testArchive(t, Config{})
+	sp, _ := a.OpenShard(ctx, consumers.Shard{ID: testShard, State: &memState{}})
+	s := sp.(*shardProc)
+	if _, err := sp.Process(ctx, consumers.Batch{Records: first, Now: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sp.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	spares := maps.Clone(s.spare)
+	if len(spares) == 0 || len(spares) != len(store.objects) {
+		t.Fatalf("%d spare writers after a flush of %d objects", len(spares), len(store.objects))
+	}
+	if a.buffered.Load() != s.spareMem || s.spareMem <= 0 {
+		t.Fatalf("buffered %d, spares hold %d", a.buffered.Load(), s.spareMem)
+	}
+	if _, err := sp.Process(ctx, consumers.Batch{Records: second, Now: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	reused := 0
+	for pk, pb := range s.parts {
+		if w := spares[pk]; w != nil {
+			if pb.w != w {
+				t.Errorf("partition %v: a new writer, not its last file's", pk)
+			}
+			reused++
+		}
+	}
+	if reused == 0 {
+		t.Fatal("no partition got rows again: the test needs some")
+	}
+	firstKeys := maps.Clone(store.objects)
+	secondParts := maps.Clone(s.parts)
+	if _, err := sp.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for pk := range s.spare {
+		if secondParts[pk] == nil {
+			t.Errorf("partition %v: a spare writer kept two flushes without rows", pk)
+		}
+	}
+	// The same rows through fresh writers make the same files.
+	b, fresh := testArchive(t, Config{})
+	fsp, _ := b.OpenShard(ctx, consumers.Shard{ID: testShard, State: &memState{}})
+	if _, err := fsp.Process(ctx, consumers.Batch{Records: second, Now: epoch}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fsp.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fsp.Close()
+	n := 0
+	for k, body := range store.objects {
+		if _, ok := firstKeys[k]; ok {
+			continue
+		}
+		n++
+		if !bytes.Equal(body, fresh.objects[k]) {
+			t.Errorf("%s: %d bytes with a reused writer, %d with a fresh one", k, len(body), len(fresh.objects[k]))
+		}
+	}
+	if n == 0 || n != len(fresh.objects) {
+		t.Errorf("second flush: %d objects, fresh writers %d", n, len(fresh.objects))
+	}
+	sp.Close()
+	if got := a.buffered.Load(); got != 0 {
+		t.Errorf("buffered %d bytes after Close, want 0", got)
+	}
 }
