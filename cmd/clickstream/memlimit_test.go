@@ -10,8 +10,8 @@ import (
 )
 
 // TestMemoryGovernor_LimitFollowsTheBuffers: the limit is the reserve
-// above the buffers (at most the cap), or half the live heap above it (at
-// least the headroom) when that is higher; it is set again only when it
+// above the buffers (at most the cap), or a quarter of the live heap above
+// it (at least the headroom) when that is higher; it is set again only when it
 // moved by a step.
 func TestMemoryGovernor_LimitFollowsTheBuffers(t *testing.T) {
 	const mib = 1 << 20
@@ -31,10 +31,11 @@ func TestMemoryGovernor_LimitFollowsTheBuffers(t *testing.T) {
 		{"start: the reserve", 0, 10 * mib, 40 * mib},
 		{"buffers grow", 20 * mib, 30 * mib, 60 * mib},
 		{"less than a step: not set again", 20*mib + mib/2, 30 * mib, 0},
-		{"the live heap is higher than the buffers say", 20 * mib, 50 * mib, 75 * mib},
+		{"the live heap is higher than the buffers say", 20 * mib, 50 * mib, 66 * mib},
+		{"a larger live heap: a quarter above it", 20 * mib, 80 * mib, 100 * mib},
 		{"the live heap drops: the reserve above the buffers again", 20 * mib, 20 * mib, 60 * mib},
 		{"capped", 300 * mib, 70 * mib, 200 * mib},
-		{"a live heap above the cap: half as much again", 300 * mib, 180 * mib, 270 * mib},
+		{"a live heap above the cap: a quarter as much again", 300 * mib, 180 * mib, 225 * mib},
 		{"a flush empties the buffers", 0, 30 * mib, 46 * mib},
 	} {
 		buffered, live = tc.buffered, tc.live
