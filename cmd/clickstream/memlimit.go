@@ -23,6 +23,16 @@ import (
 // the limit off (5 runs each): a reserve of 56 MiB, 89-94 MiB RSS for the
 // same CPU (1.52 s median both); 40 MiB, 78-85 MiB RSS but 26% more CPU
 // (the collector ran every ~15 MB allocated near the peak).
+//
+// What a limit costs depends on how fast the process allocates, and
+// reading with enhanced fan-out (the SDK decodes every event) allocates
+// far more than polling: under the limit the archive's collections took 18%
+// of its CPU there, and its CPU per event rose by half. So the governor
+// also watches what collections cost: when they take more than
+// gcShareHigh of the CPU the process uses in a second, it raises the limit
+// by as much again as it last did (16 MiB at first), and when they take
+// less than gcShareLow it gives half of that back. Memory is traded for CPU
+// only up to a bounded price.
 type memoryGovernor struct {
 	buffered func() int64 // the archive's buffered rows (archive.BufferedBytes)
 	reserve  int64        // room for the rest of the heap, above the buffers
@@ -30,6 +40,14 @@ type memoryGovernor struct {
 	live     func() int64 // heap live after the last collection
 	set      func(int64) int64
 	last     int64 // the limit set last (0: none yet)
+
+	// What collections cost: gcCPU reports the CPU-seconds collections
+	// and the process used so far; extra is what the limit was raised by
+	// for them.
+	gcCPU      func() (gc, used float64)
+	gc0, used0 float64
+	steps      int
+	extra      int64
 }
 
 // Defaults of the governor: the heap of an archive process besides its
@@ -41,10 +59,16 @@ const (
 	liveHeadroom  = 16 << 20
 	// memoryStep: smaller moves of the limit are not worth a call.
 	memoryStep = 1 << 20
+	// The share of its CPU the process may spend on collections before
+	// the limit gives way (see memoryGovernor), judged every gcWindow
+	// steps.
+	gcShareHigh = 0.10
+	gcShareLow  = 0.05
+	gcWindow    = 10
 )
 
 func newMemoryGovernor(buffered func() int64, max int64) *memoryGovernor {
-	return &memoryGovernor{buffered: buffered, reserve: memoryReserve, max: max, live: liveHeap, set: debug.SetMemoryLimit}
+	return &memoryGovernor{buffered: buffered, reserve: memoryReserve, max: max, live: liveHeap, set: debug.SetMemoryLimit, gcCPU: gcCPU}
 }
 
 // limit is the soft memory limit for the buffers and live heap now: the
@@ -56,11 +80,36 @@ func newMemoryGovernor(buffered func() int64, max int64) *memoryGovernor {
 // at 104-108 MiB.)
 func (g *memoryGovernor) limit() int64 {
 	live := g.live()
-	return max(min(g.buffered()+g.reserve, g.max), live+max(live/4, liveHeadroom))
+	return max(min(g.buffered()+g.reserve, g.max), live+max(live/4, liveHeadroom)) + g.extra
+}
+
+// weigh judges the last window's collections: their share of the CPU the
+// process used moves extra up or down.
+func (g *memoryGovernor) weigh() {
+	if g.gcCPU == nil {
+		return
+	}
+	gc, used := g.gcCPU()
+	dgc, dused := gc-g.gc0, used-g.used0
+	g.gc0, g.used0 = gc, used
+	if dused <= 0 {
+		return
+	}
+	switch share := dgc / dused; {
+	case share > gcShareHigh:
+		g.extra = min(max(2*g.extra, liveHeadroom), g.max)
+	case share < gcShareLow:
+		if g.extra /= 2; g.extra < memoryStep {
+			g.extra = 0
+		}
+	}
 }
 
 // step sets the limit when it moved by memoryStep or more.
 func (g *memoryGovernor) step() {
+	if g.steps++; g.steps%gcWindow == 0 {
+		g.weigh()
+	}
 	l := g.limit()
 	if d := l - g.last; g.last == 0 || d >= memoryStep || d <= -memoryStep {
 		g.set(l)
@@ -91,4 +140,18 @@ func liveHeap() int64 {
 		return 0
 	}
 	return int64(s[0].Value.Uint64())
+}
+
+// gcCPU is the CPU-seconds collections took and the process used (not
+// idle), as the runtime estimates them. The runtime updates them at each
+// collection, so a window without one moves nothing (weigh).
+func gcCPU() (gc, used float64) {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/total:cpu-seconds"}, {Name: "/cpu/classes/idle:cpu-seconds"}}
+	metrics.Read(s)
+	for _, v := range s {
+		if v.Value.Kind() != metrics.KindFloat64 {
+			return 0, 0
+		}
+	}
+	return s[0].Value.Float64(), s[1].Value.Float64() - s[2].Value.Float64()
 }

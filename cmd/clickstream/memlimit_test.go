@@ -77,3 +77,44 @@ func TestMemoryGovernor_SetsTheRuntimesLimit(t *testing.T) {
 	buffered.Store(1 << 30)
 	waitLimit(1<<30 + memoryReserve)
 }
+
+// TestMemoryGovernor_GivesWayWhenCollectionsCostTooMuch: while collections
+// take more than gcShareHigh of the CPU the process uses, each window
+// raises the limit by twice what it last did (from the headroom, up to the
+// cap); while they take less than gcShareLow, half of it is given back.
+func TestMemoryGovernor_GivesWayWhenCollectionsCostTooMuch(t *testing.T) {
+	const mib = 1 << 20
+	var gc, used float64
+	g := &memoryGovernor{
+		buffered: func() int64 { return 10 * mib },
+		live:     func() int64 { return 20 * mib },
+		reserve:  40 * mib, max: 100 * mib,
+		set:   func(int64) int64 { return 0 },
+		gcCPU: func() (float64, float64) { return gc, used },
+	}
+	window := func(share float64) int64 {
+		for range gcWindow {
+			used += 0.1
+			gc += 0.1 * share
+			g.step()
+		}
+		return g.last
+	}
+	for i, tc := range []struct {
+		share float64
+		want  int64
+	}{
+		{0.01, 50 * mib},  // cheap: the reserve above the buffers
+		{0.20, 66 * mib},  // dear: 16 MiB more
+		{0.20, 82 * mib},  // still: 32
+		{0.07, 82 * mib},  // between: kept
+		{0.20, 114 * mib}, // 64
+		{0.20, 150 * mib}, // 100: the cap
+		{0.01, 100 * mib}, // cheap again: half back
+		{0.01, 75 * mib},
+	} {
+		if got := window(tc.share); got != tc.want {
+			t.Fatalf("window %d (collections %.0f%% of the CPU): limit %d MiB, want %d", i, 100*tc.share, got/mib, tc.want/mib)
+		}
+	}
+}
