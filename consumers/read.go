@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/clickstream-go/clickstream/internal/freelist"
 	"github.com/clickstream-go/clickstream/internal/kinesiswire"
 	"github.com/clickstream-go/clickstream/internal/retry"
 )
@@ -59,7 +60,7 @@ func (w *shardWorker) newReader(start Position, from time.Time, reuse bool) (sha
 // for the next answers of any shard of the process (see pollReader.bufs):
 // at most as many as answers can be decoded at once, so that a process of
 // many shards holds a few answers' memory, not one per shard.
-var answerBufs = make(chan *kinesiswire.Buffers, runtime.GOMAXPROCS(0))
+var answerBufs = freelist.New[*kinesiswire.Buffers](runtime.GOMAXPROCS(0))
 
 // pollReader reads with GetRecords, paced at PollInterval (IdleInterval
 // while caught up), backing off on throttling and errors.
@@ -91,18 +92,14 @@ func (p *pollReader) putBufs() {
 	if p.bufs == nil {
 		return
 	}
-	select {
-	case answerBufs <- p.bufs:
-	default:
-	}
+	answerBufs.Put(p.bufs)
 	p.bufs = nil
 }
 
 // getBufs takes memory an earlier answer was decoded into, or new.
 func (p *pollReader) getBufs() {
-	select {
-	case p.bufs = <-answerBufs:
-	default:
+	var ok bool
+	if p.bufs, ok = answerBufs.Get(); !ok {
 		p.bufs = new(kinesiswire.Buffers)
 	}
 }

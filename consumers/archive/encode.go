@@ -16,6 +16,8 @@ import (
 	"github.com/parquet-go/parquet-go/compress/snappy"
 	"github.com/parquet-go/parquet-go/compress/uncompressed"
 	"github.com/parquet-go/parquet-go/compress/zstd"
+
+	"github.com/clickstream-go/clickstream/internal/freelist"
 )
 
 // zstdCodec is parquet-go's zstd codec with encoders sized for Parquet
@@ -36,37 +38,7 @@ type zstdCodec struct {
 	zstd.Codec // CompressionCodec, String and Decode
 	level      kzstd.EncoderLevel
 	window     int
-	encoders   freeList[*kzstd.Encoder]
-}
-
-// freeList keeps up to n values for reuse. Unlike a sync.Pool, a collection
-// does not empty it: with the soft memory limit following the archive's
-// buffers (cmd/clickstream) the collector runs often, and pooled zstd
-// encoders (~1.6 MB each) and page scratch were made again after every
-// collection: 100 MB of encoders in a 2-minute end-to-end run. What it keeps
-// is bounded: values are taken for CPU work that does not block, so about
-// GOMAXPROCS are in use at once.
-type freeList[T any] struct{ ch chan T }
-
-func newFreeList[T any](n int) freeList[T] { return freeList[T]{ch: make(chan T, n)} }
-
-// get returns a kept value, or false.
-func (f freeList[T]) get() (T, bool) {
-	select {
-	case v := <-f.ch:
-		return v, true
-	default:
-		var zero T
-		return zero, false
-	}
-}
-
-// put keeps v if there is room.
-func (f freeList[T]) put(v T) {
-	select {
-	case f.ch <- v:
-	default:
-	}
+	encoders   freelist.List[*kzstd.Encoder] // kept across collections
 }
 
 func newZstdCodec(level kzstd.EncoderLevel, pageBytes int) *zstdCodec {
@@ -74,14 +46,14 @@ func newZstdCodec(level kzstd.EncoderLevel, pageBytes int) *zstdCodec {
 	for w < min(pageBytes, maxZstdWindow) && w < kzstd.MaxWindowSize {
 		w <<= 1
 	}
-	return &zstdCodec{level: level, window: w, encoders: newFreeList[*kzstd.Encoder](runtime.GOMAXPROCS(0))}
+	return &zstdCodec{level: level, window: w, encoders: freelist.New[*kzstd.Encoder](runtime.GOMAXPROCS(0))}
 }
 
 // maxZstdWindow is the largest window of the page codecs (see zstdCodec).
 const maxZstdWindow = 128 << 10
 
 func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
-	e, ok := c.encoders.get()
+	e, ok := c.encoders.Get()
 	if !ok {
 		var err error
 		e, err = kzstd.NewWriter(nil, kzstd.WithEncoderLevel(c.level), kzstd.WithEncoderConcurrency(1),
@@ -91,7 +63,7 @@ func (c *zstdCodec) Encode(dst, src []byte) ([]byte, error) {
 			return nil, fmt.Errorf("zstd encoder: %w", err)
 		}
 	}
-	defer c.encoders.put(e)
+	defer c.encoders.Put(e)
 	return e.EncodeAll(src, dst[:0]), nil
 }
 

@@ -294,7 +294,7 @@ func BenchmarkZstdCodec_EncoderMemory(b *testing.B) {
 						b.Fatal(err)
 					}
 					// Taken out of the pool, so the next Encode makes another.
-					e, _ := c.encoders.get()
+					e, _ := c.encoders.Get()
 					encoders = append(encoders, e)
 				}
 				runtime.GC()
@@ -304,29 +304,5 @@ func BenchmarkZstdCodec_EncoderMemory(b *testing.B) {
 			}
 			b.ReportMetric(perEncoder/1e6, "MB/encoder")
 		})
-	}
-}
-
-// TestFreeList_KeepsValuesAcrossCollectionsUpToItsSize: what a free list
-// keeps survives collections (a sync.Pool's would not), and it keeps no more
-// than its size.
-func TestFreeList_KeepsValuesAcrossCollectionsUpToItsSize(t *testing.T) {
-	f := newFreeList[*[]byte](2)
-	a, b, c := new([]byte), new([]byte), new([]byte)
-	f.put(a)
-	f.put(b)
-	f.put(c) // no room: dropped
-	runtime.GC()
-	runtime.GC()
-	var got []*[]byte
-	for {
-		v, ok := f.get()
-		if !ok {
-			break
-		}
-		got = append(got, v)
-	}
-	if len(got) != 2 || got[0] != a || got[1] != b {
-		t.Fatalf("kept %v, want the first two values put", got)
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/parquet-go/parquet-go/encoding/rle"
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/clickstream-go/clickstream/internal/freelist"
 )
 
 // pqWriter writes the archive's Parquet files column by column, for its
@@ -71,7 +73,8 @@ type pqScratch struct {
 	proto                        thrift.CompactProtocol
 }
 
-var pqScratches = newFreeList[*pqScratch](runtime.GOMAXPROCS(0))
+// pqScratches outlive collections (see freelist).
+var pqScratches = freelist.New[*pqScratch](runtime.GOMAXPROCS(0))
 
 // borrow gives the writer a pqScratch if it has none, and reports whether
 // it did: `defer w.giveBack(w.borrow())` around work that encodes pages.
@@ -80,7 +83,7 @@ func (w *pqWriter) borrow() bool {
 		return false
 	}
 	var ok bool
-	if w.pqScratch, ok = pqScratches.get(); !ok {
+	if w.pqScratch, ok = pqScratches.Get(); !ok {
 		w.pqScratch = new(pqScratch)
 	}
 	return true
@@ -88,7 +91,7 @@ func (w *pqWriter) borrow() bool {
 
 func (w *pqWriter) giveBack(borrowed bool) {
 	if borrowed {
-		pqScratches.put(w.pqScratch)
+		pqScratches.Put(w.pqScratch)
 		w.pqScratch = nil
 	}
 }
