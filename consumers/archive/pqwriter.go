@@ -333,8 +333,8 @@ func (c *pqColumn) trim() {
 	if drop(cap(c.pages)) {
 		c.pages = nil
 	}
-	if drop(cap(c.dictPlain)) {
-		c.dictPlain, c.dictOffs, c.dict = nil, nil, nil
+	if drop(c.dict.heldBytes()) {
+		c.dict.drop()
 	}
 }
 
@@ -402,10 +402,8 @@ type pqColumn struct {
 	seen     []uint64 // dictionary entries on the page, for its bounds
 
 	// The row group's dictionary.
-	dict      map[string]int32
-	dictPlain []byte   // PLAIN-encoded entries: the dictionary page
-	dictOffs  []uint32 // where each entry's bytes start in dictPlain
-	plainNow  bool     // the dictionary outgrew its limit: PLAIN from here
+	dict     pqDictionary
+	plainNow bool // the dictionary outgrew its limit: PLAIN from here
 
 	// The row group's chunk: its data pages, headers included.
 	pages          []byte
@@ -432,11 +430,8 @@ func (c *pqColumn) resetChunk() {
 	c.values, c.nulls, c.firstRow = 0, 0, 0
 	c.min.ok, c.max.ok = false, false
 	clear(c.seen)
-	if c.dict == nil && c.encoding == pqDict {
-		c.dict = make(map[string]int32)
-	}
-	clear(c.dict)
-	c.dictPlain, c.dictOffs, c.plainNow = c.dictPlain[:0], c.dictOffs[:0], false
+	c.dict.reset()
+	c.plainNow = false
 	c.pages, c.uncompressed, c.chunkValues, c.chunkNulls = c.pages[:0], 0, 0, 0
 	c.chunkMin.ok, c.chunkMax.ok = false, false
 	c.usedEncodings = [10]bool{}
@@ -503,14 +498,7 @@ func (c *pqColumn) str(s string, rep, def uint8) {
 	c.levels(rep, def)
 	switch {
 	case c.encoding == pqDict && !c.plainNow:
-		i, ok := c.dict[s]
-		if !ok {
-			i = int32(len(c.dictOffs))
-			c.dict[strings.Clone(s)] = i
-			c.dictPlain = binary.LittleEndian.AppendUint32(c.dictPlain, uint32(len(s)))
-			c.dictOffs = append(c.dictOffs, uint32(len(c.dictPlain)))
-			c.dictPlain = append(c.dictPlain, s...)
-		}
+		i := c.dict.index(s)
 		switch {
 		case len(c.idx) == 0 && i <= math.MaxUint16:
 			c.idx16 = append(room(c.idx16, 1), uint16(i))
@@ -620,7 +608,7 @@ func (w *pqWriter) cutPages() error {
 		full := c.size() >= w.layout.pageBytes
 		// A dictionary past its limit stops growing: its page is cut, and
 		// the rest of the row group is PLAIN.
-		outgrown := c.encoding == pqDict && !c.plainNow && len(c.dictPlain) > w.layout.dictMaxBytes
+		outgrown := c.encoding == pqDict && !c.plainNow && len(c.dict.plain) > w.layout.dictMaxBytes
 		if full || outgrown {
 			if err := w.flushPage(c); err != nil {
 				return err
@@ -668,15 +656,10 @@ func (w *pqWriter) heldBytes() int64 {
 	for i := range w.cols {
 		c := &w.cols[i]
 		n += int64(cap(c.reps.b) + cap(c.defs.b) + cap(c.plain) + 2*cap(c.idx16) + 4*cap(c.idx) + cap(c.deltas) + 4*cap(c.offs) + 4*cap(c.prefixes) + cap(c.last) +
-			cap(c.pages) + 2*len(c.dictPlain) + dictEntryBytes*len(c.dictOffs))
+			cap(c.pages) + c.dict.heldBytes())
 	}
 	return n
 }
-
-// dictEntryBytes is what a dictionary entry costs besides its bytes: the
-// map's slot (string header, index, control byte, load factor) and its
-// offset.
-const dictEntryBytes = 40
 
 // add appends one row's values to the columns: the levels follow the
 // schema, and a field's zero value is null (the Row's convention); a nil
@@ -913,8 +896,7 @@ func (w *pqWriter) flushPage(c *pqColumn) (err error) {
 				for word != 0 {
 					i := wi<<6 + bits.TrailingZeros64(word)
 					word &= word - 1
-					start := c.dictOffs[i]
-					v := c.dictPlain[start : start+binary.LittleEndian.Uint32(c.dictPlain[start-4:])]
+					v := c.dict.entry(int32(i))
 					if !c.min.ok || bytes.Compare(v, c.min.b) < 0 {
 						c.min.ok, c.min.b = true, append(c.min.b[:0], v...)
 					}
@@ -1072,18 +1054,18 @@ func (w *pqWriter) flushRowGroup() error {
 		start := w.out.off
 		var compressedSize int64
 		if c.encoding == pqDict && c.usedEncodings[format.RLEDictionary] {
-			compressed, err := c.codec.Encode(w.packed, c.dictPlain)
+			compressed, err := c.codec.Encode(w.packed, c.dict.plain)
 			if err != nil {
 				return fmt.Errorf("compress parquet dictionary page: %w", err)
 			}
 			w.packed = compressed
 			h := format.PageHeader{
 				Type:                 format.DictionaryPage,
-				UncompressedPageSize: int32(len(c.dictPlain)),
+				UncompressedPageSize: int32(len(c.dict.plain)),
 				CompressedPageSize:   int32(len(compressed)),
 				CRC:                  int32(crc32.ChecksumIEEE(compressed)),
 				DictionaryPageHeader: thrift.New(format.DictionaryPageHeader{
-					NumValues: int32(len(c.dictOffs)),
+					NumValues: int32(c.dict.len()),
 					Encoding:  format.Plain,
 				}),
 			}
@@ -1096,7 +1078,7 @@ func (w *pqWriter) flushRowGroup() error {
 					return err
 				}
 			}
-			c.uncompressed += int64(len(w.header) + len(c.dictPlain))
+			c.uncompressed += int64(len(w.header) + len(c.dict.plain))
 			compressedSize += int64(len(w.header) + len(compressed))
 			c.usedEncodings[format.Plain] = true
 		}
