@@ -320,9 +320,23 @@ func (s *recordSink) data64(b64 []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The decoder skips line breaks, which a JSON string cannot hold raw:
+	// without them every 4 characters are 3 bytes but the padding's.
+	if len(b64)%4 != 0 || n != len(b64)/4*3-padding(b64) {
+		return nil, errUnexpected
+	}
 	s.decoded += n
 	s.data = s.data[:start+n]
 	return s.data[start : start+n : start+n], nil
+}
+
+// padding is how many '=' end b64.
+func padding(b64 []byte) int {
+	n := 0
+	for i := len(b64) - 1; i >= 0 && n < 2 && b64[i] == '='; i-- {
+		n++
+	}
+	return n
 }
 
 // add appends r, pointing at w's fields for those has marks present
