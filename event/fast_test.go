@@ -1,9 +1,11 @@
 package event
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fastSeeds are inputs at the edges of what the fast path takes: every
@@ -78,4 +80,53 @@ func FuzzFastPathAgrees(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) { checkFastAgrees(t, data) })
+}
+
+// parseUTCMillis gives time.Parse's instant for every timestamp it takes,
+// and takes every valid one of the forms producers send: checked on every
+// day of 2023-2025 and of leap and century years, at several times and
+// fractions, and on near misses (days past a month's end, hours, minutes
+// and seconds out of range, wrong separators, a fourth fraction digit).
+func TestParseUTCMillis_AgreesWithTimeParse(t *testing.T) {
+	check := func(s string) {
+		t.Helper()
+		got, ok := parseUTCMillis(s)
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if ok && (err != nil || got != want.UTC()) {
+			t.Fatalf("%q: %v, time.Parse gives %v (%v)", s, got, want, err)
+		}
+	}
+	mustTake := func(s string) {
+		t.Helper()
+		if _, ok := parseUTCMillis(s); !ok {
+			t.Fatalf("%q: not taken", s)
+		}
+		check(s)
+	}
+	for _, year := range []int{1, 4, 100, 400, 1600, 1900, 1970, 1999, 2000, 2023, 2024, 2025, 2100, 9999} {
+		for month := 1; month <= 12; month++ {
+			for day := 0; day <= 32; day++ {
+				for _, clock := range []string{"00:00:00", "23:59:59", "12:34:56", "24:00:00", "23:60:00", "23:59:60", "1x:00:00"} {
+					for _, frac := range []string{"", ".1", ".12", ".123", ".1234", "."} {
+						s := fmt.Sprintf("%04d-%02d-%02dT%s%sZ", year, month, day, clock, frac)
+						check(s)
+						check(strings.Replace(s, "T", "t", 1))
+						check(strings.Replace(s, "-", "/", 1))
+					}
+				}
+			}
+		}
+	}
+	for d := time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC); d.Year() < 2026; d = d.Add(24*time.Hour + 1234567*time.Millisecond%time.Hour) {
+		mustTake(d.Format("2006-01-02T15:04:05.000Z"))
+		mustTake(d.Format("2006-01-02T15:04:05Z"))
+	}
+	for _, s := range []string{"2024-02-29T00:00:00Z", "2000-02-29T10:00:00.5Z", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999Z"} {
+		mustTake(s)
+	}
+	for _, s := range []string{"2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2024-04-31T00:00:00Z", "0000-01-01T00:00:00Z", "2024-01-01T00:00:00+00:00", "2024-01-01 00:00:00Z", "+024-01-01T00:00:00Z"} {
+		if _, ok := parseUTCMillis(s); ok {
+			t.Fatalf("%q: taken", s)
+		}
+	}
 }
