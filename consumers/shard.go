@@ -223,8 +223,13 @@ func (w *shardWorker) session() (err error) {
 		// The processor keeps no event maps: its batches' maps decode
 		// later events (EventMapsReleaser).
 		_, recycle = sp.(EventMapsReleaser)
-		maxBatch   = math.MaxInt
+		// Or it reads the features and attrs as lists (EventListsReader).
+		_, lists = sp.(EventListsReader)
+		maxBatch = math.MaxInt
 	)
+	if lists {
+		dec.UseLists()
+	}
 	if bl, ok := sp.(BatchLimiter); ok {
 		maxBatch = max(bl.MaxBatchRecords(), 1)
 	}
@@ -301,7 +306,9 @@ func (w *shardWorker) handAnswer(ctx context.Context, sp ShardProcessor, dec *Re
 		rest = rest[n:]
 		last := len(rest) == 0
 		err := w.handle(ctx, sp, skipToCheckpoint(records, skip, dedup, b.end && last), dedup, b.behind, b.end && last)
-		if recycle {
+		if dec.lists != nil {
+			dec.ResetLists()
+		} else if recycle {
 			dec.RecycleMaps(records)
 		}
 		putBatchRecords(records)

@@ -187,3 +187,18 @@ func BenchmarkDecodeShared(b *testing.B) {
 	var e Event
 	runCorpus(b, benchCorpus(4096), func(d []byte) error { return DecodeShared(d, &e) })
 }
+
+// BenchmarkDecodeLists is DecodeLists with the lists reset every 500
+// events, as the consumers' runtime does a batch at a time: against
+// BenchmarkDecodeWithMaps, the cost of filling maps.
+func BenchmarkDecodeLists(b *testing.B) {
+	var lists Lists
+	var e Event
+	n := 0
+	runCorpus(b, benchCorpus(4096), func(d []byte) error {
+		if n++; n%500 == 0 {
+			lists.Reset()
+		}
+		return DecodeLists(d, &e, &lists)
+	})
+}

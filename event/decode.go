@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,8 @@ type decodeState struct {
 	shared bool
 	// maps lends the features and attrs maps (DecodeWith); nil: made.
 	maps *Maps
+	// lists holds the features and attrs instead of maps (DecodeLists).
+	lists *Lists
 }
 
 // record is data as the string the event's unescaped strings are
@@ -92,17 +95,21 @@ var statePool = sync.Pool{New: func() any { return new(decodeState) }}
 // decodes as nil. Integer fields accept integral numbers written as 2e2 or
 // 200.0 up to 2^53. Unmarshal never panics, and neither keeps nor modifies
 // data: the caller may reuse it at once. Safe for concurrent use.
-func Unmarshal(data []byte, e *Event) error { return unmarshal(data, e, false, nil) }
+func Unmarshal(data []byte, e *Event) error { return unmarshal(data, e, false, nil, nil) }
 
 // unmarshal is Unmarshal, e's strings pointing into data itself when
-// shared (DecodeShared), its maps lent by maps when not nil (DecodeWith).
-func unmarshal(data []byte, e *Event, shared bool, maps *Maps) error {
+// shared (DecodeShared), its maps lent by maps when not nil (DecodeWith),
+// its features and attrs in lists when lists is not nil (DecodeLists).
+func unmarshal(data []byte, e *Event, shared bool, maps *Maps, lists *Lists) error {
 	*e = Event{}
 	s := statePool.Get().(*decodeState)
-	s.shared, s.maps = shared, maps
+	s.shared, s.maps, s.lists = shared, maps, lists
 	var err error
 	if !s.fast(data, e) {
 		*e = Event{}
+		if lists != nil {
+			lists.truncate(lists.mark)
+		}
 		err = s.decode(data, e)
 	}
 	s.release()
@@ -154,10 +161,141 @@ func DecodeShared(data []byte, e *Event) error {
 // maps, which lends those Recycle gave back (new ones when it has none).
 // maps is not safe for concurrent use; nil is DecodeShared.
 func DecodeWith(data []byte, e *Event, maps *Maps) error {
-	if err := unmarshal(data, e, true, maps); err != nil {
+	if err := unmarshal(data, e, true, maps, nil); err != nil {
 		return err
 	}
 	return e.validate(true)
+}
+
+// DecodeLists is DecodeShared with e's features and attrs decoded into
+// FeatureList and AttrList, spans of lists, instead of the maps. Names
+// repeated in an object keep their last value, as in a map. On error an
+// object read only in part has no list. lists is not safe for concurrent
+// use.
+func DecodeLists(data []byte, e *Event, lists *Lists) error {
+	lists.mark = lists.len()
+	if err := unmarshal(data, e, true, nil, lists); err != nil {
+		return err
+	}
+	return e.validate(true)
+}
+
+// Lists holds the features and attrs of the events DecodeLists decodes,
+// one event's after another's: an event's FeatureList and AttrList are
+// spans of it. Reset reuses its memory for later events, once nothing
+// holds the earlier ones' lists. The zero Lists is ready.
+type Lists struct {
+	features []Feature
+	attrs    []Attr
+	mark     [2]int // lengths when the event being decoded began
+}
+
+// maxKeptListEntries bounds what Reset keeps of each list: a batch of
+// 10,000 impressions holds ~30,000 features.
+const maxKeptListEntries = 1 << 16
+
+// Reset empties l for later events. Nothing may use the lists of the
+// events decoded before: not those events, nor copies of them.
+func (l *Lists) Reset() {
+	l.features, l.attrs = l.features[:0], l.attrs[:0]
+	if cap(l.features) > maxKeptListEntries {
+		l.features = nil
+	}
+	if cap(l.attrs) > maxKeptListEntries {
+		l.attrs = nil
+	}
+}
+
+// len is how long the lists are; nil's are empty.
+func (l *Lists) len() [2]int {
+	if l == nil {
+		return [2]int{}
+	}
+	return [2]int{len(l.features), len(l.attrs)}
+}
+
+// truncate drops what was appended after n (a fast-path decode that gave
+// up midway).
+func (l *Lists) truncate(n [2]int) {
+	l.features, l.attrs = l.features[:n[0]], l.attrs[:n[1]]
+}
+
+// addFeature and addAttr add an entry of the object being decoded: to its
+// map, or to the end of the lists (features and attrs are objects of the
+// event's top level, decoded one at a time; endFeatures and endAttrs make
+// the entries since the object began its list).
+func (s *decodeState) addFeature(e *Event, name string, f float64) {
+	if s.lists != nil {
+		s.lists.features = append(s.lists.features, Feature{name, f})
+		return
+	}
+	if e.Features == nil {
+		e.Features = s.newFeatures()
+	}
+	e.Features[name] = f
+}
+
+func (s *decodeState) addAttr(e *Event, name, v string) {
+	if s.lists != nil {
+		s.lists.attrs = append(s.lists.attrs, Attr{name, v})
+		return
+	}
+	if e.Attrs == nil {
+		e.Attrs = s.newAttrs()
+	}
+	e.Attrs[name] = v
+}
+
+// endFeatures makes the entries appended since start e's FeatureList, in
+// name order with each name's last value; nil for none.
+func (s *decodeState) endFeatures(e *Event, start int) {
+	if s.lists == nil {
+		return
+	}
+	l := s.lists.features[start:len(s.lists.features):len(s.lists.features)]
+	e.FeatureList = nil
+	if len(l) > 0 {
+		e.FeatureList = byName(l, func(f Feature) string { return f.Name })
+		s.lists.features = s.lists.features[:start+len(e.FeatureList)]
+	}
+}
+
+func (s *decodeState) endAttrs(e *Event, start int) {
+	if s.lists == nil {
+		return
+	}
+	l := s.lists.attrs[start:len(s.lists.attrs):len(s.lists.attrs)]
+	e.AttrList = nil
+	if len(l) > 0 {
+		e.AttrList = byName(l, func(a Attr) string { return a.Name })
+		s.lists.attrs = s.lists.attrs[:start+len(e.AttrList)]
+	}
+}
+
+// byName sorts l, in the order its entries came, by name, keeps the last
+// entry of each name, and returns what is left. Producers send names in
+// order (this package's encoder does): checked in one pass.
+func byName[T any](l []T, name func(T) string) []T {
+	sorted := true
+	for i := 1; i < len(l); i++ {
+		if name(l[i]) <= name(l[i-1]) {
+			sorted = false
+			break
+		}
+	}
+	if sorted {
+		return l
+	}
+	slices.SortStableFunc(l, func(a, b T) int { return strings.Compare(name(a), name(b)) })
+	n := 0
+	for i := range l {
+		if i+1 < len(l) && name(l[i+1]) == name(l[i]) {
+			continue // a later entry of the same name wins
+		}
+		l[n] = l[i]
+		n++
+	}
+	return l[:n]
 }
 
 // Maps keeps the Features and Attrs maps of events done with, for
@@ -218,7 +356,7 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 // keeps that one record alive); resetting it here as well cost ~7% more CPU
 // per decode.
 func (s *decodeState) release() {
-	s.data, s.rec, s.nums, s.shared, s.maps = nil, "", nil, false, nil
+	s.data, s.rec, s.nums, s.shared, s.maps, s.lists = nil, "", nil, false, nil, nil
 	if cap(s.scratch) > 4<<10 {
 		s.scratch = nil
 	}
@@ -653,10 +791,11 @@ func daysFromCivil(y, m, d int) int64 {
 func (s *decodeState) features(e *Event) error {
 	const key = "features"
 	if ok, err := s.beginMap(key); !ok {
-		e.Features = nil
+		e.Features, e.FeatureList = nil, nil
 		return err
 	}
-	e.Features = nil // a repeated "features" replaces the earlier one
+	e.Features, e.FeatureList = nil, nil // a repeated "features" replaces the earlier one
+	start := s.lists.len()[0]
 	d := &s.dec
 	for d.PeekKind() != '}' {
 		name, v, err := s.mapEntry()
@@ -670,11 +809,9 @@ func (s *decodeState) features(e *Event) error {
 		if err != nil {
 			return &Error{key, "value of " + strconv.Quote(clip(name)) + " must be a finite number, got " + clip(string(v))}
 		}
-		if e.Features == nil {
-			e.Features = s.newFeatures()
-		}
-		e.Features[name] = f
+		s.addFeature(e, name, f)
 	}
+	s.endFeatures(e, start)
 	_, err := d.ReadToken()
 	return s.syntaxErrorOrNil(err)
 }
@@ -683,10 +820,11 @@ func (s *decodeState) features(e *Event) error {
 func (s *decodeState) attrs(e *Event) error {
 	const key = "attrs"
 	if ok, err := s.beginMap(key); !ok {
-		e.Attrs = nil
+		e.Attrs, e.AttrList = nil, nil
 		return err
 	}
-	e.Attrs = nil
+	e.Attrs, e.AttrList = nil, nil
+	start := s.lists.len()[1]
 	d := &s.dec
 	for d.PeekKind() != '}' {
 		name, v, err := s.mapEntry()
@@ -700,11 +838,9 @@ func (s *decodeState) attrs(e *Event) error {
 		if err != nil {
 			return err
 		}
-		if e.Attrs == nil {
-			e.Attrs = s.newAttrs()
-		}
-		e.Attrs[name] = str
+		s.addAttr(e, name, str)
 	}
+	s.endAttrs(e, start)
 	_, err := d.ReadToken()
 	return s.syntaxErrorOrNil(err)
 }

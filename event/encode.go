@@ -48,6 +48,15 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 			dst = appendFloat(dst, e.Features[k])
 		}
 		dst = append(dst, '}')
+	} else if len(e.FeatureList) > 0 {
+		dst = append(dst, `,"features":{`...)
+		for i, f := range e.FeatureList {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendFloat(append(appendString(dst, f.Name), ':'), f.Value)
+		}
+		dst = append(dst, '}')
 	}
 	if len(e.Attrs) > 0 {
 		dst = append(dst, `,"attrs":{`...)
@@ -57,6 +66,15 @@ func (e *Event) AppendJSON(dst []byte) []byte {
 			}
 			dst = append(appendString(dst, k), ':')
 			dst = appendString(dst, e.Attrs[k])
+		}
+		dst = append(dst, '}')
+	} else if len(e.AttrList) > 0 {
+		dst = append(dst, `,"attrs":{`...)
+		for i, a := range e.AttrList {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(append(appendString(dst, a.Name), ':'), a.Value)
 		}
 		dst = append(dst, '}')
 	}

@@ -209,11 +209,12 @@ func (s *decodeState) fastTime(p *scanner, dst *time.Time) bool {
 
 // fastFeatures decodes "features": an object of numbers, or null.
 func (s *decodeState) fastFeatures(p *scanner, e *Event) bool {
-	e.Features = nil
+	e.Features, e.FeatureList = nil, nil
 	if p.peek() == 'n' {
 		return p.lit("null")
 	}
-	return p.object(func(ks, ke int) bool {
+	start := s.lists.len()[0]
+	ok := p.object(func(ks, ke int) bool {
 		i, j, ok := p.num()
 		if !ok {
 			return false
@@ -222,21 +223,23 @@ func (s *decodeState) fastFeatures(p *scanner, e *Event) bool {
 		if !ok {
 			return false
 		}
-		if e.Features == nil {
-			e.Features = s.newFeatures()
-		}
-		e.Features[s.sub(ks, ke)] = f
+		s.addFeature(e, s.sub(ks, ke), f)
 		return true
 	})
+	if ok {
+		s.endFeatures(e, start)
+	}
+	return ok
 }
 
 // fastAttrs decodes "attrs": an object of strings, or null.
 func (s *decodeState) fastAttrs(p *scanner, e *Event) bool {
-	e.Attrs = nil
+	e.Attrs, e.AttrList = nil, nil
 	if p.peek() == 'n' {
 		return p.lit("null")
 	}
-	return p.object(func(ks, ke int) bool {
+	start := s.lists.len()[1]
+	ok := p.object(func(ks, ke int) bool {
 		if p.peek() != '"' {
 			return false
 		}
@@ -244,12 +247,13 @@ func (s *decodeState) fastAttrs(p *scanner, e *Event) bool {
 		if !ok {
 			return false
 		}
-		if e.Attrs == nil {
-			e.Attrs = s.newAttrs()
-		}
-		e.Attrs[s.sub(ks, ke)] = s.sub(i, j)
+		s.addAttr(e, s.sub(ks, ke), s.sub(i, j))
 		return true
 	})
+	if ok {
+		s.endAttrs(e, start)
+	}
+	return ok
 }
 
 func unsafeString(b []byte) string {

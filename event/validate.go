@@ -65,6 +65,9 @@ func (e *Event) validate(decoded bool) error {
 	if err := checkFeatures(e.Features); err != nil {
 		return err
 	}
+	if err := checkLists(e); err != nil {
+		return err
+	}
 	if !e.ReceivedAt.IsZero() {
 		if err := checkTime("received_at", e.ReceivedAt); err != nil {
 			return err
@@ -94,6 +97,31 @@ func checkFeatures(m map[string]float64) error {
 	}
 	k := slices.Min(bad)
 	return &Error{"features", "value of " + strconv.Quote(clip(k)) + " must be finite, got " + strconv.FormatFloat(m[k], 'g', -1, 64)}
+}
+
+// checkLists checks an event's FeatureList and AttrList: each instead of
+// its map, in strictly increasing name order, feature values finite.
+func checkLists(e *Event) error {
+	if len(e.FeatureList) > 0 && len(e.Features) > 0 {
+		return &Error{"features", "set both as a map and as a list"}
+	}
+	if len(e.AttrList) > 0 && len(e.Attrs) > 0 {
+		return &Error{"attrs", "set both as a map and as a list"}
+	}
+	for i, f := range e.FeatureList {
+		if i > 0 && f.Name <= e.FeatureList[i-1].Name {
+			return &Error{"features", "list not in strictly increasing name order at " + strconv.Quote(clip(f.Name))}
+		}
+		if math.IsNaN(f.Value) || math.IsInf(f.Value, 0) {
+			return &Error{"features", "value of " + strconv.Quote(clip(f.Name)) + " must be finite, got " + strconv.FormatFloat(f.Value, 'g', -1, 64)}
+		}
+	}
+	for i, a := range e.AttrList {
+		if i > 0 && a.Name <= e.AttrList[i-1].Name {
+			return &Error{"attrs", "list not in strictly increasing name order at " + strconv.Quote(clip(a.Name))}
+		}
+	}
+	return nil
 }
 
 // DefaultMaxFuture is how far an event's ts may be ahead of when it reached

@@ -112,6 +112,11 @@ func benchDecodeAndArchive(b *testing.B, events [][]byte) {
 			b.Fatal(err)
 		}
 		_, releases := sp.(consumers.EventMapsReleaser)
+		// As the runtime does: lists for a processor that reads them.
+		_, lists := sp.(consumers.EventListsReader)
+		if lists {
+			dec.UseLists()
+		}
 		batch := make([]consumers.Record, 0, 500)
 		for i, data := range events {
 			batch = dec.Append(batch, consumers.KinesisRecord{SequenceNumber: seqs[i], ArrivalTime: epoch, Data: data})
@@ -119,7 +124,9 @@ func benchDecodeAndArchive(b *testing.B, events [][]byte) {
 				if _, err := sp.Process(ctx, consumers.Batch{Records: batch, Now: epoch}); err != nil {
 					b.Fatal(err)
 				}
-				if releases {
+				if lists {
+					dec.ResetLists()
+				} else if releases {
 					dec.RecycleMaps(batch)
 				}
 				batch = batch[:0]

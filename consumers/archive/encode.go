@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -291,6 +292,34 @@ func (e *encoder) writer(w io.Writer) *pqWriter {
 }
 
 // encodeGeneric is encodeFrom with parquet-go's GenericWriter.
+// withMaps returns rows, copied with their features and attrs lists as
+// the maps parquet-go writes when any row has lists. (The buffered rows
+// parquet-go's files are made of are read back with maps: only Rows given
+// whole, such as RowOf's, can have lists.)
+func withMaps(rows []Row) []Row {
+	if !slices.ContainsFunc(rows, func(r Row) bool { return r.featureList != nil || r.attrList != nil }) {
+		return rows
+	}
+	out := slices.Clone(rows)
+	for i := range out {
+		r := &out[i]
+		if r.featureList != nil {
+			r.Features = make(map[string]float64, len(r.featureList))
+			for _, f := range r.featureList {
+				r.Features[f.Name] = f.Value
+			}
+		}
+		if r.attrList != nil {
+			r.Attrs = make(map[string]string, len(r.attrList))
+			for _, a := range r.attrList {
+				r.Attrs[a.Name] = a.Value
+			}
+		}
+		r.featureList, r.attrList = nil, nil
+	}
+	return out
+}
+
 func (e *encoder) encodeGeneric(w io.Writer, n int, src rowSource) error {
 	pw, _ := e.pool.Get().(*parquet.GenericWriter[Row])
 	if pw == nil {
@@ -309,6 +338,7 @@ func (e *encoder) encodeGeneric(w io.Writer, n int, src rowSource) error {
 			return err
 		}
 		from += len(rows)
+		rows = withMaps(rows)
 		for len(rows) > 0 {
 			k, err := pw.Write(rows)
 			if err != nil {

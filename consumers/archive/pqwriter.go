@@ -680,7 +680,14 @@ func (w *pqWriter) add(r *Row) {
 	} else {
 		c[colPosition].null(0)
 	}
-	if w.mapStart(colFeatureKey, colFeatureValue, r.Features == nil, len(r.Features)) {
+	switch {
+	case len(r.featureList) > 0: // in name order already
+		for i, f := range r.featureList {
+			rep := uint8(min(i, 1))
+			c[colFeatureKey].str(f.Name, rep, 2)
+			c[colFeatureValue].double(f.Value, rep, 2)
+		}
+	case w.mapStart(colFeatureKey, colFeatureValue, r.Features == nil, len(r.Features)):
 		w.features = appendSorted(w.features[:0], r.Features)
 		for i, e := range w.features {
 			rep := uint8(min(i, 1))
@@ -688,7 +695,14 @@ func (w *pqWriter) add(r *Row) {
 			c[colFeatureValue].double(e.v, rep, 2)
 		}
 	}
-	if w.mapStart(colAttrKey, colAttrValue, r.Attrs == nil, len(r.Attrs)) {
+	switch {
+	case len(r.attrList) > 0:
+		for i, a := range r.attrList {
+			rep := uint8(min(i, 1))
+			c[colAttrKey].str(a.Name, rep, 2)
+			c[colAttrValue].str(a.Value, rep, 2)
+		}
+	case w.mapStart(colAttrKey, colAttrValue, r.Attrs == nil, len(r.Attrs)):
 		w.attrs = appendSorted(w.attrs[:0], r.Attrs)
 		for i, e := range w.attrs {
 			rep := uint8(min(i, 1))

@@ -12,6 +12,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/clickstream-go/clickstream/event"
 )
 
 // genericFile is the reference: parquet-go's GenericWriter over the same
@@ -443,4 +445,55 @@ func TestPQWriterBoundsOpenPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	compareFiles(t, rows, buf.Bytes(), genericFile(t, enc, rows))
+}
+
+// Rows of events decoded with their features and attrs as lists (what
+// the runtime hands the archive) make the same files, byte for byte, as
+// rows of the same events decoded with maps: with the archive's writer,
+// and packed for parquet-go's (a Bloom filter configured).
+func TestRowsWithLists_WriteTheFilesOfMaps(t *testing.T) {
+	events := append(benchEvents(3_000), loadgenEvents(t, 3_000)...)
+	events = append(events, []byte(`{"type":"x","ts":1,"user_id":"u","features":{"b":2,"a":1,"b":3},"attrs":{"z":"1","a":"2"}}`))
+	recs := recordsOf(testShard, events, 5)
+	var lists event.Lists
+	withLists := make([]Row, 0, len(recs))
+	for i := range recs {
+		r := recs[i]
+		if r.Err != nil {
+			continue
+		}
+		if err := event.DecodeLists(r.Data, &r.Event, &lists); err != nil {
+			t.Fatal(err)
+		}
+		if r.Event.Features != nil || r.Event.Attrs != nil {
+			t.Fatal("DecodeLists made maps")
+		}
+		withLists = append(withLists, RowOf(&r))
+	}
+	withMaps := rowsOf(recs)
+	for _, bloom := range []bool{false, true} {
+		// A fresh encoder each: a pooled parquet-go writer does not write
+		// a file byte for byte as a new one does.
+		encode := func(rows []Row) []byte {
+			cfg, _ := Config{PageBytes: 16 << 10, RowGroupRows: 2_500, BloomFilterUserID: bloom}.withDefaults()
+			enc, err := newEncoder(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := enc.encodeBytes(rows, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		got, want := encode(withLists), encode(withMaps)
+		if !bytes.Equal(got, want) {
+			t.Errorf("bloom=%v: the file of rows with lists differs from the file of rows with maps", bloom)
+		}
+	}
+	for i := range withLists {
+		if got, want := appendRow(nil, &withLists[i]), appendRow(nil, &withMaps[i]); !bytes.Equal(got, want) {
+			t.Fatalf("row %d packs as %x with lists, %x with maps", i, got, want)
+		}
+	}
 }

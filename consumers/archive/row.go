@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/clickstream-go/clickstream/consumers"
+	"github.com/clickstream-go/clickstream/event"
 )
 
 // Row is one archived event: a row of the Parquet files. The struct tags are
@@ -52,10 +53,16 @@ type Row struct {
 	SubSequenceNumber int64  `parquet:"sub_sequence_number,delta"`
 	// ArrivalTS is when Kinesis accepted the record (ApproximateArrivalTimestamp).
 	ArrivalTS int64 `parquet:"arrival_ts,optional,timestamp(millisecond:utc),delta"`
+
+	// featureList and attrList are the features and attrs of an event
+	// decoded as lists (event.DecodeLists), in name order, instead of
+	// Features and Attrs: not columns of their own, the same ones.
+	featureList []event.Feature
+	attrList    []event.Attr
 }
 
-// RowOf converts a good record into its archive row. The row shares maps
-// and strings with the record's event; neither is modified.
+// RowOf converts a good record into its archive row. The row shares maps,
+// lists and strings with the record's event; none is modified.
 func RowOf(r *consumers.Record) Row {
 	var pos *int64
 	if r.Event.Position != nil {
@@ -81,6 +88,8 @@ func rowOf(r *consumers.Record, pos *int64) Row {
 		Placement:         e.Placement,
 		Features:          e.Features,
 		Attrs:             e.Attrs,
+		featureList:       e.FeatureList,
+		attrList:          e.AttrList,
 		Host:              e.Host,
 		Method:            e.Method,
 		URI:               e.URI,

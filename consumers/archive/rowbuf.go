@@ -72,9 +72,16 @@ func appendRow(dst []byte, row *Row) []byte {
 		row.Placement, row.Host, row.Method, row.URI, row.Route, row.Cache, row.UserAgent, row.Extra} {
 		dst = appendString(dst, s)
 	}
-	if row.Features == nil {
+	switch {
+	case len(row.featureList) > 0:
+		dst = binary.AppendUvarint(dst, uint64(len(row.featureList))+1)
+		for _, f := range row.featureList {
+			dst = appendString(dst, f.Name)
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(f.Value))
+		}
+	case row.Features == nil:
 		dst = append(dst, 0)
-	} else {
+	default:
 		var buf [16]entry[float64]
 		dst = binary.AppendUvarint(dst, uint64(len(row.Features))+1)
 		for _, e := range appendSorted(buf[:0], row.Features) {
@@ -82,9 +89,16 @@ func appendRow(dst []byte, row *Row) []byte {
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.v))
 		}
 	}
-	if row.Attrs == nil {
+	switch {
+	case len(row.attrList) > 0:
+		dst = binary.AppendUvarint(dst, uint64(len(row.attrList))+1)
+		for _, a := range row.attrList {
+			dst = appendString(dst, a.Name)
+			dst = appendString(dst, a.Value)
+		}
+	case row.Attrs == nil:
 		dst = append(dst, 0)
-	} else {
+	default:
 		var buf [16]entry[string]
 		dst = binary.AppendUvarint(dst, uint64(len(row.Attrs))+1)
 		for _, e := range appendSorted(buf[:0], row.Attrs) {

@@ -251,7 +251,15 @@ type shardProc struct {
 	closed bool
 }
 
-var _ consumers.EventMapsReleaser = (*shardProc)(nil)
+var (
+	_ consumers.EventMapsReleaser = (*shardProc)(nil)
+	_ consumers.EventListsReader  = (*shardProc)(nil)
+)
+
+// ReadsEventLists implements consumers.EventListsReader: a row's features
+// and attrs are written into its file (or packed) as it arrives, in name
+// order; the lists are not kept.
+func (s *shardProc) ReadsEventLists() {}
 
 // ReleasesEventMaps implements consumers.EventMapsReleaser: a row's map
 // entries are copied into its file's pages (or its buffered form) when the
