@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -231,9 +232,9 @@ func TestEncode_SizesTheNextFileFromTheLastOne(t *testing.T) {
 	}
 }
 
-// With zstd, the id column's pages are compressed at zstd's fastest level,
-// the sequence numbers' as Huffman-coded literals, and every other
-// column's at the default; the files say ZSTD for all.
+// With zstd, the pages of the id column and of fastCols are compressed at
+// zstd's fastest level, the sequence numbers' as Huffman-coded literals,
+// and every other column's at the default; the files say ZSTD for all.
 func TestEncode_IDsAreCompressedAtTheFastestZstdLevel(t *testing.T) {
 	cfg, _ := Config{}.withDefaults()
 	enc, err := newEncoder(cfg)
@@ -242,10 +243,10 @@ func TestEncode_IDsAreCompressedAtTheFastestZstdLevel(t *testing.T) {
 	}
 	for i, leaf := range enc.layout.leaves {
 		want := kzstd.SpeedDefault
-		switch i {
-		case colID:
+		switch {
+		case i == colID || slices.Contains(fastCols, i):
 			want = kzstd.SpeedFastest
-		case colSequenceNumber:
+		case i == colSequenceNumber:
 			if l, ok := leaf.codec.(*literalsCodec); !ok || l.fallback.level != kzstd.SpeedFastest {
 				t.Fatalf("column %s: codec %v, want literals with zstd fastest", pqColumnNames[i], leaf.codec)
 			}

@@ -186,10 +186,10 @@ const columnIndexSizeLimit = parquet.DefaultColumnIndexSizeLimit
 
 // newPQLayout lays out the files of opts. Pages are compressed with
 // cs.file, those of the id and sequence_number columns with cs.ids and
-// cs.seqs: the same codec in the file, perhaps at another level or without
-// some of its steps (see codecsFor).
+// cs.seqs, those of fastCols with cs.fast: the same codec in the file,
+// perhaps at another level or without some of its steps (see codecsFor).
 func newPQLayout(opts []parquet.WriterOption, cs codecs, pageBytes int, rowGroupRows int64, dictMaxBytes int) (*pqLayout, error) {
-	for _, c := range []compress.Codec{cs.ids, cs.seqs} {
+	for _, c := range []compress.Codec{cs.ids, cs.seqs, cs.fast} {
 		if c.CompressionCodec() != cs.file.CompressionCodec() {
 			return nil, fmt.Errorf("archive: column codec %s, file codec %s", c, cs.file)
 		}
@@ -228,6 +228,9 @@ func newPQLayout(opts []parquet.WriterOption, cs codecs, pageBytes int, rowGroup
 			pl.codec = cs.ids
 		case colSequenceNumber:
 			pl.codec = cs.seqs
+		}
+		if slices.Contains(fastCols, i) {
+			pl.codec = cs.fast
 		}
 		switch pl.kind {
 		case parquet.Int32, parquet.Int64, parquet.Double, parquet.ByteArray:
