@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -240,6 +241,26 @@ type recordSink struct {
 	first    []byte // the first such buffer, sized from lastShape
 	wire     []jsonRecord
 	bufs     *Buffers // nil: none
+	strs     []byte   // memory of the records' strings (str)
+}
+
+// strChunk is the memory str takes at a time: ~100 records' sequence
+// numbers and partition keys.
+const strChunk = 8 << 10
+
+// str is v as a string in memory shared by many records' sequence numbers
+// and partition keys: one allocation where each string was one of its
+// own, two a record. The memory is never reused, so a string kept (a
+// checkpoint's sequence number) stays as it is, keeping its chunk alive.
+func (s *recordSink) str(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	if len(s.strs)+len(v) > cap(s.strs) {
+		s.strs = make([]byte, 0, max(strChunk, len(v)))
+	}
+	s.strs = append(s.strs, v...)
+	return unsafe.String(&s.strs[len(s.strs)-len(v)], len(v))
 }
 
 // lastShape is the proportions of the last large JSON answer the process

@@ -129,9 +129,9 @@ func scanRecords(s *scanner, body []byte, out *kinesis.GetRecordsOutput, bufs *B
 					return errUnexpected
 				}
 				if f == 1 {
-					w.seq, has[0] = string(v), true
+					w.seq, has[0] = sink.str(v), true
 				} else {
-					w.pk, has[1] = string(v), true
+					w.pk, has[1] = sink.str(v), true
 				}
 			case 3:
 				v, ok := s.num()

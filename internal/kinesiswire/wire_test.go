@@ -357,10 +357,14 @@ func TestDecodeInto_ReusesTheLastAnswersMemory(t *testing.T) {
 			c := kinesiswire.Wrap(s.client(), format)
 			var bufs kinesiswire.Buffers
 			var prev []byte // the memory the last answer's data is in
+			var kept [][2]string
 			for i, n := range sizes {
 				out, err := c.GetRecords(context.Background(), in, kinesiswire.DecodeInto(&bufs))
 				if err != nil {
 					t.Fatal(err)
+				}
+				for _, r := range out.Records {
+					kept = append(kept, [2]string{aws.ToString(r.SequenceNumber), aws.ToString(r.PartitionKey)})
 				}
 				if len(out.Records) != n {
 					t.Fatalf("answer %d: %d records, want %d", i, len(out.Records), n)
@@ -391,6 +395,19 @@ func TestDecodeInto_ReusesTheLastAnswersMemory(t *testing.T) {
 					t.Errorf("answer %d, larger than the one before, was decoded into its memory", i)
 				}
 				prev = mem
+			}
+			// The answers' sequence numbers and partition keys (the
+			// strings, which a checkpoint keeps; the pointers to them are
+			// in reused memory too) are as they were, whatever memory
+			// later answers reused.
+			k := 0
+			for i, n := range sizes {
+				for j := range n {
+					if got := kept[k]; got != [2]string{fmt.Sprint(j), fmt.Sprint("u-", i)} {
+						t.Fatalf("answer %d record %d: sequence number and partition key now %q", i, j, got)
+					}
+					k++
+				}
 			}
 		})
 	}
