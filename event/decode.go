@@ -246,30 +246,31 @@ func (s *decodeState) addAttr(e *Event, name, v string) {
 	e.Attrs[name] = v
 }
 
-// endFeatures makes the entries appended since start e's FeatureList, in
-// name order with each name's last value; nil for none.
+// endFeatures and endAttrs make the entries appended since start e's
+// FeatureList or AttrList, in name order with each name's last value; nil
+// for none.
 func (s *decodeState) endFeatures(e *Event, start int) {
-	if s.lists == nil {
-		return
-	}
-	l := s.lists.features[start:len(s.lists.features):len(s.lists.features)]
-	e.FeatureList = nil
-	if len(l) > 0 {
-		e.FeatureList = byName(l, func(f Feature) string { return f.Name })
-		s.lists.features = s.lists.features[:start+len(e.FeatureList)]
+	if s.lists != nil {
+		e.FeatureList = endList(&s.lists.features, start, func(f Feature) string { return f.Name })
 	}
 }
 
 func (s *decodeState) endAttrs(e *Event, start int) {
-	if s.lists == nil {
-		return
+	if s.lists != nil {
+		e.AttrList = endList(&s.lists.attrs, start, func(a Attr) string { return a.Name })
 	}
-	l := s.lists.attrs[start:len(s.lists.attrs):len(s.lists.attrs)]
-	e.AttrList = nil
-	if len(l) > 0 {
-		e.AttrList = byName(l, func(a Attr) string { return a.Name })
-		s.lists.attrs = s.lists.attrs[:start+len(e.AttrList)]
+}
+
+// endList is the entries of list from start, by name (byName), the
+// entries dropped also dropped from list.
+func endList[T any](list *[]T, start int, name func(T) string) []T {
+	l := (*list)[start:len(*list):len(*list)]
+	if len(l) == 0 {
+		return nil
 	}
+	l = byName(l, name)
+	*list = (*list)[:start+len(l)]
+	return l
 }
 
 // byName sorts l, in the order its entries came, by name, keeps the last
