@@ -223,11 +223,10 @@ func (w *shardWorker) session() (err error) {
 		// The processor keeps no event maps: its batches' maps decode
 		// later events (EventMapsReleaser).
 		_, recycle = sp.(EventMapsReleaser)
-		// Or it reads the features and attrs as lists (EventListsReader).
-		_, lists = sp.(EventListsReader)
-		maxBatch = math.MaxInt
+		maxBatch   = math.MaxInt
 	)
-	if lists {
+	// Or it reads the features and attrs as lists (EventListsReader).
+	if _, ok := sp.(EventListsReader); ok {
 		dec.UseLists()
 	}
 	if bl, ok := sp.(BatchLimiter); ok {

@@ -319,7 +319,6 @@ func (e *encoder) writer(w io.Writer) *pqWriter {
 	return pw
 }
 
-// encodeGeneric is encodeFrom with parquet-go's GenericWriter.
 // withMaps returns rows, copied with their features and attrs lists as
 // the maps parquet-go writes when any row has lists. (The buffered rows
 // parquet-go's files are made of are read back with maps: only Rows given
@@ -348,6 +347,7 @@ func withMaps(rows []Row) []Row {
 	return out
 }
 
+// encodeGeneric is encodeFrom with parquet-go's GenericWriter.
 func (e *encoder) encodeGeneric(w io.Writer, n int, src rowSource) error {
 	pw, _ := e.pool.Get().(*parquet.GenericWriter[Row])
 	if pw == nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/parquet-go/parquet-go/encoding/thrift"
 	"github.com/parquet-go/parquet-go/format"
 
+	"github.com/clickstream-go/clickstream/event"
 	"github.com/clickstream-go/clickstream/internal/freelist"
 )
 
@@ -51,9 +52,9 @@ type pqWriter struct {
 	// Page indexes of the row groups written, kept until the footer.
 	colIndexes [][numColumns]*format.ColumnIndex
 	offIndexes [][numColumns]format.OffsetIndex
-	// A row's maps, sorted.
-	features []entry[float64]
-	attrs    []entry[string]
+	// A row's maps' entries, sorted.
+	features []event.Feature
+	attrs    []event.Attr
 	// held is the heap the file holds so far (see heldBytes), as of the
 	// last cut of pages.
 	held int64
@@ -683,34 +684,30 @@ func (w *pqWriter) add(r *Row) {
 	} else {
 		c[colPosition].null(0)
 	}
-	switch {
-	case len(r.featureList) > 0: // in name order already
-		for i, f := range r.featureList {
+	// A row's features and attrs: its lists, in name order already, or
+	// its maps' entries sorted.
+	feats := r.featureList
+	if len(feats) == 0 && len(r.Features) > 0 {
+		w.features = sortedFeatures(w.features[:0], r.Features)
+		feats = w.features
+	}
+	if w.mapStart(colFeatureKey, colFeatureValue, r.Features == nil && len(feats) == 0, len(feats)) {
+		for i, f := range feats {
 			rep := uint8(min(i, 1))
 			c[colFeatureKey].str(f.Name, rep, 2)
 			c[colFeatureValue].double(f.Value, rep, 2)
 		}
-	case w.mapStart(colFeatureKey, colFeatureValue, r.Features == nil, len(r.Features)):
-		w.features = appendSorted(w.features[:0], r.Features)
-		for i, e := range w.features {
-			rep := uint8(min(i, 1))
-			c[colFeatureKey].str(e.k, rep, 2)
-			c[colFeatureValue].double(e.v, rep, 2)
-		}
 	}
-	switch {
-	case len(r.attrList) > 0:
-		for i, a := range r.attrList {
+	attrs := r.attrList
+	if len(attrs) == 0 && len(r.Attrs) > 0 {
+		w.attrs = sortedAttrs(w.attrs[:0], r.Attrs)
+		attrs = w.attrs
+	}
+	if w.mapStart(colAttrKey, colAttrValue, r.Attrs == nil && len(attrs) == 0, len(attrs)) {
+		for i, a := range attrs {
 			rep := uint8(min(i, 1))
 			c[colAttrKey].str(a.Name, rep, 2)
 			c[colAttrValue].str(a.Value, rep, 2)
-		}
-	case w.mapStart(colAttrKey, colAttrValue, r.Attrs == nil, len(r.Attrs)):
-		w.attrs = appendSorted(w.attrs[:0], r.Attrs)
-		for i, e := range w.attrs {
-			rep := uint8(min(i, 1))
-			c[colAttrKey].str(e.k, rep, 2)
-			c[colAttrValue].str(e.v, rep, 2)
 		}
 	}
 	c[colHost].optStr(r.Host)

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"unsafe"
+
+	"github.com/clickstream-go/clickstream/event"
 )
 
 // The buffered form of a row, for files parquet-go writes (a Bloom filter
@@ -72,38 +74,32 @@ func appendRow(dst []byte, row *Row) []byte {
 		row.Placement, row.Host, row.Method, row.URI, row.Route, row.Cache, row.UserAgent, row.Extra} {
 		dst = appendString(dst, s)
 	}
-	switch {
-	case len(row.featureList) > 0:
-		dst = binary.AppendUvarint(dst, uint64(len(row.featureList))+1)
-		for _, f := range row.featureList {
+	var fbuf [16]event.Feature
+	feats := row.featureList
+	if len(feats) == 0 && len(row.Features) > 0 {
+		feats = sortedFeatures(fbuf[:0], row.Features)
+	}
+	if row.Features == nil && len(feats) == 0 {
+		dst = append(dst, 0)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(len(feats))+1)
+		for _, f := range feats {
 			dst = appendString(dst, f.Name)
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(f.Value))
 		}
-	case row.Features == nil:
-		dst = append(dst, 0)
-	default:
-		var buf [16]entry[float64]
-		dst = binary.AppendUvarint(dst, uint64(len(row.Features))+1)
-		for _, e := range appendSorted(buf[:0], row.Features) {
-			dst = appendString(dst, e.k)
-			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(e.v))
-		}
 	}
-	switch {
-	case len(row.attrList) > 0:
-		dst = binary.AppendUvarint(dst, uint64(len(row.attrList))+1)
-		for _, a := range row.attrList {
+	var abuf [16]event.Attr
+	attrs := row.attrList
+	if len(attrs) == 0 && len(row.Attrs) > 0 {
+		attrs = sortedAttrs(abuf[:0], row.Attrs)
+	}
+	if row.Attrs == nil && len(attrs) == 0 {
+		dst = append(dst, 0)
+	} else {
+		dst = binary.AppendUvarint(dst, uint64(len(attrs))+1)
+		for _, a := range attrs {
 			dst = appendString(dst, a.Name)
 			dst = appendString(dst, a.Value)
-		}
-	case row.Attrs == nil:
-		dst = append(dst, 0)
-	default:
-		var buf [16]entry[string]
-		dst = binary.AppendUvarint(dst, uint64(len(row.Attrs))+1)
-		for _, e := range appendSorted(buf[:0], row.Attrs) {
-			dst = appendString(dst, e.k)
-			dst = appendString(dst, e.v)
 		}
 	}
 	dst = appendString(dst, row.SequenceNumber)
@@ -111,19 +107,23 @@ func appendRow(dst []byte, row *Row) []byte {
 	return binary.AppendVarint(dst, row.ArrivalTS)
 }
 
-// entry is a map entry.
-type entry[V any] struct {
-	k string
-	v V
+// sortedFeatures and sortedAttrs append m's entries to dst in name order,
+// as the lists of an event decoded with them (event.DecodeLists) hold them.
+// Entries, not names: looking each value up again by its name cost a hash
+// per entry.
+func sortedFeatures(dst []event.Feature, m map[string]float64) []event.Feature {
+	for k, v := range m {
+		dst = append(dst, event.Feature{Name: k, Value: v})
+	}
+	slices.SortFunc(dst, func(a, b event.Feature) int { return strings.Compare(a.Name, b.Name) })
+	return dst
 }
 
-// appendSorted appends m's entries to dst in key order. Entries, not keys:
-// looking each value up again by its key cost a hash per entry.
-func appendSorted[V any](dst []entry[V], m map[string]V) []entry[V] {
+func sortedAttrs(dst []event.Attr, m map[string]string) []event.Attr {
 	for k, v := range m {
-		dst = append(dst, entry[V]{k, v})
+		dst = append(dst, event.Attr{Name: k, Value: v})
 	}
-	slices.SortFunc(dst, func(a, b entry[V]) int { return strings.Compare(a.k, b.k) })
+	slices.SortFunc(dst, func(a, b event.Attr) int { return strings.Compare(a.Name, b.Name) })
 	return dst
 }
 
