@@ -196,7 +196,16 @@ const maxKeptListEntries = 1 << 16
 
 // Reset empties l for later events. Nothing may use the lists of the
 // events decoded before: not those events, nor copies of them.
+//
+// The entries are cleared, not only cut off: their names point into the
+// records' data (DecodeShared), and entries a smaller batch does not
+// overwrite kept whole GetRecords answers alive, several a shard (31 MB
+// of answers held on an 8-shard archive, 10 of them needed). Nothing
+// beyond the lists' length is ever left set (truncate and endList clear
+// what they drop), so clearing up to it is enough.
 func (l *Lists) Reset() {
+	clear(l.features)
+	clear(l.attrs)
 	l.features, l.attrs = l.features[:0], l.attrs[:0]
 	if cap(l.features) > maxKeptListEntries {
 		l.features = nil
@@ -217,6 +226,8 @@ func (l *Lists) len() [2]int {
 // truncate drops what was appended after n (a fast-path decode that gave
 // up midway).
 func (l *Lists) truncate(n [2]int) {
+	clear(l.features[n[0]:])
+	clear(l.attrs[n[1]:])
 	l.features, l.attrs = l.features[:n[0]], l.attrs[:n[1]]
 }
 
@@ -269,6 +280,7 @@ func endList[T any](list *[]T, start int, name func(T) string) []T {
 		return nil
 	}
 	l = byName(l, name)
+	clear((*list)[start+len(l):]) // the repeated names' entries
 	*list = (*list)[:start+len(l)]
 	return l
 }

@@ -143,3 +143,57 @@ func TestLists_EncodeAndValidate(t *testing.T) {
 		}
 	}
 }
+
+// Lists pin no earlier record's data: their entries' names point into the
+// records (DecodeShared), so whatever lies beyond the lists' length, where
+// a later, smaller batch does not write, must be cleared, or it would keep
+// earlier GetRecords answers alive. Entries are dropped by Reset, by the
+// fast path giving up midway (truncate) and by repeated names.
+func TestLists_ResetPinsNoEarlierData(t *testing.T) {
+	var l Lists
+	pinned := func(when string) {
+		t.Helper()
+		for i, f := range l.features[len(l.features):cap(l.features)] {
+			if f != (Feature{}) {
+				t.Fatalf("%s: feature %d beyond the length %d still set: %+v", when, len(l.features)+i, len(l.features), f)
+			}
+		}
+		for i, a := range l.attrs[len(l.attrs):cap(l.attrs)] {
+			if a != (Attr{}) {
+				t.Fatalf("%s: attr %d beyond the length %d still set: %+v", when, len(l.attrs)+i, len(l.attrs), a)
+			}
+		}
+	}
+	var e Event
+	decode := func(s string) {
+		t.Helper()
+		e = Event{}
+		if err := DecodeLists([]byte(s), &e, &l); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	// A large batch, then a smaller one over the same memory.
+	for range 50 {
+		decode(`{"type":"x","ts":1,"features":{"a":1,"b":2,"c":3},"attrs":{"k":"v","l":"w"}}`)
+	}
+	l.Reset()
+	pinned("after a batch")
+	decode(`{"type":"x","ts":1,"features":{"a":1},"attrs":{"k":"v"}}`)
+	pinned("after a smaller batch's event")
+	// Repeated names: the entries dropped are cleared.
+	decode(`{"type":"x","ts":1,"features":{"b":2,"a":1,"b":3},"attrs":{"z":"1","y":"2","z":"3"}}`)
+	if len(e.FeatureList) != 2 || len(e.AttrList) != 2 {
+		t.Fatalf("lists %+v %+v", e.FeatureList, e.AttrList)
+	}
+	pinned("after repeated names")
+	// The fast path gives up after the features (a escaped string later):
+	// what it appended is dropped before the slow path decodes again.
+	decode(`{"type":"x","ts":1,"features":{"a":1,"b":2},"attrs":{"k":"v"},"uri":"/\u00e9"}`)
+	pinned("after the fast path gave up")
+	mark := l.len()
+	decode(`{"type":"x","ts":1,"features":{"a":1},"attrs":{"k":"v"}}`)
+	l.truncate(mark)
+	pinned("after truncate")
+	l.Reset()
+	pinned("after the last reset")
+}
