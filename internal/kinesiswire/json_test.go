@@ -66,6 +66,7 @@ var sharedBufs = &Buffers{}
 func randomAnswer(r *rand.Rand, maxRecords, maxData int) string {
 	var b strings.Builder
 	b.WriteString(`{"Records":[`)
+	at := 1.7e9
 	for i := range r.IntN(maxRecords) {
 		if i > 0 {
 			b.WriteByte(',')
@@ -74,8 +75,11 @@ func randomAnswer(r *rand.Rand, maxRecords, maxData int) string {
 		for j := range data {
 			data[j] = byte(r.Uint32())
 		}
+		if r.IntN(3) == 0 { // else the last record's arrival, as records put together have
+			at = 1.7e9 + r.Float64()*1e8
+		}
 		fmt.Fprintf(&b, `{"SequenceNumber":"%d","ApproximateArrivalTimestamp":%.3f,"Data":%q,"PartitionKey":"u-%d","EncryptionType":"NONE"}`,
-			r.Uint64(), 1.7e9+r.Float64()*1e8, base64.StdEncoding.EncodeToString(data), r.IntN(1000))
+			r.Uint64(), at, base64.StdEncoding.EncodeToString(data), r.IntN(1000))
 	}
 	fmt.Fprintf(&b, `],"NextShardIterator":"it-%d","MillisBehindLatest":%d}`, r.IntN(100), r.IntN(100000))
 	return b.String()
@@ -104,6 +108,8 @@ func TestJSON_DecodesAsTheSDKDoes(t *testing.T) {
 		`{"Records":[{"Data":"","PartitionKey":"\u00e9\"x\\y","SequenceNumber":"1","ApproximateArrivalTimestamp":1796440980.2617,"EncryptionType":"KMS","Unknown":{"a":[1]}}],"Other":true}`,
 		`{"Records":[{"SequenceNumber":"2"},{"Data":"AA==","ApproximateArrivalTimestamp":1796440980}]}`,
 		`{"Records":[{"Data":"AA==","ApproximateArrivalTimestamp":0.0005},{"Data":"AA==","ApproximateArrivalTimestamp":-1.5}]}`,
+		// Arrival times equal to the last record's, and near them.
+		`{"Records":[{"Data":"AA==","ApproximateArrivalTimestamp":1796440980.261},{"Data":"AQ==","ApproximateArrivalTimestamp":1796440980.261},{"Data":"Ag==","ApproximateArrivalTimestamp":1796440980.26},{"Data":"Aw==","ApproximateArrivalTimestamp":1796440980.2612},{"Data":"BA=="},{"Data":"BQ==","ApproximateArrivalTimestamp":1796440980.261},{"Data":"Bg==","ApproximateArrivalTimestamp":1.796440980261E9}]}`,
 		`{"Records":[{"Data":null}]}`,
 		`{"Records":[{"Data":"!!!"}]}`,
 		`{"Records":[{"Data":"AA==","ApproximateArrivalTimestamp":"2026-12-05T00:00:00Z"}]}`,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"slices"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -86,6 +87,11 @@ func scanRecords(s *scanner, body []byte, out *kinesis.GetRecordsOutput, bufs *B
 		return errUnexpected
 	}
 	sink := newRecordSink(body, out, bufs)
+	// The last arrival time parsed, and its text: the records of one
+	// PutRecords call arrive in the same millisecond, and follow each
+	// other on a shard.
+	var lastAt []byte
+	var lastTime time.Time
 	for first := true; !s.eat(']'); first = false {
 		if !first && !s.eat(',') || !s.eat('{') {
 			return errUnexpected
@@ -138,11 +144,14 @@ func scanRecords(s *scanner, body []byte, out *kinesis.GetRecordsOutput, bufs *B
 				if !ok {
 					return errUnexpected
 				}
-				var err error
-				if w.at, err = epochSeconds(v); err != nil {
-					return errUnexpected
+				if lastAt == nil || !bytes.Equal(v, lastAt) {
+					var err error
+					if lastTime, err = epochSeconds(v); err != nil {
+						return errUnexpected
+					}
+					lastAt = v
 				}
-				has[2] = true
+				w.at, has[2] = lastTime, true
 			case 4:
 				v, ok := s.str()
 				if !ok {
