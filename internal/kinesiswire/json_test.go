@@ -9,12 +9,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"reflect"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
-	"unsafe"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
@@ -370,27 +368,19 @@ func TestJSON_SizesBuffersFromTheLastAnswer(t *testing.T) {
 }
 
 // A body read into a new buffer has room for the next answers, about as
-// large, once the buffer is pooled: sized exactly, most pooled bodies
-// were a little too small for the next answer and another was made.
-func TestReadBody_APooledBodyTakesALittleLargerAnswer(t *testing.T) {
-	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // a collection empties the pool
-	read := func(n int) []byte {
-		t.Helper()
-		body := bytes.Repeat([]byte{'x'}, n)
-		resp := &smithyhttp.Response{Response: &http.Response{ContentLength: int64(n), Body: io.NopCloser(bytes.NewReader(body))}}
-		b, err := readBody(resp, true, nil)
-		if err != nil || !bytes.Equal(b, body) {
-			t.Fatalf("read %d bytes: %d, %v", n, len(b), err)
-		}
-		return b
-	}
+// large, once the buffer is pooled (putBody): sized exactly, most pooled
+// bodies were a little too small for the next answer and another was
+// made. (Whether the pool hands the buffer back is sync.Pool's affair:
+// under the race detector it drops a quarter of what it is given.)
+func TestReadBody_APooledBodyHasRoomForALittleLargerAnswer(t *testing.T) {
 	const n = 1_400_000
-	first := read(n)
-	if cap(first) < n+n/10 {
-		t.Fatalf("a %d-byte body got a buffer of %d", n, cap(first))
+	body := bytes.Repeat([]byte{'x'}, n)
+	resp := &smithyhttp.Response{Response: &http.Response{ContentLength: n, Body: io.NopCloser(bytes.NewReader(body))}}
+	b, err := readBody(resp, true, nil)
+	if err != nil || !bytes.Equal(b, body) {
+		t.Fatalf("read %d bytes: %d, %v", n, len(b), err)
 	}
-	putBody(first)
-	if next := read(n + n/10); unsafe.SliceData(next) != unsafe.SliceData(first) {
-		t.Fatal("an answer 10% larger did not reuse the pooled body")
+	if cap(b) <= n+n/10 {
+		t.Fatalf("a %d-byte body got a buffer of %d: no room for an answer 10%% larger", n, cap(b))
 	}
 }
