@@ -186,7 +186,7 @@ func TestLists_ResetPinsNoEarlierData(t *testing.T) {
 		t.Fatalf("lists %+v %+v", e.FeatureList, e.AttrList)
 	}
 	pinned("after repeated names")
-	// The fast path gives up after the features (a escaped string later):
+	// The fast path gives up after the features (an escaped string later):
 	// what it appended is dropped before the slow path decodes again.
 	decode(`{"type":"x","ts":1,"features":{"a":1,"b":2},"attrs":{"k":"v"},"uri":"/\u00e9"}`)
 	pinned("after the fast path gave up")
