@@ -237,7 +237,7 @@ func readBody(resp *smithyhttp.Response, pooled bool, into []byte) ([]byte, erro
 	if buf == nil {
 		c := n + 1
 		if pooled {
-			c += c / 8 // see bodySlack
+			c += c / bodySlack
 		}
 		buf = make([]byte, n+1, c)
 	}
@@ -265,12 +265,13 @@ func putBody(b []byte) {
 	}
 }
 
-// bodySlack: a body read into a buffer of its own gets an eighth more
+// bodySlack: a body read into a buffer of its own gets 1/bodySlack more
 // room, so that the next answers, about as large (1 MiB of records give
 // bodies of 1.3-1.4 MB), fit in it once it is pooled. Sized exactly, most
 // pooled bodies were a little too small for the next answer: bodies were
 // 32 MB of the 177 MB an archive allocated reading 200,000 records.
-//
+const bodySlack = 8
+
 // maxPooledBody: answers of the default 1 MiB of record data are ~1.4 MB.
 const maxPooledBody = 4 << 20
 
