@@ -32,6 +32,7 @@ const (
 	crashOwner    = "CONSUMERS_CRASH_OWNER"
 	crashSuicide  = "CONSUMERS_CRASH_SUICIDE" // probability of SIGKILLing itself after output, before checkpoint
 	crashReadMode = "CONSUMERS_CRASH_READ_MODE"
+	crashReady    = "CONSUMERS_CRASH_READY" // a file the child creates once SIGTERM stops it gracefully
 )
 
 // crashChildMain runs a consumer whose processor appends every record's id
@@ -40,6 +41,11 @@ func crashChildMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	fail := func(err error) int { fmt.Fprintln(os.Stderr, "crash child:", err); return 2 }
+	if path := os.Getenv(crashReady); path != "" {
+		if err := os.WriteFile(path, nil, 0o644); err != nil {
+			return fail(err)
+		}
+	}
 	c, err := awsx.Load(ctx)
 	if err != nil {
 		return fail(err)
@@ -152,11 +158,12 @@ func testCrash(t *testing.T, mode string) {
 		return nil
 	})
 
-	child := func(owner string, suicide float64) *exec.Cmd {
+	child := func(owner string, suicide float64, env ...string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), crashChildEnv+"=1", crashStream+"="+e.stream, crashTable+"="+e.table,
 			crashReadMode+"="+mode, "AWS_ENDPOINT_URL_KINESIS="+endpoint,
 			crashOut+"="+out, crashOwner+"="+owner, crashSuicide+"="+strconv.FormatFloat(suicide, 'f', -1, 64))
+		cmd.Env = append(cmd.Env, env...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -192,7 +199,15 @@ func testCrash(t *testing.T, mode string) {
 	}
 	want := p.produced()
 
-	cmd := child("crash-final", 0)
+	// The earlier processes may have written every id already, so the
+	// catch-up below can hold at once: the SIGTERM after it must not reach
+	// the last process before it handles the signal.
+	ready := filepath.Join(t.TempDir(), "ready")
+	cmd := child("crash-final", 0, crashReady+"="+ready)
+	waitFor(t, 30*time.Second, "the last process to handle SIGTERM", func() bool {
+		_, err := os.Stat(ready)
+		return err == nil
+	})
 	waitFor(t, 60*time.Second, "the last process to catch up", func() bool {
 		seen := readSeen(t, out)
 		for _, id := range want {
