@@ -64,6 +64,7 @@ func consumeCommand(stderr io.Writer) *cli.Command {
 		lambdaWindow        time.Duration
 		readMode            string
 		protocol            string
+		cpus                string
 	)
 	return &cli.Command{
 		Name:  "consume",
@@ -139,6 +140,7 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			fs.StringVar(&protocol, "get-records-protocol", protoJSON, `how GetRecords answers are read (--read-mode poll): "json" (the Go SDK's wire format, decoded ~4x cheaper than the SDK does), "cbor" (what the AWS Java SDK uses: record data as raw bytes, not base64, yet no cheaper to decode than json; works with kinesis-local, not with kinesalite, which cuts CBOR answers above ~16 KiB, nor behind the shard-limit proxy, which meters only JSON reads), or "sdk" (the SDK's own decoder)`)
 			fs.DurationVar(&poll, "poll-interval", 200*time.Millisecond, "minimum time between GetRecords calls on a shard")
 			fs.DurationVar(&idle, "idle-interval", consumers.DefaultIdleInterval, "wait after an empty GetRecords on a caught-up shard (latency-critical consumers: set it to --poll-interval)")
+			fs.StringVar(&cpus, "cpus", procsAuto, `cores the process runs on (Go's GOMAXPROCS): "auto" starts with one and doubles them while the process keeps them over 70% busy, up to the machine's or its container's limit, and gives one back after 30s when one fewer would be at most 35% busy (a consumer waits on AWS most of the time, and one core spends 7-12% less CPU per event than two); or a number. A GOMAXPROCS in the environment stands with "auto"`)
 			fs.Int64Var(&memLimit, "memory-limit", 0, "soft memory limit of the Go runtime in bytes (0: when archive runs and GOMEMLIMIT is unset, 48 MiB above what the archive buffers, at most --archive-memory-budget + 160 MiB, and at least a quarter of the live heap above it, raised while collections take over 10% of the CPU; negative: none)")
 			fs.Int64Var(&maxBytesPerCall, "max-bytes-per-call", consumers.DefaultMaxBytesPerCall, "bytes of record data a GetRecords call asks for (from the mean record size; bounds memory per shard)")
 			fs.DurationVar(&shutdown, "shutdown-timeout", 30*time.Second, "bound on the graceful stop")
@@ -164,6 +166,10 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 			}
 			if protocol != protoJSON && protocol != protoCBOR && protocol != protoSDK {
 				return cli.UsageErr("--get-records-protocol must be %s, %s or %s, not %q", protoJSON, protoCBOR, protoSDK, protocol)
+			}
+			nCPUs, err := parseCPUs(cpus)
+			if err != nil {
+				return cli.UsageErr("%v", err)
 			}
 			log, err := newLogger(stderr, logFormat, logLevel)
 			if err != nil {
@@ -212,6 +218,7 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 				debug.SetMemoryLimit(lim)
 				log.Info("soft memory limit", "bytes", lim)
 			}
+			startCores(ctx, nCPUs, log)
 			if metricsAddr != "" {
 				ln, err := listenMetrics(metricsAddr, metricsAddr == DefaultConsumeMetricsAddr)
 				if err != nil {
