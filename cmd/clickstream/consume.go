@@ -218,7 +218,7 @@ are served on --metrics-addr. SIGINT/SIGTERM flush, checkpoint and release every
 				debug.SetMemoryLimit(lim)
 				log.Info("soft memory limit", "bytes", lim)
 			}
-			startCores(ctx, nCPUs, log)
+			defer startCores(ctx, nCPUs, log)()
 			if metricsAddr != "" {
 				ln, err := listenMetrics(metricsAddr, metricsAddr == DefaultConsumeMetricsAddr)
 				if err != nil {

@@ -64,26 +64,39 @@ func parseCPUs(s string) (int, error) {
 	return n, nil
 }
 
-// startCores applies --cpus (n cores, 0: auto) for the rest of the process.
-// With auto, a GOMAXPROCS in the environment is the user's choice and
-// stands.
-func startCores(ctx context.Context, n int, log *slog.Logger) {
+// startCores applies --cpus (n cores, 0: auto) until the returned func is
+// called, which stops the governor and gives the runtime back the
+// GOMAXPROCS it had (for a consume run in-process, as tests do). With auto,
+// a GOMAXPROCS in the environment is the user's choice and stands.
+func startCores(ctx context.Context, n int, log *slog.Logger) (stop func()) {
+	before := runtime.GOMAXPROCS(0)
+	restore := func() { runtime.GOMAXPROCS(before) }
 	switch {
 	case n > 0:
 		runtime.GOMAXPROCS(n)
 		log.Info("cores", "cpus", n)
-		return
+		return restore
 	case os.Getenv("GOMAXPROCS") != "":
-		log.Info("cores: GOMAXPROCS is set", "cpus", runtime.GOMAXPROCS(0))
-		return
+		log.Info("cores: GOMAXPROCS is set", "cpus", before)
+		return func() {}
 	}
 	if _, ok := processCPU(); !ok {
-		log.Warn("cores: the process's CPU time is not known; using Go's default", "cpus", runtime.GOMAXPROCS(0))
-		return
+		log.Warn("cores: the process's CPU time is not known; using Go's default", "cpus", before)
+		return func() {}
 	}
-	g := newCoreGovernor(runtime.GOMAXPROCS(0), log)
+	g := newCoreGovernor(before, log)
 	g.start(time.Now())
-	go g.run(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+		restore()
+	}
 }
 
 func newCoreGovernor(max int, log *slog.Logger) *coreGovernor {

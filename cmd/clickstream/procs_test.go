@@ -83,14 +83,14 @@ func TestCoreGovernor_FollowsTheLoad(t *testing.T) {
 
 // TestCoreGovernor_SetsTheRuntimesCores: the governor moves the Go
 // runtime's GOMAXPROCS; a number given to --cpus sets it; auto leaves a
-// GOMAXPROCS from the environment alone.
+// GOMAXPROCS from the environment alone; stopping gives the runtime back
+// what it had.
 func TestCoreGovernor_SetsTheRuntimesCores(t *testing.T) {
-	before := runtime.GOMAXPROCS(0)
+	before := runtime.GOMAXPROCS(3)
 	defer runtime.GOMAXPROCS(before)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	g := newCoreGovernor(3, log)
-	now := time.Now()
-	g.start(now)
+	g.start(time.Now())
 	if got := runtime.GOMAXPROCS(0); got != 1 {
 		t.Fatalf("GOMAXPROCS %d after start, want 1", got)
 	}
@@ -98,18 +98,33 @@ func TestCoreGovernor_SetsTheRuntimesCores(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != 3 {
 		t.Errorf("GOMAXPROCS %d after a resize to 3, want 3", got)
 	}
-	startCores(context.Background(), 2, log)
+
+	stop := startCores(context.Background(), 2, log)
 	if got := runtime.GOMAXPROCS(0); got != 2 {
 		t.Errorf("--cpus 2: GOMAXPROCS %d", got)
 	}
+	stop()
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("--cpus 2 stopped: GOMAXPROCS %d, want 3 back", got)
+	}
+
+	stop = startCores(context.Background(), 0, log)
+	if got := runtime.GOMAXPROCS(0); got != 1 {
+		t.Errorf("auto: GOMAXPROCS %d at start, want 1", got)
+	}
+	stop()
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("auto stopped: GOMAXPROCS %d, want 3 back", got)
+	}
+
 	// auto with GOMAXPROCS in the environment: the user's choice stands.
 	t.Setenv("GOMAXPROCS", "2")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	startCores(ctx, 0, log)
-	if got := runtime.GOMAXPROCS(0); got != 2 {
-		t.Errorf("auto with GOMAXPROCS=2 set: GOMAXPROCS %d", got)
+	stop = startCores(context.Background(), 0, log)
+	if got := runtime.GOMAXPROCS(0); got != 3 {
+		t.Errorf("auto with GOMAXPROCS set: GOMAXPROCS %d, want 3 untouched", got)
 	}
+	stop()
+
 	if d, ok := processCPU(); !ok || d <= 0 {
 		t.Errorf("processCPU = %v, %v; want the CPU this test used", d, ok)
 	}
