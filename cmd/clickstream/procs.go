@@ -22,7 +22,7 @@ import (
 // the archive of a 4-shard stream used ~9% of its wall time. With two cores
 // the scheduler hands a shard's goroutine between them as it wakes, a second
 // core looks for work before it sleeps, and collections run on both; on one
-// core the same events cost 7-12% less CPU, and ~5% less RSS (the archive of
+// core the same events cost 6-15% less CPU, and ~5% less RSS (the archive of
 // a 200,000-event stream, the same binary with GOMAXPROCS=1 and 2
 // alternately; docs/BENCHMARKS.md). A process with more to do than one core
 // gets more within a second or two, as fast as doubling allows.
