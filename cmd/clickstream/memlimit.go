@@ -121,17 +121,23 @@ func (g *memoryGovernor) step() {
 	}
 }
 
-// run steps every interval until ctx is done.
+// run steps now and every interval until ctx is done.
 func (g *memoryGovernor) run(ctx context.Context, every time.Duration) {
 	g.step()
+	tick(ctx, every, func(time.Time) { g.step() })
+}
+
+// tick calls f with the time every interval until ctx is done (the
+// governors' loop).
+func tick(ctx context.Context, every time.Duration, f func(time.Time)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			g.step()
+		case now := <-t.C:
+			f(now)
 		}
 	}
 }

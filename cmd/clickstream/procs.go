@@ -90,7 +90,7 @@ func startCores(ctx context.Context, n int, log *slog.Logger) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		g.run(ctx)
+		tick(ctx, procsInterval, g.step)
 	}()
 	return func() {
 		cancel()
@@ -137,19 +137,6 @@ func (g *coreGovernor) resize(n int, busy float64) {
 	g.log.Info("cores follow the load", "cpus", n, "was", g.cur, "busy_cores", strconv.FormatFloat(busy, 'f', 2, 64))
 	g.cur, g.calm = n, 0
 	g.set(n)
-}
-
-func (g *coreGovernor) run(ctx context.Context) {
-	t := time.NewTicker(procsInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			g.step(now)
-		}
-	}
 }
 
 // processCPU is the CPU time (user and system) the process has used.
